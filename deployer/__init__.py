@@ -1,0 +1,1 @@
+"""The release tool ``rolling``: Docker containers, address pools, rollouts (not built yet)."""

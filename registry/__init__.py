@@ -1,0 +1,39 @@
+"""The registry: data model, validation, storage backends, change feed and audit log.
+
+It knows nothing of HTTP or DNS; front ends and the deployer read snapshots
+and write batches of changes through a ``Store``.
+"""
+
+from __future__ import annotations
+
+from .changes import Change, ChangeSet
+from .errors import (
+    ConflictError,
+    InUseError,
+    NotFoundError,
+    RegistryError,
+    StoreUnavailableError,
+    ValidationError,
+)
+from .model import Datacenter, Endpoint, Region, Release, Service
+from .snapshot import Snapshot
+from .store import Store, open_store
+
+__all__ = [
+    "Change",
+    "ChangeSet",
+    "ConflictError",
+    "Datacenter",
+    "Endpoint",
+    "InUseError",
+    "NotFoundError",
+    "Region",
+    "RegistryError",
+    "Release",
+    "Service",
+    "Snapshot",
+    "Store",
+    "StoreUnavailableError",
+    "ValidationError",
+    "open_store",
+]

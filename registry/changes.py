@@ -1,0 +1,127 @@
+"""Changes: the unit of every registry write, of the change feed and of the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .model import Datacenter, Endpoint, Record, Region, Release, Service
+
+Kind = Literal["datacenter", "region", "service", "endpoint", "release"]
+Op = Literal["put", "delete"]
+
+_LOADERS: dict[str, Any] = {
+    "datacenter": Datacenter.load,
+    "region": Region.load,
+    "service": Service.load,
+    "endpoint": Endpoint.load,
+    "release": Release.load,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Put or delete one record.
+
+    ``key`` is the record's name; for an endpoint it is ``service/id`` and for a
+    release the service name.
+    """
+
+    op: Op
+    kind: Kind
+    key: str
+    value: Record | None = None
+
+    @classmethod
+    def put(cls, record: Record) -> Change:
+        """A change that creates or replaces ``record``."""
+        return cls("put", kind_of(record), key_of(record), record)
+
+    @classmethod
+    def delete(cls, kind: Kind, key: str) -> Change:
+        """A change that removes the record ``kind``/``key``."""
+        return cls("delete", kind, key, None)
+
+    @property
+    def service(self) -> str | None:
+        """The service this change touches, or None for datacenters and regions."""
+        if self.kind in ("service", "release"):
+            return self.key
+        if self.kind == "endpoint":
+            return self.key.split("/", 1)[0]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (feed, audit log)."""
+        return {
+            "op": self.op,
+            "kind": self.kind,
+            "key": self.key,
+            "value": None if self.value is None else self.value.to_dict(),
+        }
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any]) -> Change:
+        """Rebuild from the store's JSON (trusted)."""
+        value = d.get("value")
+        return cls(d["op"], d["kind"], d["key"], None if value is None else _LOADERS[d["kind"]](value))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """One committed batch: the revision it produced, who made it and when."""
+
+    revision: int
+    changes: tuple[Change, ...]
+    actor: str = "unknown"
+    time: float = 0.0
+
+    @property
+    def services(self) -> frozenset[str] | None:
+        """Services touched, or None when a datacenter or region changed (all affected)."""
+        out = set()
+        for c in self.changes:
+            s = c.service
+            if s is None:
+                return None
+            out.add(s)
+        return frozenset(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (feed, audit log)."""
+        return {
+            "revision": self.revision,
+            "actor": self.actor,
+            "time": self.time,
+            "changes": [c.to_dict() for c in self.changes],
+        }
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any]) -> ChangeSet:
+        """Rebuild from the store's JSON (trusted)."""
+        return cls(
+            d["revision"], tuple(Change.load(c) for c in d["changes"]), d["actor"], d["time"]
+        )
+
+
+def kind_of(record: Record) -> Kind:
+    """The change kind for a record."""
+    if isinstance(record, Datacenter):
+        return "datacenter"
+    if isinstance(record, Region):
+        return "region"
+    if isinstance(record, Service):
+        return "service"
+    if isinstance(record, Endpoint):
+        return "endpoint"
+    return "release"
+
+
+def key_of(record: Record) -> str:
+    """The store key for a record."""
+    if isinstance(record, Endpoint):
+        return record.key
+    if isinstance(record, Release):
+        return record.service
+    return record.name

@@ -1,0 +1,163 @@
+"""An immutable view of the whole registry at one revision, and how changes apply to it.
+
+``Snapshot.apply`` is pure: it returns a new snapshot (sharing what did not
+change) or raises without touching the old one, so a store can validate a
+batch completely before it writes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .changes import Change
+from .errors import InUseError, NotFoundError, ValidationError
+from .model import Datacenter, Endpoint, Region, Release, Service
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The registry at ``revision``. Treat every mapping as read-only."""
+
+    revision: int = 0
+    datacenters: Mapping[str, Datacenter] = field(default_factory=dict)
+    regions: Mapping[str, Region] = field(default_factory=dict)
+    services: Mapping[str, Service] = field(default_factory=dict)
+    endpoints: Mapping[str, Mapping[str, Endpoint]] = field(default_factory=dict)
+    releases: Mapping[str, Release] = field(default_factory=dict)
+
+    def endpoints_of(self, service: str) -> Mapping[str, Endpoint]:
+        """Endpoints of ``service`` by id (empty when none)."""
+        return self.endpoints.get(service, {})
+
+    def apply(self, changes: Iterable[Change], revision: int) -> tuple[Snapshot, tuple[Change, ...]]:
+        """Apply ``changes`` in order and check references.
+
+        Returns the new snapshot and the effective changes (a service delete
+        expands into deletes of its endpoints and release). Raises
+        ValidationError, NotFoundError or InUseError and changes nothing.
+        """
+        dcs = dict(self.datacenters)
+        regions = dict(self.regions)
+        services = dict(self.services)
+        endpoints: dict[str, Mapping[str, Endpoint]] = dict(self.endpoints)
+        releases = dict(self.releases)
+        copied: set[str] = set()  # services whose endpoint map is already a private copy
+        effective: list[Change] = []
+
+        def own_endpoints(svc: str) -> dict[str, Endpoint]:
+            if svc not in copied:
+                endpoints[svc] = dict(endpoints.get(svc, {}))
+                copied.add(svc)
+            return endpoints[svc]  # type: ignore[return-value]
+
+        for change in changes:
+            table: dict[str, Any]
+            if change.kind == "endpoint":
+                svc, _, eid = change.key.partition("/")
+                eps = own_endpoints(svc)
+                if change.op == "put":
+                    eps[eid] = change.value  # type: ignore[assignment]
+                elif eps.pop(eid, None) is None:
+                    raise NotFoundError(f"endpoint {eid!r} of service {svc!r} does not exist")
+                effective.append(change)
+                continue
+            table = {"datacenter": dcs, "region": regions, "service": services, "release": releases}[
+                change.kind
+            ]
+            if change.op == "put":
+                table[change.key] = change.value
+            else:
+                if table.pop(change.key, None) is None:
+                    raise NotFoundError(f"{change.kind} {change.key!r} does not exist")
+                if change.kind == "service":
+                    for eid in sorted(own_endpoints(change.key)):
+                        effective.append(Change.delete("endpoint", f"{change.key}/{eid}"))
+                    endpoints.pop(change.key, None)
+                    if releases.pop(change.key, None) is not None:
+                        effective.append(Change.delete("release", change.key))
+            effective.append(change)
+
+        for svc in copied:
+            if not endpoints.get(svc):
+                endpoints.pop(svc, None)
+        new = Snapshot(revision, dcs, regions, services, endpoints, releases)
+        new._check_references(effective)
+        return new, tuple(effective)
+
+    def _check_references(self, changes: Iterable[Change]) -> None:
+        """Every reference from a changed record, and to a deleted one, must resolve."""
+        for c in changes:
+            if c.op == "put":
+                if isinstance(c.value, Endpoint):
+                    if c.value.service not in self.services:
+                        raise NotFoundError(f"service {c.value.service!r} does not exist")
+                    if c.value.dc not in self.datacenters:
+                        raise ValidationError("dc", f"datacenter {c.value.dc!r} does not exist")
+                elif isinstance(c.value, Release):
+                    if c.value.service not in self.services:
+                        raise NotFoundError(f"service {c.value.service!r} does not exist")
+                elif isinstance(c.value, Service):
+                    self._check_traffic(c.value)
+            elif c.kind == "datacenter":
+                users = self._users_of_datacenter(c.key)
+                if users:
+                    raise InUseError(f"datacenter {c.key!r} is still used by {', '.join(users[:5])}")
+            elif c.kind == "region":
+                users = [s.name for s in self.services.values() if c.key in s.traffic]
+                if users:
+                    raise InUseError(f"region {c.key!r} still has traffic tables in {', '.join(users[:5])}")
+
+    def _check_traffic(self, service: Service) -> None:
+        for region, table in service.traffic.items():
+            if region != "default" and region not in self.regions:
+                raise ValidationError(f"traffic.{region}", f"region {region!r} does not exist")
+            for dc in table:
+                if dc not in self.datacenters:
+                    raise ValidationError(f"traffic.{region}.{dc}", f"datacenter {dc!r} does not exist")
+
+    def _users_of_datacenter(self, dc: str) -> list[str]:
+        users = [f"service {s.name}" for s in self.services.values()
+                 if any(dc in t for t in s.traffic.values())]  # fmt: skip
+        for svc, eps in self.endpoints.items():
+            if any(e.dc == dc for e in eps.values()):
+                users.append(f"endpoints of {svc}")
+        return users
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole registry as JSON (admin ``GET /state``, node snapshots)."""
+        return {
+            "revision": self.revision,
+            "datacenters": {k: d.to_dict() for k, d in sorted(self.datacenters.items())},
+            "regions": {k: r.to_dict() for k, r in sorted(self.regions.items())},
+            "services": {
+                name: {
+                    **s.to_dict(),
+                    "release": self.releases[name].to_dict() if name in self.releases else None,
+                    "endpoints": {
+                        eid: e.to_dict() for eid, e in sorted(self.endpoints_of(name).items())
+                    },
+                }
+                for name, s in sorted(self.services.items())
+            },
+        }
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any]) -> Snapshot:
+        """Rebuild from ``to_dict`` output (trusted)."""
+        services, endpoints, releases = {}, {}, {}
+        for name, s in d["services"].items():
+            services[name] = Service.load(s)
+            if s.get("release"):
+                releases[name] = Release.load(s["release"])
+            if s.get("endpoints"):
+                endpoints[name] = {eid: Endpoint.load(e) for eid, e in s["endpoints"].items()}
+        return cls(
+            d["revision"],
+            {k: Datacenter.load(x) for k, x in d["datacenters"].items()},
+            {k: Region.load(x) for k, x in d["regions"].items()},
+            services,
+            endpoints,
+            releases,
+        )

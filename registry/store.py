@@ -1,0 +1,56 @@
+"""The storage protocol every backend implements, and the URL factory.
+
+A store holds one snapshot of the registry, one store-wide revision, a change
+feed and an audit log. Backends: ``sqlite:///path`` / ``sqlite://:memory:``
+(embedded, single node) and, later, Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from .changes import Change, ChangeSet
+from .errors import ValidationError
+from .snapshot import Snapshot
+
+
+class Store(Protocol):
+    """The registry's storage: a handful of async methods."""
+
+    async def snapshot(self) -> Snapshot:
+        """The whole registry at the latest revision."""
+        ...
+
+    async def apply(
+        self, changes: Sequence[Change], *, expected_revision: int | None = None, actor: str = "unknown"
+    ) -> ChangeSet:
+        """Apply a batch atomically; all or nothing.
+
+        Raises ConflictError when ``expected_revision`` is given and the store
+        moved past it, ValidationError/NotFoundError/InUseError when the batch
+        is invalid against the current state.
+        """
+        ...
+
+    def watch(self, from_revision: int) -> AsyncIterator[ChangeSet]:
+        """Committed batches with revision > ``from_revision``, in order, forever."""
+        ...
+
+    async def audit(self, since: int = 0, limit: int = 1000) -> list[ChangeSet]:
+        """Committed batches with revision > ``since``, oldest first, at most ``limit``."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and stop background tasks."""
+        ...
+
+
+async def open_store(url: str) -> Store:
+    """Open the backend named by ``url``."""
+    if url.startswith("sqlite://"):
+        from .sqlite import SQLiteStore
+
+        return await SQLiteStore.open(url)
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise ValidationError("store", f"unsupported store URL scheme {scheme!r} (use sqlite:///path)")

@@ -1,0 +1,78 @@
+"""The stable hash behind every steering decision.
+
+Every node and every run must agree, so nothing here uses Python's ``hash()``.
+
+* ``h64(*fields)``: the first 8 bytes (big-endian) of BLAKE2b over the UTF-8
+  fields joined by U+001F (unit separator).
+* ``bucket(key) = h64(key) >> 48``: clients are grouped into 65,536 buckets;
+  every decision is a function of the bucket, which lets nodes cache answers
+  per bucket (DESIGN §4) while keeping the same key sticky.
+* ``draw(bucket, salt)``: a uniform number in (0, 1) for one (client bucket,
+  candidate) pair: ``mix64(salt XOR (bucket * 0x9E3779B97F4A7C15 mod 2**64))``,
+  where ``mix64`` is the SplitMix64 finaliser, then the top 53 bits plus a half
+  over 2**53. A candidate's salt is ``h64(service, role, name)`` with role
+  ``dc``, ``endpoint`` or ``canary``, computed once at compile time, so a
+  query costs one BLAKE2b (the key) and a few integer mixes.
+* ``score(bucket, salt, weight) = -weight / ln(draw)``: weighted rendezvous
+  (highest random weight) hashing; the highest score wins and each candidate
+  wins with probability weight / total.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from hashlib import blake2b
+
+BUCKET_BITS = 16
+BUCKETS = 1 << BUCKET_BITS
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_TWO53 = float(1 << 53)
+
+
+def h64(*fields: str) -> int:
+    """BLAKE2b-64 of the fields joined by U+001F."""
+    return int.from_bytes(blake2b("\x1f".join(fields).encode(), digest_size=8).digest(), "big")
+
+
+def bucket(key: str) -> int:
+    """The client bucket (0..65535) of a client key."""
+    return int.from_bytes(blake2b(key.encode(), digest_size=8).digest()[:2], "big")
+
+
+def mix64(z: int) -> int:
+    """SplitMix64 finaliser: a bijection on 64-bit integers with full avalanche."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def draw(bucket: int, salt: int) -> float:
+    """Uniform in the open interval (0, 1) for (bucket, salt)."""
+    return ((mix64(salt ^ ((bucket * _GOLDEN) & _M64)) >> 11) + 0.5) / _TWO53
+
+
+def score(bucket: int, salt: int, weight: int) -> float:
+    """Weighted rendezvous score; higher wins. Weight 0 never wins."""
+    return -weight / math.log(draw(bucket, salt))
+
+
+def scores(bucket: int, salts: Sequence[int], weights: Sequence[int] | None) -> list[float]:
+    """``score`` for many candidates at once (the same arithmetic, inlined for speed).
+
+    With ``weights`` None (all weights equal) the ranking is the same as the
+    draw's, so the draws themselves are returned and the logarithm is skipped.
+    """
+    spread = (bucket * _GOLDEN) & _M64
+    out = []
+    append = out.append
+    for salt in salts:
+        z = salt ^ spread
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        append(((z ^ (z >> 31)) >> 11) + 0.5)
+    if weights is None:
+        return out
+    log = math.log
+    return [-w / log(d / _TWO53) for d, w in zip(out, weights, strict=True)]

@@ -1,0 +1,241 @@
+"""The compiled routing table: the query hot path (DESIGN §4).
+
+Built from a registry snapshot, it keeps one ``CompiledService`` per service
+and caches each decision per (region, family, client bucket) inside it. A
+change to one service replaces that service's compiled entry, which drops its
+cache with it; a datacenter or region change rebuilds everything and swaps the
+whole table in one assignment. Queries never touch the store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from registry.model import Region
+from registry.snapshot import Snapshot
+
+from .hashing import bucket as bucket_of
+from .steering import Choice, CompiledService, compile_service, decide
+
+A, AAAA = 1, 28
+_FAMILY = {A: 4, AAAA: 6}
+
+
+def parse_ip(text: str) -> tuple[int, int]:
+    """``(address as int, family)`` for an IPv4 or IPv6 literal; ValueError otherwise."""
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big"), 4
+    except OSError:
+        pass
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text.split("%", 1)[0]), "big"), 6
+    except (OSError, ValueError):
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is asking: the address steering uses (may be None) and an optional device id."""
+
+    ip: int | None = None
+    family: int = 4
+    uid: str | None = None
+
+    @classmethod
+    def of(cls, ip: str | None, uid: str | None = None) -> Client:
+        """From an address literal (ValueError if malformed) and an optional device id."""
+        if ip is None:
+            return cls(None, 4, uid or None)
+        value, family = parse_ip(ip)
+        return cls(value, family, uid or None)
+
+    @property
+    def key(self) -> str:
+        """The steering key (DESIGN §3.1); see ``steering.client_key``."""
+        if self.uid:
+            return "uid:" + self.uid
+        if self.ip is None:
+            return "none"
+        return f"4:{self.ip >> 8}" if self.family == 4 else f"6:{self.ip >> 72}"
+
+    @property
+    def prefix_len(self) -> int:
+        """The prefix length the key is built from (ECS scope); 0 for device ids."""
+        if self.uid or self.ip is None:
+            return 0
+        return 24 if self.family == 4 else 56
+
+    def address_text(self) -> str | None:
+        """The client address as text, or None."""
+        if self.ip is None:
+            return None
+        return str(
+            ipaddress.ip_address(self.ip) if self.family == 4 else ipaddress.IPv6Address(self.ip)
+        )
+
+
+class Regions:
+    """Longest-prefix match of client addresses to region names ("default" if none)."""
+
+    def __init__(self, regions: Iterable[Region]) -> None:
+        self.names: list[str] = ["default"]
+        self.index: dict[str, int] = {"default": 0}
+        by_len: dict[tuple[int, int], dict[int, int]] = {}
+        for region in sorted(regions, key=lambda r: r.name):
+            idx = self.index.setdefault(region.name, len(self.names))
+            if idx == len(self.names):
+                self.names.append(region.name)
+            for text in region.cidrs:
+                net = ipaddress.ip_network(text)
+                bits = net.max_prefixlen
+                shift = bits - net.prefixlen
+                by_len.setdefault((net.version, net.prefixlen), {})[
+                    int(net.network_address) >> shift
+                ] = idx
+        self._v4 = [
+            (32 - plen, m)
+            for (fam, plen), m in sorted(by_len.items(), key=lambda x: -x[0][1])
+            if fam == 4
+        ]
+        self._v6 = [
+            (128 - plen, m)
+            for (fam, plen), m in sorted(by_len.items(), key=lambda x: -x[0][1])
+            if fam == 6
+        ]
+
+    def match(self, ip: int | None, family: int) -> int:
+        """Index (into ``names``) of the region with the longest matching prefix."""
+        if ip is None:
+            return 0
+        for shift, nets in self._v4 if family == 4 else self._v6:
+            idx = nets.get(ip >> shift)
+            if idx is not None:
+                return idx
+        return 0
+
+
+class RoutingTable:
+    """All services compiled for queries, with per-bucket answer caches."""
+
+    def __init__(self, snapshot: Snapshot, *, max_cached: int = 500_000) -> None:
+        self.max_cached = max_cached
+        self._cached = 0
+        self._buckets: dict[int | str, int] = {}
+        self._rebuild(snapshot)
+
+    # -- building -----------------------------------------------------------
+
+    def _rebuild(self, snap: Snapshot) -> None:
+        services = {name: self._compile(snap, name) for name in snap.services}
+        regions = Regions(snap.regions.values())
+        # One assignment each: a query sees either the old table or the new one.
+        self.snapshot, self.regions, self.services = snap, regions, services
+        self.revision = snap.revision
+        self._cached = 0
+
+    @staticmethod
+    def _compile(snap: Snapshot, name: str) -> CompiledService:
+        return compile_service(
+            snap.services[name],
+            snap.endpoints_of(name).values(),
+            snap.releases.get(name),
+            snap.datacenters,
+        )
+
+    def update(self, snapshot: Snapshot, services: frozenset[str] | None) -> None:
+        """Move to ``snapshot``; recompile only ``services`` (None = everything)."""
+        if services is None:
+            self._rebuild(snapshot)
+            return
+        for name in services:
+            old = self.services.get(name)
+            if name in snapshot.services:
+                self.services[name] = self._compile(snapshot, name)
+            else:
+                self.services.pop(name, None)
+            if old is not None:
+                self._cached -= len(old.cache)
+        self.snapshot = snapshot
+        self.revision = snapshot.revision
+
+    # -- querying -----------------------------------------------------------
+
+    def bucket(self, client: Client) -> int:
+        """The client's bucket, memoised (hashing is the dominant per-query cost)."""
+        memo: int | str
+        if client.uid:
+            memo = client.uid
+        elif client.ip is None:
+            memo = -1
+        else:
+            memo = client.ip >> 8 if client.family == 4 else (client.ip >> 72) + (1 << 56)
+        b = self._buckets.get(memo)
+        if b is None:
+            if len(self._buckets) >= 1_000_000:
+                self._buckets.clear()
+            b = self._buckets[memo] = bucket_of(client.key)
+        return b
+
+    def resolve(self, name: str, qtype: int, client: Client) -> Choice | None:
+        """Addresses for ``name`` (lower-case, no trailing dot); None if not served."""
+        svc = self.services.get(name)
+        if svc is None:
+            return None
+        family = _FAMILY[qtype]
+        region = self.regions.match(client.ip, client.family)
+        b = self.bucket(client)
+        ck = (region << 17) | ((family == 6) << 16) | b
+        choice = svc.cache.get(ck)
+        if choice is None:
+            choice = decide(svc, family, self.regions.names[region], b)
+            if self._cached >= self.max_cached:
+                self._drop_caches()
+            svc.cache[ck] = choice
+            self._cached += 1
+        return choice
+
+    def _drop_caches(self) -> None:
+        for svc in self.services.values():
+            svc.cache.clear()
+        self._cached = 0
+
+    def explain(self, name: str, qtype: int, client: Client) -> dict[str, Any] | None:
+        """The full decision trace for one query; None if the name is not served."""
+        svc = self.services.get(name)
+        if svc is None:
+            return None
+        region = self.regions.names[self.regions.match(client.ip, client.family)]
+        b = self.bucket(client)
+        trace: list[dict[str, Any]] = []
+        choice = decide(svc, _FAMILY[qtype], region, b, trace)
+        return {
+            "name": name,
+            "type": "AAAA" if qtype == AAAA else "A",
+            "revision": self.revision,
+            "client": {
+                "ip": client.address_text(),
+                "uid": client.uid,
+                "key": client.key,
+                "bucket": b,
+            },
+            "region": region,
+            "answer": list(choice.addresses),
+            "ttl": choice.ttl,
+            "datacenter": choice.dc,
+            "version": choice.version,
+            "cohort": choice.cohort,
+            "status": choice.status,
+            "trace": trace,
+        }
+
+    def stats(self) -> Mapping[str, int]:
+        """Sizes for health and metrics."""
+        return {
+            "services": len(self.services),
+            "cached_answers": self._cached,
+            "revision": self.revision,
+        }

@@ -9,8 +9,8 @@ Every node and every run must agree, so nothing here uses Python's ``hash()``.
   per bucket (DESIGN §4) while keeping the same key sticky.
 * ``draw(bucket, salt)``: a uniform number in (0, 1) for one (client bucket,
   candidate) pair: ``mix64(salt XOR (bucket * 0x9E3779B97F4A7C15 mod 2**64))``,
-  where ``mix64`` is the SplitMix64 finaliser, then the top 53 bits plus a half
-  over 2**53. A candidate's salt is ``h64(service, role, name)`` with role
+  where ``mix64`` is the SplitMix64 finaliser, then (top 52 bits + 0.5) / 2**52,
+  which is exact in a double and so never reaches 0 or 1. A candidate's salt is ``h64(service, role, name)`` with role
   ``dc``, ``endpoint`` or ``canary``, computed once at compile time, so a
   query costs one BLAKE2b (the key) and a few integer mixes.
 * ``score(bucket, salt, weight) = -weight / ln(draw)``: weighted rendezvous
@@ -28,7 +28,7 @@ BUCKET_BITS = 16
 BUCKETS = 1 << BUCKET_BITS
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
-_TWO53 = float(1 << 53)
+_TWO52 = float(1 << 52)
 
 
 def h64(*fields: str) -> int:
@@ -50,7 +50,7 @@ def mix64(z: int) -> int:
 
 def draw(bucket: int, salt: int) -> float:
     """Uniform in the open interval (0, 1) for (bucket, salt)."""
-    return ((mix64(salt ^ ((bucket * _GOLDEN) & _M64)) >> 11) + 0.5) / _TWO53
+    return ((mix64(salt ^ ((bucket * _GOLDEN) & _M64)) >> 12) + 0.5) / _TWO52
 
 
 def score(bucket: int, salt: int, weight: int) -> float:
@@ -65,14 +65,14 @@ def scores(bucket: int, salts: Sequence[int], weights: Sequence[int] | None) -> 
     draw's, so the draws themselves are returned and the logarithm is skipped.
     """
     spread = (bucket * _GOLDEN) & _M64
-    out = []
+    out: list[float] = []
     append = out.append
     for salt in salts:
         z = salt ^ spread
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-        append(((z ^ (z >> 31)) >> 11) + 0.5)
+        append(((z ^ (z >> 31)) >> 12) + 0.5)
     if weights is None:
         return out
     log = math.log
-    return [-w / log(d / _TWO53) for d, w in zip(out, weights, strict=True)]
+    return [-w / log(d / _TWO52) for d, w in zip(out, weights, strict=True)]

@@ -65,7 +65,9 @@ class Change:
     def load(cls, d: Mapping[str, Any]) -> Change:
         """Rebuild from the store's JSON (trusted)."""
         value = d.get("value")
-        return cls(d["op"], d["kind"], d["key"], None if value is None else _LOADERS[d["kind"]](value))
+        return cls(
+            d["op"], d["kind"], d["key"], None if value is None else _LOADERS[d["kind"]](value)
+        )
 
 
 @dataclass(frozen=True, slots=True)

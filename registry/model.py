@@ -111,7 +111,9 @@ class Service:
     answers: int = 2
     all_down: AllDown = "fail-open"
 
-    FIELDS: ClassVar[frozenset[str]] = frozenset({"access", "ttl", "answers", "all_down", "traffic"})
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"access", "ttl", "answers", "all_down", "traffic"}
+    )
 
     @classmethod
     def from_dict(cls, name: str, data: Any) -> Service:

@@ -31,7 +31,9 @@ class Snapshot:
         """Endpoints of ``service`` by id (empty when none)."""
         return self.endpoints.get(service, {})
 
-    def apply(self, changes: Iterable[Change], revision: int) -> tuple[Snapshot, tuple[Change, ...]]:
+    def apply(
+        self, changes: Iterable[Change], revision: int
+    ) -> tuple[Snapshot, tuple[Change, ...]]:
         """Apply ``changes`` in order and check references.
 
         Returns the new snapshot and the effective changes (a service delete
@@ -63,9 +65,13 @@ class Snapshot:
                     raise NotFoundError(f"endpoint {eid!r} of service {svc!r} does not exist")
                 effective.append(change)
                 continue
-            table = {"datacenter": dcs, "region": regions, "service": services, "release": releases}[
-                change.kind
-            ]
+            tables: dict[str, dict[str, Any]] = {
+                "datacenter": dcs,
+                "region": regions,
+                "service": services,
+                "release": releases,
+            }
+            table = tables[change.kind]
             if change.op == "put":
                 table[change.key] = change.value
             else:
@@ -75,6 +81,7 @@ class Snapshot:
                     for eid in sorted(own_endpoints(change.key)):
                         effective.append(Change.delete("endpoint", f"{change.key}/{eid}"))
                     endpoints.pop(change.key, None)
+                    copied.discard(change.key)
                     if releases.pop(change.key, None) is not None:
                         effective.append(Change.delete("release", change.key))
             effective.append(change)
@@ -100,14 +107,28 @@ class Snapshot:
                         raise NotFoundError(f"service {c.value.service!r} does not exist")
                 elif isinstance(c.value, Service):
                     self._check_traffic(c.value)
+                elif isinstance(c.value, Region):
+                    self._check_cidrs(c.value)
             elif c.kind == "datacenter":
                 users = self._users_of_datacenter(c.key)
                 if users:
-                    raise InUseError(f"datacenter {c.key!r} is still used by {', '.join(users[:5])}")
+                    raise InUseError(
+                        f"datacenter {c.key!r} is still used by {', '.join(users[:5])}"
+                    )
             elif c.kind == "region":
                 users = [s.name for s in self.services.values() if c.key in s.traffic]
                 if users:
-                    raise InUseError(f"region {c.key!r} still has traffic tables in {', '.join(users[:5])}")
+                    raise InUseError(
+                        f"region {c.key!r} still has traffic tables in {', '.join(users[:5])}"
+                    )
+
+    def _check_cidrs(self, region: Region) -> None:
+        for other in self.regions.values():
+            if other.name == region.name:
+                continue
+            for cidr in region.cidrs:
+                if cidr in other.cidrs:
+                    raise ValidationError("cidrs", f"{cidr} already belongs to region {other.name!r}")
 
     def _check_traffic(self, service: Service) -> None:
         for region, table in service.traffic.items():
@@ -115,7 +136,9 @@ class Snapshot:
                 raise ValidationError(f"traffic.{region}", f"region {region!r} does not exist")
             for dc in table:
                 if dc not in self.datacenters:
-                    raise ValidationError(f"traffic.{region}.{dc}", f"datacenter {dc!r} does not exist")
+                    raise ValidationError(
+                        f"traffic.{region}.{dc}", f"datacenter {dc!r} does not exist"
+                    )
 
     def _users_of_datacenter(self, dc: str) -> list[str]:
         users = [f"service {s.name}" for s in self.services.values()

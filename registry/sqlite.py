@@ -94,7 +94,11 @@ class SQLiteStore:
         return await self._run(self._snapshot_sync)
 
     async def apply(
-        self, changes: Sequence[Change], *, expected_revision: int | None = None, actor: str = "unknown"
+        self,
+        changes: Sequence[Change],
+        *,
+        expected_revision: int | None = None,
+        actor: str = "unknown",
     ) -> ChangeSet:
         """Apply a batch atomically (see Store.apply)."""
         cs = await self._run(self._apply_sync, tuple(changes), expected_revision, actor)
@@ -228,11 +232,15 @@ def _connect(path: str) -> tuple[sqlite3.Connection, Snapshot]:
             raise StoreUnavailableError(f"cannot create the directory for {path}: {exc}") from exc
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    except sqlite3.Error as exc:
+        raise StoreUnavailableError(f"cannot open SQLite database {path}: {exc}") from exc
+    try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(_SCHEMA)
         return conn, _load(conn)
     except sqlite3.Error as exc:
+        conn.close()
         raise StoreUnavailableError(f"cannot open SQLite database {path}: {exc}") from exc
 
 

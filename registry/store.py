@@ -23,7 +23,11 @@ class Store(Protocol):
         ...
 
     async def apply(
-        self, changes: Sequence[Change], *, expected_revision: int | None = None, actor: str = "unknown"
+        self,
+        changes: Sequence[Change],
+        *,
+        expected_revision: int | None = None,
+        actor: str = "unknown",
     ) -> ChangeSet:
         """Apply a batch atomically; all or nothing.
 

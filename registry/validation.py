@@ -33,24 +33,27 @@ def dns_name(field: str, value: Any) -> str:
     for label in labels:
         if len(label) > 63:
             raise ValidationError(field, f"label {label[:20]!r}... is longer than 63 characters")
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise ValidationError(
-                field, f"label {label!r} must be letters, digits, '-' or '_', not starting or ending with '-'"
+                field,
+                f"label {label!r} must be letters, digits, '-' or '_', not starting or ending with '-'",
             )
     return name
 
 
 def identifier(field: str, value: Any) -> str:
     """A datacenter or region name: one lower-case DNS label."""
-    if not isinstance(value, str) or not _IDENT.match(value.lower()):
+    if not isinstance(value, str) or not _IDENT.fullmatch(value.lower()):
         raise ValidationError(field, f"{value!r} must be one DNS label (a-z, 0-9, '-', at most 63)")
     return value.lower()
 
 
 def token(field: str, value: Any) -> str:
     """An endpoint id or version: letters, digits and ``_.+-``, at most 128."""
-    if not isinstance(value, str) or not _TOKEN.match(value):
-        raise ValidationError(field, f"{value!r} must be 1-128 of A-Z a-z 0-9 _ . + - (starting alnum)")
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ValidationError(
+            field, f"{value!r} must be 1-128 of A-Z a-z 0-9 _ . + - (starting alnum)"
+        )
     return value
 
 
@@ -79,9 +82,12 @@ def address(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError(field, f"must be an IP address, not {value!r}")
     try:
-        return str(ipaddress.ip_address(value))
+        ip = ipaddress.ip_address(value)
     except ValueError:
         raise ValidationError(field, f"{value!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        raise ValidationError(field, f"{value!r}: a scoped address cannot be answered in DNS")
+    return str(ip)
 
 
 def cidr(field: str, value: Any) -> str:
@@ -103,7 +109,9 @@ def labels(field: str, value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in value.items():
         if not isinstance(k, str) or not isinstance(v, str) or len(k) > 128 or len(v) > 1024:
-            raise ValidationError(f"{field}.{k}", "labels are strings (keys <= 128, values <= 1024)")
+            raise ValidationError(
+                f"{field}.{k}", "labels are strings (keys <= 128, values <= 1024)"
+            )
         out[k] = v
     return out
 

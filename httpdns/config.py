@@ -1,0 +1,178 @@
+"""The node's configuration: one typed object, loaded once.
+
+Sources, later ones winning: the TOML file (``--config``), ``HTTPDNS_*``
+environment variables, command-line flags. ``httpdns.sample.toml`` in the
+repository documents every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from registry.validation import dns_name
+
+from .errors import BadRequest
+
+DEFAULT_HTTP = "127.0.0.1:8053"
+DEFAULT_STORE = "sqlite:///./httpdns-data/registry.db"
+
+
+class ConfigError(BadRequest):
+    """The configuration is not valid."""
+
+    code = "bad_config"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An Aliyun-style account: its signing secret and whether unsigned queries are refused."""
+
+    id: str
+    secret: str | None = None
+    require_signature: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a node needs to run."""
+
+    http: tuple[str, int] = ("127.0.0.1", 8053)
+    https: tuple[str, int] | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    store: str = DEFAULT_STORE
+    admin_token: str | None = None
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    accounts: Mapping[str, Account] = field(default_factory=dict)
+    zones: tuple[str, ...] = ()
+    demo: bool = False
+    max_cached_answers: int = 500_000
+
+    def __repr__(self) -> str:  # never print the token or secrets
+        return f"Config(http={self.http}, https={self.https}, store={self.store!r})"
+
+    def zone_of(self, name: str) -> str | None:
+        """The configured zone that holds ``name`` (the longest), or None."""
+        best = None
+        for z in self.zones:
+            if (name == z or name.endswith("." + z)) and (best is None or len(z) > len(best)):
+                best = z
+        return best
+
+
+def parse_hostport(what: str, text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: {text!r} is not HOST:PORT")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ConfigError(f"{what}: {host!r} is not an IP address") from None
+    return host, int(port)
+
+
+def _networks(what: str, items: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if isinstance(items, str):
+        items = [s for s in items.split(",") if s.strip()]
+    try:
+        return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in items)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _accounts(raw: Any) -> dict[str, Account]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError('accounts: must be a table of [accounts."ID"] sections')
+    out = {}
+    for acct, body in raw.items():
+        if not isinstance(body, Mapping) or not str(acct).isalnum():
+            raise ConfigError(f"accounts.{acct}: must be a table; ids are letters and digits")
+        secret = body.get("secret")
+        if secret is not None and not isinstance(secret, str):
+            raise ConfigError(f"accounts.{acct}.secret: must be a string")
+        out[str(acct)] = Account(str(acct), secret, bool(body.get("require_signature", False)))
+    return out
+
+
+def _zones(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [z for z in raw.split(",") if z.strip()]
+    try:
+        return tuple(dns_name("zones", z.strip()) for z in raw)
+    except Exception as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags: Any) -> Config:
+    """Build the config from a TOML file, the environment and flags (None = not given)."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path}: {exc}") from None
+    known = {
+        "http", "https", "tls_cert", "tls_key", "store", "admin_token", "trusted_proxies",
+        "accounts", "zones", "demo", "max_cached_answers",
+    }  # fmt: skip
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown key {unknown[0]!r}")
+    for key in (
+        "http",
+        "https",
+        "tls_cert",
+        "tls_key",
+        "store",
+        "admin_token",
+        "trusted_proxies",
+        "zones",
+    ):
+        value = env.get("HTTPDNS_" + key.upper())
+        if value:
+            data[key] = value
+    for key, value in flags.items():
+        if value is not None and value != ():
+            data[key] = value
+
+    cfg = Config()
+    if "http" in data:
+        cfg = replace(cfg, http=parse_hostport("http", str(data["http"])))
+    if data.get("https"):
+        cfg = replace(cfg, https=parse_hostport("https", str(data["https"])))
+        if not data.get("tls_cert") or not data.get("tls_key"):
+            raise ConfigError("https: needs tls_cert and tls_key (--tls-cert FILE --tls-key FILE)")
+        for key in ("tls_cert", "tls_key"):
+            if not Path(data[key]).is_file():
+                raise ConfigError(f"{key}: {data[key]} is not a readable file")
+        cfg = replace(cfg, tls_cert=str(data["tls_cert"]), tls_key=str(data["tls_key"]))
+    if "store" in data:
+        cfg = replace(cfg, store=str(data["store"]))
+    if data.get("admin_token"):
+        cfg = replace(cfg, admin_token=str(data["admin_token"]))
+    if "trusted_proxies" in data:
+        cfg = replace(cfg, trusted_proxies=_networks("trusted_proxies", data["trusted_proxies"]))
+    if "accounts" in data:
+        cfg = replace(cfg, accounts=_accounts(data["accounts"]))
+    if "zones" in data:
+        cfg = replace(cfg, zones=_zones(data["zones"]))
+    if "demo" in data:
+        cfg = replace(cfg, demo=bool(data["demo"]))
+    if "max_cached_answers" in data:
+        n = data["max_cached_answers"]
+        if not isinstance(n, int) or n < 1000:
+            raise ConfigError("max_cached_answers: must be an integer >= 1000")
+        cfg = replace(cfg, max_cached_answers=n)
+    return cfg

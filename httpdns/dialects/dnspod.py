@@ -1,0 +1,39 @@
+"""DNSPod / Tencent style ``GET /d?dn=NAME&ip=&ttl=1&type=a|aaaa|addrs&clientip=1``.
+
+Text answer ``ip1;ip2`` (``,TTL`` with ``ttl=1``; ``|CLIENTIP`` with
+``clientip=1``). ``type=addrs`` gives ``v4;v4-v6;v6``. Empty body when nothing.
+"""
+
+from __future__ import annotations
+
+from ..errors import BadRequest
+from ..table import AAAA, A
+from .base import Context, Query, Reply, client, param, qname, text_reply
+
+_TYPES = {"a": (A,), "aaaa": (AAAA,), "addrs": (A, AAAA)}
+
+
+def resolve_d(q: Query, ctx: Context) -> Reply:
+    """Answer a ``/d`` query."""
+    name = qname("dn", param(q, "dn", required=True) or "")
+    kind = (param(q, "type") or "a").lower()
+    qtypes = _TYPES.get(kind)
+    if qtypes is None:
+        raise BadRequest(f"type: {kind!r} is not a, aaaa or addrs")
+    who = client(q, ctx)
+    parts: list[str] = []
+    ttl = None
+    for qtype in qtypes:
+        choice = ctx.table.resolve(name, qtype, who)
+        if choice is None:
+            return text_reply("")
+        parts.append(";".join(choice.addresses))
+        ttl = choice.ttl if ttl is None else min(ttl, choice.ttl)
+    if not any(parts):
+        return text_reply("")
+    body = "-".join(parts)
+    if q.params.get("ttl") == "1":
+        body += f",{ttl}"
+    if q.params.get("clientip") == "1":
+        body += "|" + (who.address_text() or "")
+    return text_reply(body)

@@ -1,0 +1,51 @@
+"""DNS over HTTPS, RFC 8484: ``GET /dns-query?dns=BASE64URL`` and ``POST /dns-query``.
+
+The reply is the DNS wire message with the query's ID echoed and
+``Cache-Control: max-age`` set to the smallest answer TTL (the negative TTL
+for empty answers). An undecodable message is HTTP 400 with a JSON error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from .. import dnswire
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .base import Context, Query, Reply, client, param
+
+MEDIA_TYPE = "application/dns-message"
+MAX_MESSAGE = 65535
+
+
+def _decode_b64url(text: str) -> bytes:
+    if len(text) > (MAX_MESSAGE * 4) // 3 + 4:
+        raise PayloadTooLarge(f"dns parameter over {MAX_MESSAGE} bytes")
+    if not text or any(c in text for c in "+/="):
+        raise BadRequest("dns: must be unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise BadRequest("dns: not valid base64url") from None
+
+
+def message(q: Query) -> bytes:
+    """The DNS query carried by a DoH request (GET parameter or POST body)."""
+    if q.method == "POST":
+        ctype = (q.content_type or "").split(";")[0].strip().lower()
+        if ctype != MEDIA_TYPE:
+            raise UnsupportedMediaType(
+                f"Content-Type must be {MEDIA_TYPE}, not {ctype or 'none'!r}"
+            )
+        body = q.body or b""
+        if len(body) > MAX_MESSAGE:
+            raise PayloadTooLarge(f"a DNS message is at most {MAX_MESSAGE} bytes")
+        return body
+    return _decode_b64url(param(q, "dns", required=True) or "")
+
+
+def resolve_doh(q: Query, ctx: Context) -> Reply:
+    """Answer a DoH request."""
+    wire = message(q)
+    out = dnswire.answer(wire, ctx.table, ctx.config, lambda ecs: client(q, ctx, ecs))
+    return Reply(200, MEDIA_TYPE, out.wire, (("Cache-Control", f"max-age={out.min_ttl}"),))

@@ -1,0 +1,172 @@
+"""DNS messages: parse a query, answer it from the routing table, encode the reply.
+
+Shared by DoH (RFC 8484) and the plain DNS listener. Uses dnslib for the wire
+format. Rules (DESIGN §6): names the node serves get their steered addresses;
+other names get NXDOMAIN inside configured zones (with the zone's SOA) and
+REFUSED outside them (no open recursion). EDNS Client Subnet (RFC 7871) is
+honoured and echoed with scope = the steering key's prefix length, so
+resolvers cache at the steering granularity.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dnslib import AAAA as AAAA_RD
+from dnslib import EDNS0, QTYPE, RCODE, RR, SOA, DNSLabel, DNSRecord, EDNSOption
+from dnslib import A as A_RD
+
+from registry.errors import ValidationError
+from registry.validation import dns_name
+
+from .config import Config
+from .errors import BadRequest
+from .table import AAAA, A, Client, RoutingTable
+
+ECS_OPTION = 8
+NEGATIVE_TTL = 30
+EDNS_PAYLOAD = 1232  # the DNS flag day 2020 recommendation
+
+
+class MalformedMessage(BadRequest):
+    """The DNS message cannot be decoded."""
+
+    code = "malformed_dns_message"
+
+
+@dataclass(frozen=True, slots=True)
+class WireReply:
+    """An encoded DNS reply and what HTTP needs to know about it."""
+
+    wire: bytes
+    rcode: int
+    min_ttl: int  # smallest answer TTL, or the negative TTL when there are none
+
+
+@dataclass(frozen=True, slots=True)
+class Ecs:
+    """A parsed EDNS Client Subnet option."""
+
+    family: int
+    source: int
+    address: str
+    raw_address: bytes
+
+
+def parse(wire: bytes) -> DNSRecord:
+    """Decode a DNS message or raise MalformedMessage."""
+    if len(wire) < 12:
+        raise MalformedMessage(f"a DNS message is at least 12 bytes, got {len(wire)}")
+    try:
+        return DNSRecord.parse(wire)
+    except Exception as exc:  # dnslib raises many kinds on hostile input; all mean "malformed"
+        raise MalformedMessage(f"cannot decode the DNS message: {type(exc).__name__}") from None
+
+
+def _ecs(record: DNSRecord) -> Ecs | None:
+    for rr in record.ar:
+        if rr.rtype != QTYPE.OPT:
+            continue
+        for opt in rr.rdata or []:
+            if opt.code != ECS_OPTION:
+                continue
+            data = bytes(opt.data)
+            if len(data) < 4:
+                raise MalformedMessage("ECS option shorter than 4 bytes")
+            family = int.from_bytes(data[:2], "big")
+            source = data[2]
+            raw = data[4:]
+            width = {1: 4, 2: 16}.get(family)
+            if width is None or source > width * 8 or len(raw) != (source + 7) // 8:
+                raise MalformedMessage("ECS option with a bad family, prefix or address length")
+            packed = raw + bytes(width - len(raw))
+            addr = str(ipaddress.ip_address(packed))
+            return Ecs(family, source, addr, raw)
+    return None
+
+
+def soa(zone: str, revision: int) -> RR:
+    """The synthesised SOA of a configured zone (serial = registry revision)."""
+    return RR(
+        zone + ".",
+        QTYPE.SOA,
+        ttl=NEGATIVE_TTL,
+        rdata=SOA(
+            f"ns1.{zone}.", f"hostmaster.{zone}.", (revision, 3600, 600, 86400, NEGATIVE_TTL)
+        ),
+    )
+
+
+def answer(
+    wire: bytes,
+    table: RoutingTable,
+    config: Config,
+    who: Callable[[str | None], Client],
+) -> WireReply:
+    """Answer one DNS query message. ``who(ecs_address)`` gives the client to steer for."""
+    request = parse(wire)
+    header = request.header
+    reply = DNSRecord(
+        header=type(header)(id=header.id, qr=1, aa=1, ra=0, rd=header.rd, opcode=header.opcode),
+        q=request.q if request.questions else None,
+    )
+    edns = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+
+    def done(
+        rcode: int, min_ttl: int = 0, scope: int | None = None, ecs: Ecs | None = None
+    ) -> WireReply:
+        reply.header.rcode = rcode
+        if edns is not None:
+            opts = []
+            if ecs is not None:
+                opts.append(
+                    EDNSOption(
+                        ECS_OPTION,
+                        ecs.family.to_bytes(2, "big")
+                        + bytes([ecs.source, scope or 0])
+                        + ecs.raw_address,
+                    )
+                )
+            reply.add_ar(EDNS0(udp_len=EDNS_PAYLOAD, opts=opts))
+        return WireReply(reply.pack(), rcode, min_ttl)
+
+    if header.qr:
+        raise MalformedMessage("the message is a response, not a query")
+    if header.opcode != 0:
+        return done(RCODE.NOTIMP)
+    if len(request.questions) != 1:
+        return done(RCODE.FORMERR)
+    ecs = _ecs(request)
+    question = request.q
+    try:
+        name = dns_name("name", str(question.qname))
+    except ValidationError as exc:
+        raise MalformedMessage(exc.detail) from None
+    client = who(ecs.address if ecs else None)
+    qtype = question.qtype
+    svc_choice = table.resolve(name, A if qtype != QTYPE.AAAA else AAAA, client)
+    scope = client.prefix_len if ecs else None
+    if svc_choice is None:
+        zone = config.zone_of(name)
+        if zone is None:
+            return done(RCODE.REFUSED, 0, scope, ecs)
+        reply.add_auth(soa(zone, table.revision))
+        return done(RCODE.NXDOMAIN, NEGATIVE_TTL, scope, ecs)
+    if qtype not in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY) or not svc_choice.addresses:
+        zone = config.zone_of(name)
+        if zone is not None:
+            reply.add_auth(soa(zone, table.revision))
+        return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
+    rdata = A_RD if qtype != QTYPE.AAAA else AAAA_RD
+    rtype = QTYPE.A if qtype != QTYPE.AAAA else QTYPE.AAAA
+    label = DNSLabel(question.qname)
+    for addr in svc_choice.addresses:
+        reply.add_answer(RR(label, rtype, ttl=svc_choice.ttl, rdata=rdata(addr)))
+    return done(RCODE.NOERROR, svc_choice.ttl, scope, ecs)
+
+
+def rcode_name(rcode: int) -> str:
+    """``NOERROR``, ``NXDOMAIN``, ... for an rcode."""
+    return str(RCODE.get(rcode))

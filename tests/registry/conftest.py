@@ -1,0 +1,62 @@
+"""Fixtures for the registry tests.
+
+``store`` runs every test that uses it once per backend in ``STORE_FACTORIES``,
+so test_store_contract.py is the contract each backend must pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+import registry
+
+# A store factory takes the test's tmp_path and returns an async context manager that yields
+# an open, EMPTY store (revision 0) and closes and cleans it up on exit.
+StoreFactory = Callable[[Path], contextlib.AbstractAsyncContextManager[registry.Store]]
+
+
+@contextlib.asynccontextmanager
+async def sqlite_memory(tmp_path: Path) -> AsyncIterator[registry.Store]:
+    store = await registry.open_store("sqlite://:memory:")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def sqlite_file(tmp_path: Path) -> AsyncIterator[registry.Store]:
+    store = await registry.open_store(f"sqlite:///{tmp_path}/r.db")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# Every backend the contract suite runs against. To add one, write a factory like those above
+# and append it here; nothing else changes. For Redis, e.g.:
+#
+#     @contextlib.asynccontextmanager
+#     async def redis_db(tmp_path):
+#         url = os.environ.get("HTTPDNS_TEST_REDIS")    # e.g. redis://localhost:6379/15
+#         if not url:
+#             pytest.skip("set HTTPDNS_TEST_REDIS to run the contract suite on Redis")
+#         ...FLUSHDB, then store = await registry.open_store(url); yield; close; FLUSHDB...
+#
+#     STORE_FACTORIES.append(pytest.param(redis_db, id="redis"))
+STORE_FACTORIES: list[object] = [
+    pytest.param(sqlite_memory, id="sqlite-memory"),
+    pytest.param(sqlite_file, id="sqlite-file"),
+]
+
+
+@pytest.fixture(params=STORE_FACTORIES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[registry.Store]:
+    """An open, empty store of each backend in turn."""
+    factory: StoreFactory = request.param
+    async with factory(tmp_path) as s:
+        yield s

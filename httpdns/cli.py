@@ -42,8 +42,8 @@ from .serve import serve
 
 DEFAULT_SERVER = "http://127.0.0.1:8053"
 _HINTS = {
-    401: "pass --token or set HTTPDNS_ADMIN_TOKEN",
-    409: "the registry changed meanwhile; run the command again",
+    "unauthorized": "pass --token or set HTTPDNS_ADMIN_TOKEN",
+    "conflict": "the registry changed meanwhile; run the command again",
 }
 _QTYPES = {"A": 1, "AAAA": 28}
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -79,9 +79,9 @@ class UnreachableError(CliError):
 
 
 def format_api_error(status: int, code: str, detail: str) -> str:
-    """The one-line message for an HTTP error, with a hint for 401 and 409."""
+    """The one-line message for an HTTP error, with a hint for 401 and a revision conflict."""
     message = f"{code}: {detail}" if detail else code
-    hint = _HINTS.get(status)
+    hint = _HINTS["unauthorized"] if status == 401 else _HINTS.get(code)
     return f"{message} ({hint})" if hint else message
 
 
@@ -96,7 +96,7 @@ def api_error(status: int, reason: str, body: bytes) -> ApiError:
     if isinstance(data, dict) and isinstance(data.get("code"), str):  # Aliyun-style errors
         return ApiError(status, data["code"], str(data.get("message") or ""))
     text = body.decode("utf-8", "replace").strip().splitlines()
-    detail = text[0][:200] if text else reason
+    detail = text[0][:200] if text and not text[0].startswith("<") else reason  # not HTML
     return ApiError(status, f"http {status}", detail)
 
 
@@ -157,9 +157,18 @@ def _labels_param(
         raise click.BadParameter(str(e), ctx=ctx, param=param) from None
 
 
-def _server_url(value: str) -> str:
-    value = value.strip().rstrip("/")
-    return value if "://" in value else f"http://{value}"
+def _server_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    url = value.strip()
+    url = url if "://" in url else f"http://{url}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r} is not an http(s)://HOST[:PORT] URL", ctx, param)
+    return url.rstrip("/")
 
 
 def _default_actor() -> str:
@@ -208,6 +217,13 @@ def _transport(request: urllib.request.Request, timeout: float) -> Response:
     return Response(status, reason, headers, body, ms)
 
 
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # piped: keep rows whole for grep rather than fit 80 columns
+    return console
+
+
 @dataclass(slots=True)
 class Client:
     """The global options and the HTTP calls every command shares."""
@@ -217,7 +233,7 @@ class Client:
     actor: str = "unknown"
     json: bool = False
     timeout: float = 10.0
-    console: Console = field(default_factory=lambda: _console())
+    console: Console = field(default_factory=_console)
 
     def send(
         self,
@@ -256,7 +272,7 @@ class Client:
             return UnreachableError(
                 f"cannot reach {self.server}: connection refused (is `httpdns serve` running?)"
             )
-        if isinstance(reason, TimeoutError | socket.timeout):
+        if isinstance(reason, TimeoutError):
             return UnreachableError(f"cannot reach {self.server}: timed out after {self.timeout}s")
         text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
         return UnreachableError(f"cannot reach {self.server}: {text}")
@@ -304,13 +320,6 @@ class Client:
         else:
             tail = f": {summary}" if summary else ""
             click.echo(f"{what}{tail} (revision {data.get('revision', '?')})")
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 160  # piped: keep rows whole for grep rather than fit 80 columns
-    return console
 
 
 def _q(segment: str) -> str:
@@ -367,6 +376,7 @@ def json_option(f: _F) -> _F:
     "--server",
     envvar="HTTPDNS_SERVER",
     default=DEFAULT_SERVER,
+    callback=_server_url,
     show_default=True,
     help="Base URL of an httpdns node (env HTTPDNS_SERVER).",
 )
@@ -392,7 +402,7 @@ def main(
 ) -> None:
     """Operate an HTTP DNS steering system: registry, traffic, releases, queries."""
     ctx.obj = Client(
-        server=_server_url(server),
+        server=server,
         token=token or None,
         actor=actor or _default_actor(),
         json=as_json,
@@ -913,7 +923,7 @@ def render_explain(data: Mapping[str, Any]) -> list[str]:
         if kind == "endpoints" and isinstance(rest.get("candidates"), Mapping):
             rest["candidates"] = _fmt_scalar(rest.pop("candidates"))
         lines.append(f"  {kind}")
-        lines.extend(f"    {key:<12} {_fmt_scalar(value)}" for key, value in rest.items())
+        lines.extend(f"    {key:<14} {_fmt_scalar(value)}" for key, value in rest.items())
     lines.append(
         f"  chosen      datacenter {data.get('datacenter')}  version {data.get('version')}"
         f"  cohort {data.get('cohort')}  status {data.get('status')}"
@@ -1072,7 +1082,11 @@ def run_query(
             data.get("Status", 0), str(data.get("Status"))
         )
         return Answer(records, min(ttls) if ttls else None, status, r.ms)
-    wire = base64.urlsafe_b64encode(_dns_query(name, qtype, ip)).rstrip(b"=").decode()
+    try:
+        packed = _dns_query(name, qtype, ip)
+    except (dnslib.DNSError, dnslib.DNSLabelError, UnicodeError, ValueError) as e:
+        raise click.BadParameter(f"{name!r} is not a DNS name: {e}", param_hint="NAME") from None
+    wire = base64.urlsafe_b64encode(packed).rstrip(b"=").decode()
     r = client.send(
         "GET",
         "/dns-query",

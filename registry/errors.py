@@ -9,6 +9,8 @@ report, so they are mapped to responses by kind in one place::
      ├── ConflictError                (409 conflict)      the expected revision moved
      │    └── InUseError              (409 in_use)        a record still referenced elsewhere
      └── StoreUnavailableError        (503 store_unavailable) the backend cannot be reached
+          ├── StoreRegressedError     (503 store_regressed) the backend lost data (older revision)
+          └── StoreResyncError        (503 store_resync)   the feed has a hole; reload a snapshot
 """
 
 from __future__ import annotations
@@ -61,3 +63,15 @@ class StoreUnavailableError(RegistryError):
 
     status = 503
     code = "store_unavailable"
+
+
+class StoreRegressedError(StoreUnavailableError):
+    """The store is behind this node's revision (it lost data); nothing was applied."""
+
+    code = "store_regressed"
+
+
+class StoreResyncError(StoreUnavailableError):
+    """The change feed cannot continue from the given revision; reload a snapshot."""
+
+    code = "store_resync"

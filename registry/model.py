@@ -23,7 +23,7 @@ AllDown = Literal["fail-open", "fail-closed"]
 def _body(kind: str, data: Any, allowed: frozenset[str]) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ValidationError(kind, "body must be a JSON object")
-    unknown = sorted(set(data) - allowed)
+    unknown = sorted(str(k) for k in set(data) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"unknown field for a {kind}")
     return data

@@ -128,7 +128,9 @@ class Snapshot:
                 continue
             for cidr in region.cidrs:
                 if cidr in other.cidrs:
-                    raise ValidationError("cidrs", f"{cidr} already belongs to region {other.name!r}")
+                    raise ValidationError(
+                        "cidrs", f"{cidr} already belongs to region {other.name!r}"
+                    )
 
     def _check_traffic(self, service: Service) -> None:
         for region, table in service.traffic.items():

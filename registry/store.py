@@ -56,5 +56,12 @@ async def open_store(url: str) -> Store:
         from .sqlite import SQLiteStore
 
         return await SQLiteStore.open(url)
+    if url.startswith(("redis://", "redis+sentinel://")):
+        from .redis import RedisStore
+
+        return await RedisStore.open(url)
     scheme = url.split(":", 1)[0] if ":" in url else url
-    raise ValidationError("store", f"unsupported store URL scheme {scheme!r} (use sqlite:///path)")
+    raise ValidationError(
+        "store",
+        f"unsupported store URL scheme {scheme!r} (use sqlite:///path, redis://HOST:PORT/DB or redis+sentinel://...)",
+    )

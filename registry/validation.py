@@ -24,8 +24,8 @@ MAX_TTL = 86400
 
 def dns_name(field: str, value: Any) -> str:
     """A fully qualified DNS name, lower-cased, without the trailing dot."""
-    if not isinstance(value, str) or not value:
-        raise ValidationError(field, "must be a non-empty DNS name")
+    if not isinstance(value, str) or not value or not value.isascii():
+        raise ValidationError(field, "must be a non-empty ASCII DNS name (IDNs in punycode)")
     name = value.lower().removesuffix(".")
     if len(name) > 253:
         raise ValidationError(field, f"name is {len(name)} characters, at most 253 allowed")
@@ -43,7 +43,7 @@ def dns_name(field: str, value: Any) -> str:
 
 def identifier(field: str, value: Any) -> str:
     """A datacenter or region name: one lower-case DNS label."""
-    if not isinstance(value, str) or not _IDENT.fullmatch(value.lower()):
+    if not isinstance(value, str) or not value.isascii() or not _IDENT.fullmatch(value.lower()):
         raise ValidationError(field, f"{value!r} must be one DNS label (a-z, 0-9, '-', at most 63)")
     return value.lower()
 
@@ -136,17 +136,25 @@ def weight_table(field: str, value: Any) -> dict[str, int]:
     """One region's {datacenter: weight} table."""
     if not isinstance(value, Mapping):
         raise ValidationError(field, "must be an object of datacenter -> weight")
-    return {
-        identifier(f"{field}.{dc}", dc): integer(f"{field}.{dc}", w, 0, MAX_WEIGHT)
-        for dc, w in value.items()
-    }
+    out: dict[str, int] = {}
+    for dc, w in value.items():
+        name = identifier(f"{field}.{dc}", dc)
+        if name in out:
+            raise ValidationError(f"{field}.{dc}", f"datacenter {name!r} appears twice")
+        out[name] = integer(f"{field}.{dc}", w, 0, MAX_WEIGHT)
+    return out
 
 
 def traffic(field: str, value: Any) -> dict[str, dict[str, int]]:
     """A service's region -> {datacenter: weight} map; needs a usable ``default``."""
     if not isinstance(value, Mapping):
         raise ValidationError(field, "must be an object of region -> {datacenter: weight}")
-    out = {identifier(f"{field}.{r}", r): weight_table(f"{field}.{r}", t) for r, t in value.items()}
+    out: dict[str, dict[str, int]] = {}
+    for r, t in value.items():
+        name = identifier(f"{field}.{r}", r)
+        if name in out:
+            raise ValidationError(f"{field}.{r}", f"region {name!r} appears twice")
+        out[name] = weight_table(f"{field}.{r}", t)
     if "default" not in out:
         raise ValidationError(field, "needs a 'default' table")
     if not any(out["default"].values()):

@@ -220,6 +220,12 @@ async def _audit(request: web.Request) -> web.Response:
     return json_response({"revision": node.revision, "entries": [e.to_dict() for e in entries]})
 
 
+async def _restore(request: web.Request) -> web.Response:
+    _authorize(request)
+    revision = await request.app[NODE].restore(_actor(request))
+    return json_response({"revision": revision, "restored": True})
+
+
 async def _openapi(request: web.Request) -> web.Response:
     return json_response(OPENAPI)
 
@@ -243,3 +249,4 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_post(f"{p}/traffic/shift", _shift)
     r.add_get(f"{p}/explain", _explain)
     r.add_get(f"{p}/audit", _audit)
+    r.add_post(f"{p}/registry/restore", _restore)

@@ -38,7 +38,21 @@ import dnslib
 from rich.console import Console
 from rich.table import Table
 
-from .serve import serve
+
+class _Group(click.Group):
+    """The top-level group; ``serve`` (aiohttp, the whole server) is imported only when run,
+    so the client commands start fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "serve"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "serve":
+            from .serve import serve
+
+            return serve
+        return super().get_command(ctx, cmd_name)
+
 
 DEFAULT_SERVER = "http://127.0.0.1:8053"
 _HINTS = {
@@ -371,7 +385,7 @@ def json_option(f: _F) -> _F:
     )(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--server",
     envvar="HTTPDNS_SERVER",
@@ -410,7 +424,6 @@ def main(
     )
 
 
-main.add_command(serve)
 pass_client = click.make_pass_decorator(Client)
 
 
@@ -1161,6 +1174,34 @@ def query(
         click.echo(f"{rname:<31} {shown:<7} IN  {rtype:<5} {data}")
     click.echo("")
     click.echo(f";; Query time: {answer.ms:.1f} msec")
+
+
+# -- registry maintenance -----------------------------------------------------------------------
+
+
+@main.group("registry")
+def registry_group() -> None:
+    """Store maintenance."""
+
+
+@registry_group.command("restore")
+@click.option(
+    "--from-node",
+    "node_url",
+    required=True,
+    callback=_server_url,
+    help="A node whose snapshot re-seeds the store (it pushes its own copy).",
+)
+@json_option
+@pass_client
+def registry_restore(client: Client, node_url: str) -> None:
+    """Re-seed a store that lost data (e.g. a Redis that came back empty) from a node.
+
+    Refused when the store is not behind the node's snapshot.
+    """
+    client.server = node_url
+    data = client.api("POST", "/registry/restore")
+    client.done("registry", data, f"restored from {node_url}")
 
 
 if __name__ == "__main__":

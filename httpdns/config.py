@@ -53,6 +53,7 @@ class Config:
     zones: tuple[str, ...] = ()
     demo: bool = False
     max_cached_answers: int = 500_000
+    snapshot: str | None = None  # the node's local registry copy (fail static across restarts)
 
     def __repr__(self) -> str:  # never print the token or secrets
         return f"Config(http={self.http}, https={self.https}, store={self.store!r})"
@@ -125,7 +126,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
             raise ConfigError(f"config {path}: {exc}") from None
     known = {
         "http", "https", "tls_cert", "tls_key", "store", "admin_token", "trusted_proxies",
-        "accounts", "zones", "demo", "max_cached_answers",
+        "accounts", "zones", "demo", "max_cached_answers", "snapshot",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -168,6 +169,10 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
         cfg = replace(cfg, accounts=_accounts(data["accounts"]))
     if "zones" in data:
         cfg = replace(cfg, zones=_zones(data["zones"]))
+    if data.get("snapshot"):
+        cfg = replace(cfg, snapshot=str(data["snapshot"]))
+    elif cfg.store.startswith("redis"):
+        cfg = replace(cfg, snapshot="./httpdns-data/node-snapshot.json")
     if "demo" in data:
         cfg = replace(cfg, demo=bool(data["demo"]))
     if "max_cached_answers" in data:

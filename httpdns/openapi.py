@@ -120,6 +120,8 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/audit": {"get": {**_op("committed changes after a revision"), "parameters": [
             {"name": n, "in": "query", "required": False, "schema": {"type": "integer"}}
             for n in ("since", "limit")]}},
+        "/api/v1/registry/restore": {
+            "post": _op("re-seed a store that lost data (Redis) from this node's snapshot", None, None, True)},
         "/healthz": {"get": {"summary": "node health", "security": [],
                              "responses": {"200": {"description": "status, revision, store, stale_seconds"}}}},
     },

@@ -20,6 +20,7 @@ from . import config as config_mod
 from .config import Account, Config, ConfigError
 from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
 from .node import Node
+from .snapshotfile import SnapshotFile
 from .web import make_app
 
 log = logging.getLogger("httpdns")
@@ -40,7 +41,14 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
     try:
         if cfg.demo and await load_demo(store):
             log.info("loaded the demo data set (zone %s)", DEMO_ZONE)
-        node = await Node.start(store, max_cached=cfg.max_cached_answers)
+        snapshot_file = SnapshotFile(cfg.snapshot) if cfg.snapshot else None
+        try:
+            node = await Node.start(
+                store, max_cached=cfg.max_cached_answers, snapshot_file=snapshot_file
+            )
+        except RegistryError as exc:
+            hint = "" if snapshot_file else " (a node with --snapshot FILE can start from its copy)"
+            raise ServeError(f"store {cfg.store}: {exc.detail}{hint}") from None
         runner = web.AppRunner(make_app(node, cfg), access_log=None, handle_signals=False)
         await runner.setup()
         listeners: list[tuple[str, tuple[str, int], ssl.SSLContext | None]] = [
@@ -61,8 +69,8 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
                 raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             log.info("serving %s://%s:%d", scheme, f"[{host}]" if ":" in host else host, port)
         log.info(
-            "registry %s at revision %d, %d services; admin writes %s",
-            cfg.store, node.revision, len(node.table.services),
+            "registry %s at revision %d (from the %s), %d services; admin writes %s",
+            cfg.store, node.revision, node.started_from, len(node.table.services),
             "need the admin token" if cfg.admin_token else "DISABLED (no admin token configured)",
         )  # fmt: skip
         if stop is None:
@@ -100,6 +108,9 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
 @click.option(
     "--zone", multiple=True, metavar="NAME", help="zone served authoritatively (NXDOMAIN inside)"
 )
+@click.option(
+    "--snapshot", metavar="FILE", help="local registry copy for starting while the store is down"
+)
 @click.option("--demo", is_flag=True, default=None, help="load demo data into an empty store")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
@@ -114,6 +125,7 @@ def serve(
     config_file: str | None,
     trusted_proxy: tuple[str, ...],
     zone: tuple[str, ...],
+    snapshot: str | None,
     demo: bool | None,
     log_level: str,
 ) -> None:
@@ -126,7 +138,7 @@ def serve(
     flags: dict[str, Any] = {
         "http": http, "https": https, "tls_cert": tls_cert, "tls_key": tls_key, "store": store,
         "admin_token": admin_token, "trusted_proxies": list(trusted_proxy) or None,
-        "zones": list(zone) or None, "demo": demo,
+        "zones": list(zone) or None, "demo": demo, "snapshot": snapshot,
     }  # fmt: skip
     try:
         cfg = config_mod.load(config_file, **flags)

@@ -32,9 +32,12 @@ def parse_ip(text: str) -> tuple[int, int]:
     except OSError:
         pass
     try:
-        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text.split("%", 1)[0]), "big"), 6
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
     except (OSError, ValueError):
         raise ValueError(f"{text!r} is not an IP address") from None
+    if value >> 32 == 0xFFFF:  # IPv4-mapped (::ffff:a.b.c.d): the client is an IPv4 client
+        return value & 0xFFFFFFFF, 4
+    return value, 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,22 @@ class RoutingTable:
                 self._cached -= len(old.cache)
         self.snapshot = snapshot
         self.revision = snapshot.revision
+
+    def sync_to(self, snapshot: Snapshot) -> None:
+        """Move to an unrelated snapshot (a reload), recompiling only services that differ."""
+        old = self.snapshot
+        if old.datacenters != snapshot.datacenters or old.regions != snapshot.regions:
+            self._rebuild(snapshot)
+            return
+        names = set(old.services) | set(snapshot.services)
+        changed = frozenset(
+            n
+            for n in names
+            if old.services.get(n) != snapshot.services.get(n)
+            or old.releases.get(n) != snapshot.releases.get(n)
+            or old.endpoints_of(n) != snapshot.endpoints_of(n)
+        )
+        self.update(snapshot, changed)
 
     # -- querying -----------------------------------------------------------
 

@@ -42,6 +42,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except (HttpdnsError, RegistryError) as exc:
         status, body = error_body(exc)
+        if request.path.startswith("/api/"):
+            body["revision"] = request.app[NODE].revision  # what to retry against
         return json_response(body, status)
     except web.HTTPException as exc:
         if exc.status == 404:

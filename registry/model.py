@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 from . import validation as v
@@ -18,6 +19,13 @@ from .errors import ValidationError
 DatacenterKind = Literal["idc", "cloud"]
 Access = Literal["rw", "ro"]
 AllDown = Literal["fail-open", "fail-closed"]
+
+
+def _frozen(record: object, name: str, value: Mapping[str, Any], depth: int = 1) -> None:
+    """Store a read-only copy of a mapping field, so a shared record cannot change."""
+    if depth > 1:
+        value = {k: MappingProxyType(dict(v)) for k, v in value.items()}
+    object.__setattr__(record, name, MappingProxyType(dict(value)))
 
 
 def _body(kind: str, data: Any, allowed: frozenset[str]) -> Mapping[str, Any]:
@@ -40,6 +48,9 @@ class Datacenter:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     FIELDS: ClassVar[frozenset[str]] = frozenset({"kind", "writable", "drained", "labels"})
+
+    def __post_init__(self) -> None:
+        _frozen(self, "labels", self.labels)
 
     @classmethod
     def from_dict(cls, name: str, data: Any) -> Datacenter:
@@ -115,6 +126,9 @@ class Service:
         {"access", "ttl", "answers", "all_down", "traffic"}
     )
 
+    def __post_init__(self) -> None:
+        _frozen(self, "traffic", self.traffic, depth=2)
+
     @classmethod
     def from_dict(cls, name: str, data: Any) -> Service:
         """Validate an admin body for service ``name``."""
@@ -166,6 +180,12 @@ class Endpoint:
     FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"dc", "address", "port", "version", "weight", "healthy", "labels"}
     )
+
+    def __post_init__(self) -> None:
+        if self.labels:
+            _frozen(self, "labels", self.labels)
+        else:
+            object.__setattr__(self, "labels", _EMPTY)
 
     @property
     def key(self) -> str:
@@ -255,5 +275,7 @@ class Release:
             "canary_percent": self.canary_percent,
         }
 
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 Record = Datacenter | Region | Service | Endpoint | Release

@@ -18,6 +18,7 @@ from ..table import AAAA, A
 from .base import Context, Query, Reply, client, ecs_subnet, param, qname
 
 NEGATIVE_TTL = 30
+_KNOWN_TYPES: dict[str, int] = {str(name): int(code) for code, name in QTYPE.forward.items()}
 
 
 def qtype_of(text: str) -> int:
@@ -27,10 +28,10 @@ def qtype_of(text: str) -> int:
         if not 1 <= value <= 65535:
             raise BadRequest(f"type: {text} is outside 1-65535")
         return value
-    try:
-        return int(getattr(QTYPE, text.upper()))
-    except AttributeError:
-        raise BadRequest(f"type: unknown record type {text!r}") from None
+    name = text.upper()
+    if not name.isalnum() or name not in _KNOWN_TYPES:
+        raise BadRequest(f"type: unknown record type {text!r}")
+    return _KNOWN_TYPES[name]
 
 
 def _flag(q: Query, name: str) -> bool:

@@ -2,7 +2,7 @@
 shared store is unreachable (fail static across restarts).
 
 Saved after applied revisions, debounced (a burst of changes costs one write),
-atomically (temporary file + rename), as the same JSON as ``GET /api/v1/state``.
+atomically (temporary file + rename), as ``Snapshot.dump_json`` (serialised in C).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import logging
 import os
 from pathlib import Path
 
-import orjson
-
 from registry.snapshot import Snapshot
 
 log = logging.getLogger("httpdns.snapshot")
@@ -23,7 +21,7 @@ log = logging.getLogger("httpdns.snapshot")
 class SnapshotFile:
     """Debounced, atomic saves of the latest snapshot to ``path``."""
 
-    def __init__(self, path: str | Path, quiet: float = 1.0, max_delay: float = 10.0) -> None:
+    def __init__(self, path: str | Path, quiet: float = 1.0, max_delay: float = 30.0) -> None:
         self.path = Path(path)
         self.quiet = quiet
         self.max_delay = max_delay
@@ -35,8 +33,7 @@ class SnapshotFile:
     def load(self) -> Snapshot | None:
         """The saved snapshot, or None if there is none (or it is unreadable)."""
         try:
-            data = orjson.loads(self.path.read_bytes())
-            snap = Snapshot.load(data)
+            snap = Snapshot.load_json(self.path.read_bytes())
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -76,7 +73,7 @@ class SnapshotFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
-            f.write(orjson.dumps(snap.to_dict()))
+            f.write(snap.dump_json())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

@@ -49,7 +49,8 @@ class Pool:
     ids: tuple[str, ...]
     addresses: tuple[str, ...]
     salts: tuple[int, ...]
-    weights: tuple[int, ...] | None  # None when all are equal (cheaper ranking)
+    weights: tuple[int, ...]
+    equal: bool  # all weights equal: rank by the draw alone (no logarithm)
 
     @classmethod
     def of(cls, cands: list[Candidate]) -> Pool:
@@ -58,7 +59,8 @@ class Pool:
             tuple(c.id for c in cands),
             tuple(c.address for c in cands),
             tuple(c.salt for c in cands),
-            weights if len(set(weights)) > 1 else None,
+            weights,
+            len(set(weights)) <= 1,
         )
 
 
@@ -151,11 +153,27 @@ def compile_service(
         canary_threshold=(release.canary_percent / 100.0) if canary and release else 0.0,
         canary_salt=h64(name, "canary"),
         tables=tables,
-        pools={k: Pool.of(v) for k, v in lists.items()},
+        pools=_pools(lists),
         excluded=excluded,
         versions_stable=_versions(stable),
         versions_canary=_versions(canary, stable),
     )
+
+
+def _pools(
+    lists: dict[tuple[int, str, str | None, bool], list[Candidate]],
+) -> dict[tuple[int, str, str | None, bool], Pool]:
+    """One Pool per distinct candidate list: with one version per datacenter and every
+    endpoint healthy, the four keys of a datacenter share one Pool (compile time, memory)."""
+    seen: dict[tuple[int, ...], Pool] = {}
+    out = {}
+    for key, cands in lists.items():
+        ident = tuple(map(id, cands))
+        pool = seen.get(ident)
+        if pool is None:
+            pool = seen[ident] = Pool.of(cands)
+        out[key] = pool
+    return out
 
 
 def _versions(*preferred: str | None) -> tuple[str | None, ...]:
@@ -180,7 +198,12 @@ def decide(
 ) -> Choice:
     """Choose the addresses for one (family, region, client bucket)."""
     table_name = region if region in svc.tables else "default"
-    table = svc.tables[table_name]
+    # A region whose own table has nothing usable falls back to the default table before
+    # any all-down policy applies (DESIGN §3.3: "falling back to default").
+    tables = [svc.tables[table_name]]
+    if table_name != "default":
+        tables.append(svc.tables["default"])
+    table = tables[0]
     canary = in_canary(svc, bucket)
     cohort = "canary" if canary else "stable"
     versions = svc.versions_canary if canary else svc.versions_stable
@@ -212,12 +235,13 @@ def decide(
                 return Choice((), svc.ttl, None, None, cohort, "closed")
             if trace is not None:
                 trace.append({"step": "all-down", "policy": "fail-open"})
-        for version in versions:
-            choice = _pick(svc, family, table, bucket, version, healthy_only, trace)
-            if choice is not None:
-                dc, addrs = choice
-                status = "ok" if healthy_only else "failover-open"
-                return Choice(addrs, svc.ttl, dc, version, cohort, status)
+        for table in tables:
+            for version in versions:
+                choice = _pick(svc, family, table, bucket, version, healthy_only, trace)
+                if choice is not None:
+                    dc, addrs = choice
+                    status = "ok" if healthy_only else "failover-open"
+                    return Choice(addrs, svc.ttl, dc, version, cohort, status)
     return Choice((), svc.ttl, None, None, cohort, "empty")
 
 
@@ -256,14 +280,18 @@ def _pick(
     if best_dc is None:
         return None
     pool = pools[(family, best_dc, version, healthy_only)]
-    ranks = scores(bucket, pool.salts, pool.weights)
+    ranks = scores(bucket, pool.salts, None if pool.equal else pool.weights)
     order = sorted(range(len(ranks)), key=ranks.__getitem__, reverse=True)[: svc.answers]
     if trace is not None:
         trace.append(
             {
                 "step": "endpoints",
                 "dc": best_dc,
-                "candidates": {i: round(r, 6) for i, r in zip(pool.ids, ranks, strict=True)},
+                # the weighted rendezvous score, whatever shortcut ranked them
+                "candidates": {
+                    i: round(score(bucket, salt, w), 6)
+                    for i, salt, w in zip(pool.ids, pool.salts, pool.weights, strict=True)
+                },
                 "chosen": [pool.ids[i] for i in order],
             }
         )

@@ -46,6 +46,7 @@ STREAM_MAXLEN = 1_000_000  # approximate cap on kept history (audit)
 
 SEP = "\x1f"
 RETRIES = 20  # re-validations when other writers move the revision (no If-Match given)
+REPLAY_LIMIT = 100  # behind by more revisions than this, reload instead of replaying
 POLL = 1.0  # seconds between revision checks while the feed is quiet (regression, lost messages)
 
 # KEYS: revision, records, changes, feed channel.
@@ -317,8 +318,11 @@ class RedisStore:
         current = await self._revision()
         if current == self._snap.revision:
             return self._snap
-        if current < self._snap.revision:
-            self._snap = await self._load()  # a restored or replaced Redis: trust what is there
+        behind = current - self._snap.revision
+        if behind < 0 or behind > REPLAY_LIMIT or self._snap.revision == 0:
+            # Far behind (a fresh client), or Redis was restored/replaced: one consistent read
+            # of the whole state beats replaying history.
+            self._snap = await self._load()
             return self._snap
         try:
             for cs in await self._since(self._snap.revision, current):

@@ -9,11 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+import orjson
 
 from .changes import Change
 from .errors import InUseError, NotFoundError, ValidationError
 from .model import Datacenter, Endpoint, Region, Release, Service
+
+T = TypeVar("T")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+class _Cow(Generic[T]):
+    """A mapping copied on first write."""
+
+    __slots__ = ("_own", "current")
+
+    def __init__(self, base: Mapping[str, T]) -> None:
+        self.current = base
+        self._own: dict[str, T] | None = None
+
+    def mutable(self) -> dict[str, T]:
+        if self._own is None:
+            self._own = dict(self.current)
+            self.current = self._own
+        return self._own
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,22 +66,26 @@ class Snapshot:
         expands into deletes of its endpoints and release). Raises
         ValidationError, NotFoundError or InUseError and changes nothing.
         """
-        dcs = dict(self.datacenters)
-        regions = dict(self.regions)
-        services = dict(self.services)
-        endpoints: dict[str, Mapping[str, Endpoint]] = dict(self.endpoints)
-        releases = dict(self.releases)
+        # Copy-on-write: a table is copied only when the batch touches it, so a
+        # one-service change does not copy the other tables (10,000 entries each).
+        tables: dict[str, _Cow[Any]] = {
+            "datacenter": _Cow(self.datacenters),
+            "region": _Cow(self.regions),
+            "service": _Cow(self.services),
+            "release": _Cow(self.releases),
+        }
+        eps_cow: _Cow[Mapping[str, Endpoint]] = _Cow(self.endpoints)
         copied: set[str] = set()  # services whose endpoint map is already a private copy
         effective: list[Change] = []
 
         def own_endpoints(svc: str) -> dict[str, Endpoint]:
+            endpoints = eps_cow.mutable()
             if svc not in copied:
                 endpoints[svc] = dict(endpoints.get(svc, {}))
                 copied.add(svc)
             return endpoints[svc]  # type: ignore[return-value]
 
         for change in changes:
-            table: dict[str, Any]
             if change.kind == "endpoint":
                 svc, _, eid = change.key.partition("/")
                 eps = own_endpoints(svc)
@@ -65,31 +95,36 @@ class Snapshot:
                     raise NotFoundError(f"endpoint {eid!r} of service {svc!r} does not exist")
                 effective.append(change)
                 continue
-            tables: dict[str, dict[str, Any]] = {
-                "datacenter": dcs,
-                "region": regions,
-                "service": services,
-                "release": releases,
-            }
-            table = tables[change.kind]
+            table = tables[change.kind].mutable()
             if change.op == "put":
                 table[change.key] = change.value
             else:
                 if table.pop(change.key, None) is None:
                     raise NotFoundError(f"{change.kind} {change.key!r} does not exist")
                 if change.kind == "service":
-                    for eid in sorted(own_endpoints(change.key)):
-                        effective.append(Change.delete("endpoint", f"{change.key}/{eid}"))
-                    endpoints.pop(change.key, None)
+                    if change.key in eps_cow.current:
+                        for eid in sorted(own_endpoints(change.key)):
+                            effective.append(Change.delete("endpoint", f"{change.key}/{eid}"))
+                        eps_cow.mutable().pop(change.key, None)
                     copied.discard(change.key)
-                    if releases.pop(change.key, None) is not None:
+                    if change.key in tables["release"].current:
+                        tables["release"].mutable().pop(change.key)
                         effective.append(Change.delete("release", change.key))
             effective.append(change)
 
-        for svc in copied:
-            if not endpoints.get(svc):
-                endpoints.pop(svc, None)
-        new = Snapshot(revision, dcs, regions, services, endpoints, releases)
+        if copied:
+            endpoints = eps_cow.mutable()
+            for svc in copied:
+                if not endpoints.get(svc):
+                    endpoints.pop(svc, None)
+        new = Snapshot(
+            revision,
+            tables["datacenter"].current,
+            tables["region"].current,
+            tables["service"].current,
+            eps_cow.current,
+            tables["release"].current,
+        )
         new._check_references(effective)
         return new, tuple(effective)
 
@@ -167,6 +202,24 @@ class Snapshot:
                 for name, s in sorted(self.services.items())
             },
         }
+
+    def dump_json(self) -> bytes:
+        """The whole snapshot as compact JSON, serialised in C (fast enough for 10,000
+        services on every save); read back with ``load_json``."""
+        return orjson.dumps(self, default=_plain)
+
+    @classmethod
+    def load_json(cls, raw: bytes) -> Snapshot:
+        """Rebuild from ``dump_json`` output (trusted)."""
+        d = orjson.loads(raw)
+        return cls(
+            d["revision"],
+            {k: Datacenter.load(x) for k, x in d["datacenters"].items()},
+            {k: Region.load(x) for k, x in d["regions"].items()},
+            {k: Service.load(x) for k, x in d["services"].items()},
+            {s: {i: Endpoint.load(e) for i, e in eps.items()} for s, eps in d["endpoints"].items()},
+            {k: Release.load(x) for k, x in d["releases"].items()},
+        )
 
     @classmethod
     def load(cls, d: Mapping[str, Any]) -> Snapshot:

@@ -104,8 +104,13 @@ def answer(
     table: RoutingTable,
     config: Config,
     who: Callable[[str | None], Client],
+    udp: bool = False,
 ) -> WireReply:
-    """Answer one DNS query message. ``who(ecs_address)`` gives the client to steer for."""
+    """Answer one DNS query message. ``who(ecs_address)`` gives the client to steer for.
+
+    With ``udp`` the reply is truncated (TC set, no records) when it exceeds the
+    client's EDNS payload size (512 without EDNS), so the client retries over TCP.
+    """
     request = parse(wire)
     header = request.header
     reply = DNSRecord(
@@ -113,11 +118,15 @@ def answer(
         q=request.q if request.questions else None,
     )
     edns = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+    limit = None
+    if udp:
+        limit = max(512, min(int(edns.rclass), EDNS_PAYLOAD)) if edns is not None else 512
 
     def done(
         rcode: int, min_ttl: int = 0, scope: int | None = None, ecs: Ecs | None = None
     ) -> WireReply:
         reply.header.rcode = rcode
+        opt = None
         if edns is not None:
             opts = []
             if ecs is not None:
@@ -129,8 +138,16 @@ def answer(
                         + ecs.raw_address,
                     )
                 )
-            reply.add_ar(EDNS0(udp_len=EDNS_PAYLOAD, opts=opts))
-        return WireReply(reply.pack(), rcode, min_ttl)
+            opt = EDNS0(udp_len=EDNS_PAYLOAD, opts=opts)
+            reply.add_ar(opt)
+        packed = reply.pack()
+        if limit is not None and len(packed) > limit:
+            short = DNSRecord(header=reply.header, q=reply.q)
+            short.header.tc = 1
+            if opt is not None:
+                short.add_ar(opt)
+            packed = short.pack()
+        return WireReply(packed, rcode, min_ttl)
 
     if header.qr:
         raise MalformedMessage("the message is a response, not a query")
@@ -159,12 +176,27 @@ def answer(
         if zone is not None:
             reply.add_auth(soa(zone, table.revision))
         return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
+    # The same query (less its ID) for the same answer encodes the same way.
+    key = (limit, wire[2:])
+    cached = svc_choice.encoded.get(key)
+    if cached is not None:
+        return WireReply(wire[:2] + cached, RCODE.NOERROR, svc_choice.ttl)
     rdata = A_RD if qtype != QTYPE.AAAA else AAAA_RD
     rtype = QTYPE.A if qtype != QTYPE.AAAA else QTYPE.AAAA
     label = DNSLabel(question.qname)
     for addr in svc_choice.addresses:
         reply.add_answer(RR(label, rtype, ttl=svc_choice.ttl, rdata=rdata(addr)))
-    return done(RCODE.NOERROR, svc_choice.ttl, scope, ecs)
+    out = done(RCODE.NOERROR, svc_choice.ttl, scope, ecs)
+    svc_choice.remember(key, out.wire[2:])
+    return out
+
+
+def formerr(wire: bytes) -> bytes | None:
+    """A FORMERR reply echoing the ID and opcode, or None when not even a header came."""
+    if len(wire) < 12:
+        return None
+    flags = 0x8000 | (wire[2] & 0x78) << 8 | int(RCODE.FORMERR)  # QR, the query's opcode
+    return wire[:2] + flags.to_bytes(2, "big") + bytes(8)
 
 
 def rcode_name(rcode: int) -> str:

@@ -25,6 +25,8 @@ from .web import make_app
 
 log = logging.getLogger("httpdns")
 
+MAX_REQUEST_LINE = 96 * 1024
+
 
 class ServeError(Exception):
     """A start-up failure reported as one line."""
@@ -49,7 +51,14 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
         except RegistryError as exc:
             hint = "" if snapshot_file else " (a node with --snapshot FILE can start from its copy)"
             raise ServeError(f"store {cfg.store}: {exc.detail}{hint}") from None
-        runner = web.AppRunner(make_app(node, cfg), access_log=None, handle_signals=False)
+        # A DoH GET carries up to 64 KiB of base64 in its request line.
+        runner = web.AppRunner(
+            make_app(node, cfg),
+            access_log=None,
+            handle_signals=False,
+            max_line_size=MAX_REQUEST_LINE,
+            max_field_size=16384,
+        )
         await runner.setup()
         listeners: list[tuple[str, tuple[str, int], ssl.SSLContext | None]] = [
             ("http", cfg.http, None)

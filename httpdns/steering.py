@@ -64,6 +64,9 @@ class Pool:
         )
 
 
+ENCODED_PER_CHOICE = 16
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
     """The outcome of one decision: ordered addresses and their TTL."""
@@ -74,6 +77,18 @@ class Choice:
     version: str | None = None
     cohort: str = "stable"
     status: str = "ok"  # ok | failover-open | closed | empty
+    # Encoded forms of this answer (an HTTP body, a DNS reply without its ID), so a
+    # repeated query skips the encoding; dropped with the choice when the service changes.
+    encoded: dict[object, bytes] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
+    def remember(self, key: object, body: bytes) -> bytes:
+        """Keep ``body`` as the encoding for ``key`` (bounded), and return it."""
+        if len(self.encoded) >= ENCODED_PER_CHOICE:
+            self.encoded.clear()
+        self.encoded[key] = body
+        return body
 
 
 @dataclass(slots=True)

@@ -128,6 +128,9 @@ class RoutingTable:
         self.max_cached = max_cached
         self._cached = 0
         self._buckets: dict[int | str, int] = {}
+        # When a list, every resolve appends (name, compiled service or None): front ends
+        # use it to know which services a cached response depends on.
+        self.recording: list[tuple[str, CompiledService | None]] | None = None
         self._rebuild(snapshot)
 
     # -- building -----------------------------------------------------------
@@ -202,6 +205,8 @@ class RoutingTable:
     def resolve(self, name: str, qtype: int, client: Client) -> Choice | None:
         """Addresses for ``name`` (lower-case, no trailing dot); None if not served."""
         svc = self.services.get(name)
+        if self.recording is not None:
+            self.recording.append((name, svc))
         if svc is None:
             return None
         family = _FAMILY[qtype]
@@ -216,6 +221,11 @@ class RoutingTable:
             svc.cache[ck] = choice
             self._cached += 1
         return choice
+
+    def still_valid(self, deps: tuple[tuple[str, CompiledService | None], ...]) -> bool:
+        """Whether an answer computed from ``deps`` (a recording) is still current."""
+        services = self.services
+        return all(services.get(name) is svc for name, svc in deps)
 
     def _drop_caches(self) -> None:
         for svc in self.services.values():

@@ -42,9 +42,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except (HttpdnsError, RegistryError) as exc:
         status, body = error_body(exc)
-        if request.path.startswith("/api/"):
-            body["revision"] = request.app[NODE].revision  # what to retry against
-        return json_response(body, status)
     except web.HTTPException as exc:
         if exc.status == 404:
             status, body = error_body(NotFound(f"no route for {request.path}"))
@@ -62,7 +59,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 "error": (exc.reason or "error").lower().replace(" ", "_"),
                 "detail": exc.text or "",
             }
-        return json_response(body, status)
+    if request.path.startswith("/api/"):
+        body["revision"] = request.app[NODE].revision  # what to retry against
+    return json_response(body, status)
 
 
 def _query(request: web.Request, body: bytes | None = None) -> Query:

@@ -24,7 +24,8 @@ def _decode_b64url(text: str) -> bytes:
     if not text or any(c in text for c in "+/="):
         raise BadRequest("dns: must be unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        # validate=True: a character outside the alphabet is an error, not silently skipped
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("dns: not valid base64url") from None
 

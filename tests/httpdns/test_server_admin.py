@@ -1,0 +1,549 @@
+"""The admin API (DESIGN §7) against the real application: auth, compare-and-set,
+create/replace/delete of every record kind, traffic shift, explain, audit, OpenAPI
+and /healthz."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from httpdns.node import Node
+from httpdns.web import make_app
+
+from .conftest import (
+    ADMIN,
+    MOBILE_CIDRS,
+    PAY,
+    SHOP,
+    SHOP_CANARY_V4,
+    SHOP_TTL,
+    ClientFactory,
+    admin,
+    dc_of,
+    make_config,
+)
+
+API = "/api/v1"
+
+
+async def state(client: TestClient) -> dict[str, Any]:
+    return await admin(client, "GET", f"{API}/state", expect=200)
+
+
+async def health(client: TestClient) -> dict[str, Any]:
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    return dict(await resp.json())
+
+
+async def d(client: TestClient, name: str, ip: str) -> list[str]:
+    resp = await client.get("/d", params={"dn": name, "ip": ip})
+    assert resp.status == 200
+    text = await resp.text()
+    return text.split(";") if text else []
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+ROUTES = [
+    ("GET", f"{API}/state", None),
+    ("PUT", f"{API}/datacenters/idc", {"kind": "idc"}),
+    ("DELETE", f"{API}/datacenters/cloud", None),
+    ("PUT", f"{API}/regions/mobile", {"cidrs": []}),
+    ("DELETE", f"{API}/regions/mobile", None),
+    ("PUT", f"{API}/services/{SHOP}", {"traffic": {"default": {"idc": 1}}}),
+    ("DELETE", f"{API}/services/{SHOP}", None),
+    ("PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 1}}),
+    ("PUT", f"{API}/services/{SHOP}/release", {"stable": "v1"}),
+    ("PUT", f"{API}/services/{SHOP}/endpoints/e1", {"dc": "idc", "address": "192.0.2.50"}),
+    ("DELETE", f"{API}/services/{SHOP}/endpoints/idc-v4-0", None),
+    ("POST", f"{API}/traffic/shift", {"from": "idc", "to": "cloud", "percent": 10}),
+    ("GET", f"{API}/explain?name={SHOP}", None),
+    ("GET", f"{API}/audit?since=0", None),
+    ("POST", f"{API}/registry/restore", None),
+]
+WRITES = [r for r in ROUTES if r[0] != "GET"]
+
+
+@pytest.mark.parametrize("method,path,body", ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+async def test_token_is_required(served: TestClient, method: str, path: str, body: Any) -> None:
+    before = await state(served)
+    data = None if body is None else json.dumps(body)
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Bearer TT"},
+        {"Authorization": "Basic T"},
+        {"Authorization": "T"},
+        {"Authorization": "Bearer "},
+    ):
+        resp = await served.request(method, path, data=data, headers=headers)
+        assert resp.status == 401, (headers, await resp.text())
+        err = await resp.json()
+        assert err["error"] == "unauthorized" and err["detail"]
+    assert (await state(served)) == before  # nothing was written
+
+
+async def test_token_scheme_is_case_insensitive(served: TestClient) -> None:
+    resp = await served.get(f"{API}/state", headers={"Authorization": "bearer T"})
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize("method,path,body", WRITES, ids=[f"{m} {p}" for m, p, _ in WRITES])
+async def test_writes_are_disabled_without_a_configured_token(
+    aiohttp_client: ClientFactory, node: Node, method: str, path: str, body: Any
+) -> None:
+    config = make_config(admin_token=None)
+    assert config.admin_token is None
+    client = await aiohttp_client(make_app(node, config))
+    data = None if body is None else json.dumps(body)
+    for headers in ({}, ADMIN):
+        resp = await client.request(method, path, data=data, headers=headers)
+        assert resp.status == 403, await resp.text()
+        err = await resp.json()
+        assert err["error"] == "admin_disabled"
+        assert err["detail"]
+    assert node.revision == 0
+    # reads stay open (the node binds to loopback by default)
+    resp = await client.get(f"{API}/state")
+    assert resp.status == 200
+    assert (await resp.json())["revision"] == 0
+
+
+# -- compare-and-set ------------------------------------------------------------------------------
+
+
+async def test_if_match_stale_is_409_and_changes_nothing(served: TestClient) -> None:
+    before = await state(served)
+    rev = before["revision"]
+    for stale in (str(rev - 1), "0", f'"{rev - 3}"'):
+        err = await admin(
+            served,
+            "PUT",
+            f"{API}/datacenters/cloud",
+            {"kind": "cloud", "writable": False, "drained": True},
+            expect=409,
+            headers={"If-Match": stale},
+        )
+        assert err["error"] == "conflict" and err["detail"]
+    err = await admin(
+        served,
+        "POST",
+        f"{API}/traffic/shift",
+        {"from": "idc", "to": "cloud", "percent": 10},
+        expect=409,
+        headers={"If-Match": str(rev + 5)},
+    )
+    assert err["error"] == "conflict"
+    after = await state(served)
+    assert after == before
+    assert (await health(served))["revision"] == rev
+
+    ok = await admin(
+        served,
+        "PUT",
+        f"{API}/datacenters/cloud",
+        {"kind": "cloud", "writable": False, "drained": True},
+        expect=200,
+        headers={"If-Match": str(rev)},
+    )
+    assert ok["revision"] == rev + 1
+    assert ok["datacenter"]["drained"] is True
+    # weak/quoted ETag forms of the current revision are accepted too
+    ok2 = await admin(
+        served,
+        "PUT",
+        f"{API}/datacenters/cloud",
+        {"kind": "cloud", "writable": False},
+        expect=200,
+        headers={"If-Match": f'W/"{rev + 1}"'},
+    )
+    assert ok2["revision"] == rev + 2
+
+
+async def test_conflict_response_carries_the_current_revision(served: TestClient) -> None:
+    rev = (await state(served))["revision"]
+    err = await admin(
+        served,
+        "PUT",
+        f"{API}/datacenters/idc",
+        {"kind": "idc"},
+        expect=409,
+        headers={"If-Match": str(rev - 1)},
+    )
+    assert err.get("revision") == rev
+
+
+# -- create / replace / delete --------------------------------------------------------------------
+
+
+async def test_every_write_returns_201_or_200_and_the_revision(served: TestClient) -> None:
+    rev = (await state(served))["revision"]
+
+    async def write(method: str, path: str, body: Any, status: int) -> dict[str, Any]:
+        nonlocal rev
+        out = await admin(served, method, path, body, expect=status)
+        rev += 1
+        assert out["revision"] == rev, (path, out)
+        assert (await health(served))["revision"] == rev
+        return out
+
+    dc = await write("PUT", f"{API}/datacenters/edge", {"kind": "cloud", "writable": False}, 201)
+    assert dc["datacenter"] == {
+        "name": "edge",
+        "kind": "cloud",
+        "writable": False,
+        "drained": False,
+        "labels": {},
+    }
+    dc = await write("PUT", f"{API}/datacenters/edge", {"labels": {"city": "x"}}, 200)
+    assert dc["datacenter"]["kind"] == "idc" and dc["datacenter"]["labels"] == {"city": "x"}
+
+    region = await write("PUT", f"{API}/regions/north", {"cidrs": ["10.200.0.0/16"]}, 201)
+    assert region["region"] == {"name": "north", "cidrs": ["10.200.0.0/16"]}
+    region = await write("PUT", f"{API}/regions/north", {"cidrs": ["10.201.0.0/16"]}, 200)
+    assert region["region"]["cidrs"] == ["10.201.0.0/16"]
+
+    svc_body = {"access": "rw", "ttl": 15, "answers": 1, "traffic": {"default": {"edge": 5}}}
+    svc = await write("PUT", f"{API}/services/api.example.org", svc_body, 201)
+    assert svc["service"] == {
+        "name": "api.example.org",
+        "access": "rw",
+        "ttl": 15,
+        "answers": 1,
+        "all_down": "fail-open",
+        "traffic": {"default": {"edge": 5}},
+    }
+    svc_body["all_down"] = "fail-closed"
+    svc = await write("PUT", f"{API}/services/API.Example.org.", svc_body, 200)
+    assert svc["service"]["name"] == "api.example.org"
+    assert svc["service"]["all_down"] == "fail-closed"
+
+    ep_body = {"dc": "edge", "address": "192.0.2.77", "port": 8443, "version": "v3"}
+    ep = await write("PUT", f"{API}/services/api.example.org/endpoints/a1", ep_body, 201)
+    assert ep["endpoint"]["address"] == "192.0.2.77"
+    assert ep["endpoint"]["weight"] == 100 and ep["endpoint"]["healthy"] is True
+    ep = await write(
+        "PUT", f"{API}/services/api.example.org/endpoints/a1", {**ep_body, "weight": 7}, 200
+    )
+    assert ep["endpoint"]["weight"] == 7
+
+    rel = await write("PUT", f"{API}/services/api.example.org/release", {"stable": "v3"}, 200)
+    assert rel["release"] == {
+        "service": "api.example.org",
+        "stable": "v3",
+        "canary": None,
+        "canary_percent": 0.0,
+    }
+    tr = await write(
+        "PUT", f"{API}/services/api.example.org/traffic", {"default": {"edge": 9}}, 200
+    )
+    assert tr["service"]["traffic"] == {"default": {"edge": 9}}
+    assert tr["service"]["ttl"] == 15  # other fields are kept
+
+    snap = await state(served)
+    assert snap["revision"] == rev
+    svc_state = snap["services"]["api.example.org"]
+    assert svc_state["traffic"] == {"default": {"edge": 9}}
+    assert svc_state["release"]["stable"] == "v3"
+    assert svc_state["endpoints"]["a1"]["port"] == 8443
+    assert snap["regions"]["north"]["cidrs"] == ["10.201.0.0/16"]
+    assert snap["datacenters"]["edge"]["labels"] == {"city": "x"}
+    assert await d(served, "api.example.org", "10.1.1.1") == ["192.0.2.77"]
+
+
+async def test_delete_endpoint(served: TestClient) -> None:
+    path = f"{API}/services/{SHOP}/endpoints/idc-v4-0"
+    out = await admin(served, "DELETE", path, expect=200)
+    assert isinstance(out["revision"], int) and out["deleted"]
+    snap = await state(served)
+    assert "idc-v4-0" not in snap["services"][SHOP]["endpoints"]
+    assert snap["revision"] == out["revision"]
+    # the address is never answered again
+    for i in range(1, 60):
+        assert "192.0.2.1" not in await d(served, SHOP, f"10.{i}.0.1")
+    err = await admin(served, "DELETE", path, expect=404)
+    assert err["error"] == "not_found"
+
+
+async def test_delete_service(served: TestClient) -> None:
+    assert await d(served, PAY, "10.0.0.1")
+    out = await admin(served, "DELETE", f"{API}/services/{PAY}", expect=200)
+    assert isinstance(out["revision"], int)
+    snap = await state(served)
+    assert PAY not in snap["services"]
+    assert await d(served, PAY, "10.0.0.1") == []
+    resp = await served.get("/resolve", params={"name": PAY})
+    assert (await resp.json())["Status"] == 3
+    err = await admin(served, "DELETE", f"{API}/services/{PAY}", expect=404)
+    assert err["error"] == "not_found"
+
+
+async def test_delete_datacenter_and_region(served: TestClient) -> None:
+    before = await state(served)
+    err = await admin(served, "DELETE", f"{API}/datacenters/cloud", expect=409)
+    assert err["error"] == "in_use" and "cloud" in err["detail"]
+    err = await admin(served, "DELETE", f"{API}/regions/mobile", expect=409)
+    assert err["error"] == "in_use"
+    assert await state(served) == before
+
+    await admin(served, "PUT", f"{API}/datacenters/spare", {"kind": "cloud"}, expect=201)
+    out = await admin(served, "DELETE", f"{API}/datacenters/spare", expect=200)
+    assert out["revision"] == before["revision"] + 2
+    assert "spare" not in (await state(served))["datacenters"]
+    await admin(served, "PUT", f"{API}/regions/spare", {"cidrs": ["10.9.0.0/16"]}, expect=201)
+    out = await admin(served, "DELETE", f"{API}/regions/spare", expect=200)
+    assert "spare" not in (await state(served))["regions"]
+    for path in (f"{API}/datacenters/spare", f"{API}/regions/spare"):
+        err = await admin(served, "DELETE", path, expect=404)
+        assert err["error"] == "not_found"
+
+    # once nothing refers to it, the cloud datacenter can go
+    await admin(
+        served,
+        "PUT",
+        f"{API}/services/{SHOP}",
+        {"ttl": SHOP_TTL, "traffic": {"default": {"idc": 1}}},
+        expect=200,
+    )
+    await admin(served, "DELETE", f"{API}/services/{PAY}", expect=200)
+    endpoints = (await state(served))["services"][SHOP]["endpoints"]
+    for eid, ep in endpoints.items():
+        if ep["dc"] == "cloud":
+            await admin(served, "DELETE", f"{API}/services/{SHOP}/endpoints/{eid}", expect=200)
+    await admin(served, "DELETE", f"{API}/datacenters/cloud", expect=200)
+    assert "cloud" not in (await state(served))["datacenters"]
+
+
+async def test_release_canary_percent_steers_the_cohort(served: TestClient) -> None:
+    await admin(
+        served,
+        "PUT",
+        f"{API}/services/{SHOP}/release",
+        {"stable": "v1", "canary": "v2", "canary_percent": 100},
+        expect=200,
+    )
+    for i in range(1, 20):
+        answer = await d(served, SHOP, f"10.{i}.0.1")
+        assert answer == [SHOP_CANARY_V4[dc_of(answer[0])]]
+    await admin(
+        served,
+        "PUT",
+        f"{API}/services/{SHOP}/release",
+        {"stable": "v1", "canary": None, "canary_percent": 0},
+        expect=200,
+    )
+    for i in range(1, 20):
+        assert not set(await d(served, SHOP, f"10.{i}.0.1")) & set(SHOP_CANARY_V4.values())
+
+
+# -- traffic shift --------------------------------------------------------------------------------
+
+
+async def _two_services(client: TestClient) -> None:
+    for name in ("a.example.org", "b.example.org"):
+        await admin(
+            client,
+            "PUT",
+            f"{API}/services/{name}",
+            {"traffic": {"default": {"idc": 60, "cloud": 40}, "mobile": {"idc": 100}}},
+            expect=201,
+        )
+
+
+async def test_traffic_shift_all_services(served: TestClient) -> None:
+    await _two_services(served)
+    out = await admin(
+        served,
+        "POST",
+        f"{API}/traffic/shift",
+        {"from": "idc", "to": "cloud", "percent": 20},
+        expect=200,
+    )
+    assert isinstance(out["revision"], int)
+    assert out["services"]["a.example.org"]["default"] == {"idc": 40, "cloud": 60}
+    assert out["services"]["b.example.org"]["default"] == {"idc": 40, "cloud": 60}
+    assert out["services"]["a.example.org"]["mobile"] == {"idc": 80, "cloud": 20}
+    # the test registry's services moved too (50/50 -> 30/70)
+    assert out["services"][SHOP]["default"] == {"idc": 30, "cloud": 70}
+    snap = await state(served)
+    assert snap["services"]["b.example.org"]["traffic"]["default"] == {"idc": 40, "cloud": 60}
+    assert snap["revision"] == out["revision"]
+
+
+async def test_traffic_shift_restricted_to_listed_services(served: TestClient) -> None:
+    await _two_services(served)
+    out = await admin(
+        served,
+        "POST",
+        f"{API}/traffic/shift",
+        {"from": "idc", "to": "cloud", "percent": 20, "services": ["A.example.org."]},
+        expect=200,
+    )
+    assert set(out["services"]) == {"a.example.org"}
+    snap = await state(served)
+    assert snap["services"]["a.example.org"]["traffic"]["default"] == {"idc": 40, "cloud": 60}
+    assert snap["services"]["b.example.org"]["traffic"]["default"] == {"idc": 60, "cloud": 40}
+    assert snap["services"][SHOP]["traffic"]["default"] == {"idc": 50, "cloud": 50}
+
+
+async def test_traffic_shift_unknown_service_is_404(served: TestClient) -> None:
+    before = await state(served)
+    err = await admin(
+        served,
+        "POST",
+        f"{API}/traffic/shift",
+        {"from": "idc", "to": "cloud", "percent": 20, "services": [SHOP, "nope.example.org"]},
+        expect=404,
+    )
+    assert err["error"] == "not_found" and "nope.example.org" in err["detail"]
+    assert await state(served) == before
+
+
+# -- explain, audit -------------------------------------------------------------------------------
+
+
+async def test_explain_trace(served: TestClient) -> None:
+    rev = (await state(served))["revision"]
+    resp = await served.get(
+        f"{API}/explain", params={"name": SHOP, "ip": "100.64.9.9"}, headers=ADMIN
+    )
+    assert resp.status == 200
+    trace = await resp.json()
+    for key in ("name", "type", "revision", "client", "region", "answer", "ttl", "trace"):
+        assert key in trace, key
+    assert trace["name"] == SHOP and trace["type"] == "A"
+    assert trace["revision"] == rev
+    assert trace["region"] == "mobile"
+    assert trace["ttl"] == SHOP_TTL
+    assert trace["client"]["ip"] == "100.64.9.9"
+    assert trace["client"]["key"] == f"4:{(100 << 16) + (64 << 8) + 9}"
+    assert trace["datacenter"] == "cloud"
+    assert trace["cohort"] in ("stable", "canary")
+    assert {dc_of(a) for a in trace["answer"]} == {"cloud"}
+    steps = [s["step"] for s in trace["trace"]]
+    assert steps[:2] == ["table", "cohort"]
+    assert "datacenter" in steps and "endpoints" in steps
+    table = trace["trace"][0]
+    assert table["table"] == "mobile" and table["weights"] == {"cloud": 100}
+    dc_step = next(s for s in trace["trace"] if s["step"] == "datacenter")
+    assert dc_step["eligible"] == ["cloud"] and dc_step["chosen"] == "cloud"
+    assert set(dc_step["scores"]) == {"cloud"}
+
+    # the answer agrees with every dialect for the same client
+    assert await d(served, SHOP, "100.64.9.9") == trace["answer"]
+
+    resp = await served.get(
+        f"{API}/explain",
+        params={"name": PAY, "ip": "10.1.2.3", "uid": "dev-1", "type": "AAAA"},
+        headers=ADMIN,
+    )
+    pay = await resp.json()
+    assert pay["type"] == "AAAA" and pay["client"]["uid"] == "dev-1"
+    assert pay["client"]["key"] == "uid:dev-1"
+    table = pay["trace"][0]
+    assert "cloud" in table["excluded"]  # rw service, read-only cloud
+    assert "cloud" not in table["weights"]
+
+    resp = await served.get(f"{API}/explain", params={"name": "nope.example.org"}, headers=ADMIN)
+    assert resp.status == 404
+
+
+async def test_audit_since_and_actor(served: TestClient) -> None:
+    rev = (await state(served))["revision"]
+    await admin(
+        served,
+        "PUT",
+        f"{API}/datacenters/edge",
+        {"kind": "cloud"},
+        headers={"X-Actor": "alice@ops"},
+    )
+    await admin(
+        served,
+        "PUT",
+        f"{API}/regions/north",
+        {"cidrs": ["10.200.0.0/16"]},
+        headers={"X-Actor": "bob"},
+    )
+    await admin(served, "DELETE", f"{API}/regions/north", headers={"X-Actor": "bad actor !"})
+    resp = await served.get(f"{API}/audit", params={"since": str(rev)}, headers=ADMIN)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["revision"] == rev + 3
+    entries = body["entries"]
+    assert [e["revision"] for e in entries] == [rev + 1, rev + 2, rev + 3]
+    assert [e["actor"] for e in entries] == ["alice@ops", "bob", "admin"]
+    first = entries[0]["changes"]
+    assert first[0]["op"] == "put" and first[0]["kind"] == "datacenter"
+    assert first[0]["key"] == "edge"
+    assert entries[2]["changes"][0]["op"] == "delete"
+    assert all(isinstance(e["time"], int | float) for e in entries)
+
+    resp = await served.get(f"{API}/audit", params={"since": str(rev + 2)}, headers=ADMIN)
+    assert [e["revision"] for e in (await resp.json())["entries"]] == [rev + 3]
+    resp = await served.get(f"{API}/audit", params={"since": "0", "limit": "2"}, headers=ADMIN)
+    assert [e["revision"] for e in (await resp.json())["entries"]] == [1, 2]
+    resp = await served.get(f"{API}/audit", params={"since": str(rev + 3)}, headers=ADMIN)
+    assert (await resp.json())["entries"] == []
+
+
+async def test_every_admin_read_carries_the_revision(served: TestClient) -> None:
+    rev = (await state(served))["revision"]
+    for path in (f"{API}/state", f"{API}/explain?name={SHOP}", f"{API}/audit?since=3"):
+        resp = await served.get(path, headers=ADMIN)
+        assert resp.status == 200
+        assert (await resp.json())["revision"] == rev, path
+    assert (await health(served))["revision"] == rev
+
+
+# -- OpenAPI, health -----------------------------------------------------------------------------
+
+
+async def test_openapi_document_covers_every_route(served: TestClient) -> None:
+    resp = await served.get(f"{API}/openapi.json")
+    assert resp.status == 200
+    doc = json.loads(await resp.read())
+    assert str(doc["openapi"]).startswith("3.")
+    paths = doc["paths"]
+    app = served.server.app
+    assert app is not None
+    routes = set()
+    for route in app.router.routes():
+        info = route.resource.canonical if route.resource else ""
+        if route.method in ("HEAD", "OPTIONS"):
+            continue
+        if info.startswith(API) and info != f"{API}/openapi.json":
+            routes.add((info, route.method.lower()))
+    routes.add(("/healthz", "get"))
+    assert len(routes) >= 15
+    missing = sorted(r for r in routes if r[1] not in paths.get(r[0], {}))
+    assert not missing, missing
+    # and the document names no route that does not exist
+    documented = {(p, m) for p, item in paths.items() for m in item}
+    assert documented <= routes
+
+
+async def test_healthz(served: TestClient) -> None:
+    body = await health(served)
+    assert body["status"] == "ok"
+    assert body["store"] == "ok"
+    assert body["stale_seconds"] == 0
+    assert isinstance(body["revision"], int) and body["revision"] > 0
+    assert body["revision"] == (await state(served))["revision"]
+    await admin(served, "PUT", f"{API}/datacenters/edge", {"kind": "cloud"})
+    assert (await health(served))["revision"] == body["revision"] + 1
+
+
+async def test_state_snapshot(served: TestClient) -> None:
+    snap = await state(served)
+    assert set(snap["datacenters"]) == {"idc", "cloud"}
+    assert snap["datacenters"]["cloud"]["writable"] is False
+    assert snap["regions"]["mobile"]["cidrs"] == MOBILE_CIDRS
+    assert set(snap["services"]) == {SHOP, PAY}
+    shop = snap["services"][SHOP]
+    assert shop["access"] == "ro" and shop["ttl"] == SHOP_TTL
+    assert shop["release"]["canary"] == "v2" and shop["release"]["canary_percent"] == 10
+    assert len(shop["endpoints"]) == 14

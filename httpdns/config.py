@@ -44,6 +44,8 @@ class Config:
 
     http: tuple[str, int] = ("127.0.0.1", 8053)
     https: tuple[str, int] | None = None
+    dns: tuple[str, int] | None = None
+    workers: int = 1
     tls_cert: str | None = None
     tls_key: str | None = None
     store: str = DEFAULT_STORE
@@ -126,7 +128,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
             raise ConfigError(f"config {path}: {exc}") from None
     known = {
         "http", "https", "tls_cert", "tls_key", "store", "admin_token", "trusted_proxies",
-        "accounts", "zones", "demo", "max_cached_answers", "snapshot",
+        "accounts", "zones", "demo", "max_cached_answers", "snapshot", "dns", "workers",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -140,6 +142,9 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
         "admin_token",
         "trusted_proxies",
         "zones",
+        "snapshot",
+        "dns",
+        "workers",
     ):
         value = env.get("HTTPDNS_" + key.upper())
         if value:
@@ -151,6 +156,13 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
     cfg = Config()
     if "http" in data:
         cfg = replace(cfg, http=parse_hostport("http", str(data["http"])))
+    if data.get("dns"):
+        cfg = replace(cfg, dns=parse_hostport("dns", str(data["dns"])))
+    if "workers" in data:
+        raw = data["workers"]
+        if not str(raw).isdigit() or not 1 <= int(raw) <= 64:
+            raise ConfigError(f"workers: {raw!r} must be an integer 1-64")
+        cfg = replace(cfg, workers=int(raw))
     if data.get("https"):
         cfg = replace(cfg, https=parse_hostport("https", str(data["https"])))
         if not data.get("tls_cert") or not data.get("tls_key"):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import ssl
+import subprocess
 import sys
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +22,9 @@ from registry.store import open_store
 from . import config as config_mod
 from .config import Account, Config, ConfigError
 from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
+from .dialects import Context
+from .dnsserver import DnsEngine, start_dns
+from .fasthttp import FastHTTP, FastServer
 from .node import Node
 from .snapshotfile import SnapshotFile
 from .web import make_app
@@ -32,7 +38,7 @@ class ServeError(Exception):
     """A start-up failure reported as one line."""
 
 
-async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
+async def run(cfg: Config, stop: asyncio.Event | None = None, reuse_port: bool = False) -> None:
     """Run a node until ``stop`` is set (or SIGTERM/SIGINT when not given)."""
     try:
         store = await open_store(cfg.store)
@@ -40,6 +46,8 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
         raise ServeError(f"store {cfg.store}: {exc.detail}") from None
     runner: web.AppRunner | None = None
     node: Node | None = None
+    servers: list[asyncio.Server] = []
+    transports: list[asyncio.BaseTransport] = []
     try:
         if cfg.demo and await load_demo(store):
             log.info("loaded the demo data set (zone %s)", DEMO_ZONE)
@@ -70,13 +78,35 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
             except (OSError, ssl.SSLError) as exc:
                 raise ServeError(f"cannot load the TLS certificate/key: {exc}") from None
             listeners.append(("https", cfg.https, context))
+        loop = asyncio.get_running_loop()
+        slow = runner.server
+        assert slow is not None
+        fast = FastServer(Context(node.table, cfg), node.health, slow)
         for scheme, (host, port), tls in listeners:
-            site = web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True)
             try:
-                await site.start()
+                servers.append(
+                    await loop.create_server(
+                        lambda: FastHTTP(fast),
+                        host,
+                        port,
+                        ssl=tls,
+                        reuse_address=True,
+                        reuse_port=reuse_port or None,
+                        backlog=1024,
+                    )
+                )
             except OSError as exc:
                 raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             log.info("serving %s://%s:%d", scheme, f"[{host}]" if ":" in host else host, port)
+        if cfg.dns is not None:
+            host, port = cfg.dns
+            try:
+                udp, tcp = await start_dns(DnsEngine(node.table, cfg), host, port, reuse_port)
+            except OSError as exc:
+                raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            servers.append(tcp)
+            transports.append(udp)
+            log.info("serving DNS on udp+tcp %s:%d", host, port)
         log.info(
             "registry %s at revision %d (from the %s), %d services; admin writes %s",
             cfg.store, node.revision, node.started_from, len(node.table.services),
@@ -84,12 +114,15 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
         )  # fmt: skip
         if stop is None:
             stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down")
     finally:
+        for server in servers:
+            server.close()
+        for transport in transports:
+            transport.close()
         if runner is not None:
             await runner.cleanup()
         if node is not None:
@@ -117,6 +150,11 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
 @click.option(
     "--zone", multiple=True, metavar="NAME", help="zone served authoritatively (NXDOMAIN inside)"
 )
+@click.option("--dns", metavar="HOST:PORT", help="plain DNS listener, UDP and TCP")
+@click.option(
+    "--workers", type=int, metavar="N", help="worker processes sharing the ports [default: 1]"
+)
+@click.option("--worker-id", type=int, hidden=True)
 @click.option(
     "--snapshot", metavar="FILE", help="local registry copy for starting while the store is down"
 )
@@ -134,6 +172,9 @@ def serve(
     config_file: str | None,
     trusted_proxy: tuple[str, ...],
     zone: tuple[str, ...],
+    dns: str | None,
+    workers: int | None,
+    worker_id: int | None,
     snapshot: str | None,
     demo: bool | None,
     log_level: str,
@@ -147,7 +188,8 @@ def serve(
     flags: dict[str, Any] = {
         "http": http, "https": https, "tls_cert": tls_cert, "tls_key": tls_key, "store": store,
         "admin_token": admin_token, "trusted_proxies": list(trusted_proxy) or None,
-        "zones": list(zone) or None, "demo": demo, "snapshot": snapshot,
+        "zones": list(zone) or None, "demo": demo, "snapshot": snapshot, "dns": dns,
+        "workers": workers,
     }  # fmt: skip
     try:
         cfg = config_mod.load(config_file, **flags)
@@ -158,11 +200,91 @@ def serve(
             cfg = replace(cfg, zones=(DEMO_ZONE,))
         if not cfg.accounts:
             cfg = replace(cfg, accounts={DEMO_ACCOUNT: Account(DEMO_ACCOUNT, DEMO_SECRET)})
-    try:
-        import uvloop
+    import uvloop
 
-        uvloop.run(run(cfg))
+    try:
+        if cfg.workers > 1 and worker_id is None:
+            if cfg.demo:
+                uvloop.run(_load_demo_once(cfg))
+            sys.exit(supervise(cfg.workers))
+        if worker_id is not None:
+            cfg = replace(cfg, demo=False)
+            logging.getLogger().handlers[0].setFormatter(
+                logging.Formatter(f"%(asctime)s w{worker_id} %(name)s %(levelname)s %(message)s")
+            )
+        uvloop.run(run(cfg, reuse_port=worker_id is not None))
     except ServeError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+async def _load_demo_once(cfg: Config) -> None:
+    try:
+        store = await open_store(cfg.store)
+    except RegistryError as exc:
+        raise ServeError(f"store {cfg.store}: {exc.detail}") from None
+    try:
+        await load_demo(store)
+    finally:
+        await store.close()
+
+
+def _worker_argv(worker: int) -> list[str]:
+    """This command line with ``--workers`` replaced by a worker id."""
+    args = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
+    out: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--workers":
+            skip = True
+            continue
+        if a.startswith("--workers=") or a == "--demo":
+            continue
+        out.append(a)
+    return [sys.executable, "-m", "httpdns.cli", "serve", *out, "--worker-id", str(worker)]
+
+
+def supervise(count: int) -> int:
+    """Run ``count`` workers sharing the listeners (SO_REUSEPORT); restart one that dies.
+
+    SIGTERM/SIGINT stop them all. Returns the exit status.
+    """
+    env = {**os.environ, "HTTPDNS_WORKERS": "1"}
+    procs = {i: subprocess.Popen(_worker_argv(i), env=env) for i in range(count)}
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    started = time.monotonic()
+    while procs:
+        for i, p in list(procs.items()):
+            code = p.poll()
+            if code is None:
+                continue
+            del procs[i]
+            if stopping:
+                continue
+            if time.monotonic() - started < STARTUP_GRACE:
+                # A start-up failure (port taken, bad store): every worker would fail alike.
+                stop(signal.SIGTERM, None)
+                for q in procs.values():
+                    q.wait()
+                return code or 1
+            log.warning("worker %d exited with %s; restarting it", i, code)
+            procs[i] = subprocess.Popen(_worker_argv(i), env=env)
+        time.sleep(0.1)
+    return 0
+
+
+STARTUP_GRACE = 10.0  # seconds: a worker dying this early means the configuration is wrong

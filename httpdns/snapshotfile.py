@@ -71,7 +71,7 @@ class SnapshotFile:
     def write(self, snap: Snapshot) -> None:
         """Write ``snap`` now (atomically)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")  # workers share the path
         with open(tmp, "wb") as f:
             f.write(snap.dump_json())
             f.flush()

@@ -37,7 +37,9 @@ log = logging.getLogger("httpdns.fasthttp")
 
 MAX_HEAD = 96 * 1024  # request line + headers (a DoH GET carries up to 64 KiB of base64)
 MAX_BODY = 65535
-MAX_CACHED = 200_000
+MAX_CACHED = 100_000
+# Query answers are public: web pages on any origin may read them (browser clients).
+CORS = b"Access-Control-Allow-Origin: *\r\n"
 
 Deps = tuple[tuple[str, CompiledService | None], ...]
 Dialect = Callable[[Query, Context], Reply]
@@ -149,8 +151,8 @@ class FastServer:
     def _parts(self, reply: Reply) -> tuple[bytes, bytes]:
         head = b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"Error"))
         extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in reply.headers)
-        tail = b"Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
-            reply.content_type.encode(), len(reply.body), extra, reply.body)  # fmt: skip
+        tail = b"Content-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
+            reply.content_type.encode(), len(reply.body), CORS, extra, reply.body)  # fmt: skip
         return head, tail
 
     def _encode(

@@ -80,6 +80,7 @@ def _query(request: web.Request, body: bytes | None = None) -> Query:
 def _respond(reply: Reply) -> web.Response:
     resp = web.Response(body=reply.body, status=reply.status)
     resp.headers["Content-Type"] = reply.content_type
+    resp.headers["Access-Control-Allow-Origin"] = "*"  # public answers, readable by any page
     for k, v in reply.headers:
         resp.headers[k] = v
     return resp
@@ -101,6 +102,19 @@ async def _doh_post(request: web.Request) -> web.StreamResponse:
         return _respond(dialects.resolve_doh(_query(request, b""), request.app[CONTEXT]))
     body = await request.content.read(dialects.doh.MAX_MESSAGE + 1)
     return _respond(dialects.resolve_doh(_query(request, body), request.app[CONTEXT]))
+
+
+async def _preflight(request: web.Request) -> web.StreamResponse:
+    """CORS preflight for browser DoH POSTs (application/dns-message is not a simple type)."""
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "86400",
+        },
+    )
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
@@ -125,6 +139,7 @@ def make_app(node: Node, config: Config) -> web.Application:
     r.add_get("/resolve", _route(dialects.resolve_json))
     r.add_get("/dns-query", _route(dialects.resolve_doh))
     r.add_post("/dns-query", _doh_post)
+    r.add_route("OPTIONS", "/dns-query", _preflight)
     add_admin_routes(app)
     r.add_get("/{account}/d", _route(dialects.resolve_one))
     r.add_get("/{account}/resolve", _route(dialects.resolve_many))

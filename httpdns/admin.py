@@ -250,3 +250,6 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{p}/explain", _explain)
     r.add_get(f"{p}/audit", _audit)
     r.add_post(f"{p}/registry/restore", _restore)
+    from .rollouts_api import add_rollout_routes  # the deployer's intents (imports this module)
+
+    add_rollout_routes(app)

@@ -28,6 +28,7 @@ from .table import AAAA, A, Client, RoutingTable
 ECS_OPTION = 8
 NEGATIVE_TTL = 30
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 recommendation
+BADVERS = 16  # extended rcode: 1 in the OPT record, 0 in the header
 
 
 class MalformedMessage(BadRequest):
@@ -125,7 +126,7 @@ def answer(
     def done(
         rcode: int, min_ttl: int = 0, scope: int | None = None, ecs: Ecs | None = None
     ) -> WireReply:
-        reply.header.rcode = rcode
+        reply.header.rcode = rcode & 0xF
         opt = None
         if edns is not None:
             opts = []
@@ -138,15 +139,15 @@ def answer(
                         + ecs.raw_address,
                     )
                 )
-            opt = EDNS0(udp_len=EDNS_PAYLOAD, opts=opts)
+            opt = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=rcode >> 4, opts=opts)
             reply.add_ar(opt)
-        packed = reply.pack()
+        packed = bytes(reply.pack())
         if limit is not None and len(packed) > limit:
             short = DNSRecord(header=reply.header, q=reply.q)
             short.header.tc = 1
             if opt is not None:
                 short.add_ar(opt)
-            packed = short.pack()
+            packed = bytes(short.pack())
         return WireReply(packed, rcode, min_ttl)
 
     if header.qr:
@@ -155,29 +156,41 @@ def answer(
         return done(RCODE.NOTIMP)
     if len(request.questions) != 1:
         return done(RCODE.FORMERR)
-    ecs = _ecs(request)
+    if edns is not None and (edns.ttl >> 16) & 0xFF != 0:
+        return done(BADVERS)  # RFC 6891 §6.1.3: we speak EDNS version 0 only
     question = request.q
+    if question.qclass not in (1, 255):  # IN, ANY
+        return done(RCODE.REFUSED)  # only Internet-class data lives here
+    ecs = _ecs(request)
+    text = str(question.qname).lower().rstrip(".")
     try:
-        name = dns_name("name", str(question.qname))
-    except ValidationError as exc:
-        raise MalformedMessage(exc.detail) from None
+        name: str | None = dns_name("name", text)
+    except ValidationError:
+        name = None  # legal in DNS (a wildcard, the root) but never a service name
     client = who(ecs.address if ecs else None)
     qtype = question.qtype
-    svc_choice = table.resolve(name, A if qtype != QTYPE.AAAA else AAAA, client)
+    svc_choice = table.resolve(name, A if qtype != QTYPE.AAAA else AAAA, client) if name else None
     scope = client.prefix_len if ecs else None
     if svc_choice is None:
-        zone = config.zone_of(name)
+        zone = config.zone_of(text) if text else None
         if zone is None:
             return done(RCODE.REFUSED, 0, scope, ecs)
+        if text == zone or table.has_descendants(text):
+            # The apex and empty non-terminals exist: NODATA, not NXDOMAIN (RFC 8020).
+            if text == zone and qtype in (QTYPE.SOA, QTYPE.ANY):
+                reply.add_answer(soa(zone, table.revision))
+                return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
+            reply.add_auth(soa(zone, table.revision))
+            return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
         reply.add_auth(soa(zone, table.revision))
         return done(RCODE.NXDOMAIN, NEGATIVE_TTL, scope, ecs)
     if qtype not in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY) or not svc_choice.addresses:
-        zone = config.zone_of(name)
+        zone = config.zone_of(text)
         if zone is not None:
             reply.add_auth(soa(zone, table.revision))
         return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
-    # The same query (less its ID) for the same answer encodes the same way.
-    key = (limit, wire[2:])
+    # The same query (less its ID) for the same answer and ECS scope encodes the same way.
+    key = (limit, scope, wire[2:])
     cached = svc_choice.encoded.get(key)
     if cached is not None:
         return WireReply(wire[:2] + cached, RCODE.NOERROR, svc_choice.ttl)

@@ -112,7 +112,8 @@ class FastServer:
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         key = None
         table = self.context.table
-        if method == b"GET":
+        if method == b"GET" and not path.endswith((b"/sign_d", b"/sign_resolve")):
+            # (signed answers are not kept: each must be checked against its expiry)
             key = (target, peer, forwarded)
             hit = self.cache.get(key)
             if hit is not None and table.still_valid(hit[0]):
@@ -217,8 +218,16 @@ class FastHTTP(asyncio.Protocol):
             line_end = buf.find(b"\r\n")
             parts = buf[:line_end].split(b" ")
             headers = buf[line_end + 2 : end + 2]
-            if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-                return self._hand_off(buf)
+            if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not parts[1]:
+                transport.write(
+                    self.server._encode(
+                        400, "application/json",
+                        b'{"error":"bad_request","detail":"malformed HTTP request line"}', (),
+                    ).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+                )  # fmt: skip
+                transport.close()
+                self.buf = b""
+                return
             method, target, version = parts
             lower = headers.lower()
             body_len = 0
@@ -237,6 +246,10 @@ class FastHTTP(asyncio.Protocol):
                 return self._hand_off(buf)
             if version == b"HTTP/1.0":
                 keep = b"connection: keep-alive" in lower
+                if keep:  # HTTP/1.0 clients reuse a connection only when told so
+                    response = response.replace(
+                        b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1
+                    )
             else:
                 keep = b"connection: close" not in lower
             if not keep:

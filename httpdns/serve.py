@@ -275,14 +275,17 @@ def supervise(count: int) -> int:
             del procs[i]
             if stopping:
                 continue
-            if time.monotonic() - started < STARTUP_GRACE:
-                # A start-up failure (port taken, bad store): every worker would fail alike.
+            if code == 1 and time.monotonic() - started < STARTUP_GRACE:
+                # Exit status 1 early on is a start-up failure (port taken, bad store) that
+                # every worker would repeat; a worker killed by a signal is restarted instead.
                 stop(signal.SIGTERM, None)
                 for q in procs.values():
                     q.wait()
-                return code or 1
+                return 1
             log.warning("worker %d exited with %s; restarting it", i, code)
             procs[i] = subprocess.Popen(_worker_argv(i), env=env)
+            if stopping:  # SIGTERM arrived while we were restarting it
+                procs[i].send_signal(signal.SIGTERM)
         time.sleep(0.1)
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,12 @@ class Client:
         )
 
 
+def _ancestors(name: str) -> list[str]:
+    """``a.b.c`` -> ``["b.c", "c"]``."""
+    parts = name.split(".")
+    return [".".join(parts[i:]) for i in range(1, len(parts))]
+
+
 class Regions:
     """Longest-prefix match of client addresses to region names ("default" if none)."""
 
@@ -137,6 +144,7 @@ class RoutingTable:
 
     def _rebuild(self, snap: Snapshot) -> None:
         services = {name: self._compile(snap, name) for name in snap.services}
+        self._ancestors: Counter[str] = Counter(a for n in services for a in _ancestors(n))
         regions = Regions(snap.regions.values())
         # One assignment each: a query sees either the old table or the new one.
         self.snapshot, self.regions, self.services = snap, regions, services
@@ -161,8 +169,12 @@ class RoutingTable:
             old = self.services.get(name)
             if name in snapshot.services:
                 self.services[name] = self._compile(snapshot, name)
+                if old is None:
+                    self._ancestors.update(_ancestors(name))
             else:
                 self.services.pop(name, None)
+                if old is not None:
+                    self._ancestors.subtract(_ancestors(name))
             if old is not None:
                 self._cached -= len(old.cache)
         self.snapshot = snapshot
@@ -221,6 +233,10 @@ class RoutingTable:
             svc.cache[ck] = choice
             self._cached += 1
         return choice
+
+    def has_descendants(self, name: str) -> bool:
+        """Whether a served name lies below ``name`` (an empty non-terminal when unserved)."""
+        return self._ancestors[name] > 0
 
     def still_valid(self, deps: tuple[tuple[str, CompiledService | None], ...]) -> bool:
         """Whether an answer computed from ``deps`` (a recording) is still current."""

@@ -21,7 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from .changes import _LOADERS, Change, ChangeSet
@@ -115,6 +117,7 @@ class RedisStore:
         self._snap = Snapshot()
         self._lock = asyncio.Lock()  # one writer at a time per client keeps the cache simple
         self._closed = asyncio.Event()
+        self._high = 0  # the highest revision seen: Redis below it has lost data
 
     @classmethod
     async def open(cls, url: str) -> RedisStore:
@@ -123,8 +126,11 @@ class RedisStore:
         prefix = parse_qs(urlsplit(url).query).get("prefix", ["httpdns:"])[0]
         opts: dict[str, Any] = {
             "socket_timeout": 2.0,
-            "socket_connect_timeout": 1.0,
+            "socket_connect_timeout": 0.5,
             "health_check_interval": 5,
+            # One quick retry, not the library's default ten with backoff: a node must tell
+            # an operator "store unavailable" in about a second, not after many.
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
         }
         if scheme == "redis":
             client = aioredis.Redis(host=hosts[0][0], port=hosts[0][1], db=db, **opts)
@@ -138,9 +144,11 @@ class RedisStore:
     # -- protocol -------------------------------------------------------------
 
     async def snapshot(self) -> Snapshot:
-        """The whole registry at the latest revision."""
-        async with self._lock:
-            return await self._catch_up()
+        """The whole registry at the latest revision.
+
+        No lock: readers must not queue behind a writer waiting on an unreachable Redis.
+        """
+        return await self._catch_up()
 
     async def apply(
         self,
@@ -171,6 +179,7 @@ class RedisStore:
                     raise StoreUnavailableError(f"Redis: {exc}") from exc
                 if ok:
                     self._snap = new
+                    self._high = max(self._high, new.revision)
                     return cs
                 if expected_revision is not None:
                     raise ConflictError(
@@ -186,6 +195,7 @@ class RedisStore:
         keeps its state and calls again later.
         """
         last = from_revision
+        self._high = max(self._high, from_revision)  # the caller holds this revision
         self._check_open()
         pubsub = self._r.pubsub(ignore_subscribe_messages=True)
         closed = asyncio.ensure_future(self._closed.wait())
@@ -202,6 +212,7 @@ class RedisStore:
                     )
                 if current > last:
                     for cs in await self._since(last, current):
+                        self._high = max(self._high, cs.revision)
                         yield cs
                         last = cs.revision
                     continue
@@ -220,6 +231,7 @@ class RedisStore:
                             raise StoreResyncError("the registry was restored; reload a snapshot")
                         cs = ChangeSet.load(body)
                         if cs.revision == last + 1:
+                            self._high = max(self._high, cs.revision)
                             yield cs
                             last = cs.revision
                         elif cs.revision > last + 1:
@@ -270,6 +282,7 @@ class RedisStore:
             except RedisError as exc:
                 raise StoreUnavailableError(f"Redis: {exc}") from exc
             self._snap = snap
+            self._high = snap.revision
             return snap.revision
 
     async def close(self) -> None:
@@ -315,7 +328,18 @@ class RedisStore:
         return out
 
     async def _catch_up(self) -> Snapshot:
+        # Compare with what was seen before asking: a commit seen on the feed while the
+        # GET is in flight may be newer than the value it returns.
+        high = self._high
         current = await self._revision()
+        if current < high:
+            # Redis lost data (restarted empty, failed over to a stale replica): never
+            # write on top of it, nor hand it out as the registry, until ``restore``.
+            raise StoreRegressedError(
+                f"Redis is at revision {current}, behind the {high} this client has "
+                "seen (data lost?); writes are refused until it is re-seeded with "
+                "`httpdns registry restore --from-node URL`."
+            )
         if current == self._snap.revision:
             return self._snap
         behind = current - self._snap.revision
@@ -323,12 +347,13 @@ class RedisStore:
             # Far behind (a fresh client), or Redis was restored/replaced: one consistent read
             # of the whole state beats replaying history.
             self._snap = await self._load()
-            return self._snap
-        try:
-            for cs in await self._since(self._snap.revision, current):
-                self._snap, _ = self._snap.apply(cs.changes, cs.revision)
-        except StoreResyncError:
-            self._snap = await self._load()
+        else:
+            try:
+                for cs in await self._since(self._snap.revision, current):
+                    self._snap, _ = self._snap.apply(cs.changes, cs.revision)
+            except StoreResyncError:
+                self._snap = await self._load()
+        self._high = max(self._high, self._snap.revision)
         return self._snap
 
     async def _load(self) -> Snapshot:
@@ -349,6 +374,8 @@ def _as_changes(snap: Snapshot) -> list[Change]:
     out += [Change.put(s) for s in snap.services.values()]
     out += [Change.put(r) for r in snap.releases.values()]
     out += [Change.put(e) for eps in snap.endpoints.values() for e in eps.values()]
+    out += [Change.put(r) for r in snap.rollouts.values()]
+    out += [Change.put(a) for a in snap.allocations.values()]
     return out
 
 
@@ -368,4 +395,6 @@ def _build(revision: int, records: dict[bytes, bytes]) -> Snapshot:
         tables["service"],
         endpoints,
         tables["release"],
+        tables["rollout"],
+        tables["allocation"],
     )

@@ -188,3 +188,102 @@ class Node:
                 self.proc.kill()
                 self.proc.wait(10)
             self.proc = None
+
+
+# -- helpers for the fast data plane tests (DNS listener, fast HTTP, workers) -------------------
+
+
+def free_udp_tcp_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1 for both UDP and TCP."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free UDP+TCP port")
+
+
+def admin_call(
+    base: str,
+    method: str,
+    path: str,
+    body: object = None,
+    *,
+    token: str = "T",
+    timeout: float = 10.0,
+) -> tuple[int, object]:
+    """One admin API request with a bearer token: ``(status, decoded JSON or text)``."""
+    import json
+    import urllib.error
+
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+        exc.close()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def seed_test_registry(base: str, token: str = "T") -> int:
+    """Write the registry of ``tests.httpdns.conftest.build_registry`` through the admin API
+    of a running node at ``base`` (synchronously); returns the final revision."""
+    from tests.httpdns import conftest as c
+
+    api = "/api/v1"
+    requests: list[tuple[str, object]] = [
+        (f"{api}/datacenters/idc", {"kind": "idc", "writable": True}),
+        (f"{api}/datacenters/cloud", {"kind": "cloud", "writable": False}),
+        (f"{api}/regions/mobile", {"cidrs": c.MOBILE_CIDRS}),
+        (
+            f"{api}/services/{c.SHOP}",
+            {
+                "access": "ro",
+                "ttl": c.SHOP_TTL,
+                "answers": 2,
+                "traffic": {
+                    "default": {"idc": 50, "cloud": 50},
+                    "mobile": {"idc": 0, "cloud": 100},
+                },
+            },
+        ),
+        (
+            f"{api}/services/{c.PAY}",
+            {"access": "rw", "ttl": c.PAY_TTL, "traffic": {"default": {"idc": 50, "cloud": 50}}},
+        ),
+    ]
+    for dc, v4, v6 in (
+        ("idc", c.SHOP_IDC_V4, c.SHOP_IDC_V6),
+        ("cloud", c.SHOP_CLOUD_V4, c.SHOP_CLOUD_V6),
+    ):
+        for i, addr in enumerate([*v4, *v6]):
+            body = {"dc": dc, "address": addr, "port": 443, "version": "v1"}
+            requests.append((f"{api}/services/{c.SHOP}/endpoints/{dc}-{i}", body))
+        body = {"dc": dc, "address": c.SHOP_CANARY_V4[dc], "port": 443, "version": "v2"}
+        requests.append((f"{api}/services/{c.SHOP}/endpoints/{dc}-canary", body))
+    for dc, v4 in (("idc", c.PAY_IDC_V4), ("cloud", c.PAY_CLOUD_V4)):
+        for i, addr in enumerate(v4):
+            body = {"dc": dc, "address": addr, "port": 443, "version": "v1"}
+            requests.append((f"{api}/services/{c.PAY}/endpoints/{dc}-{i}", body))
+    requests.append(
+        (f"{api}/services/{c.SHOP}/release", {"stable": "v1", "canary": "v2", "canary_percent": 10})
+    )
+    requests.append((f"{api}/services/{c.PAY}/release", {"stable": "v1"}))
+    revision = 0
+    for path, payload in requests:
+        status, data = admin_call(base, "PUT", path, payload, token=token)
+        assert status in (200, 201), (path, status, data)
+        revision = int(data["revision"])  # type: ignore[index]
+    return revision

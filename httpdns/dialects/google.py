@@ -62,7 +62,8 @@ def resolve_json(q: Query, ctx: Context) -> Reply:
     choice = ctx.table.resolve(name, AAAA if qtype == QTYPE.AAAA else A, who)
     if choice is None:
         zone = ctx.config.zone_of(name)
-        body["Status"] = RCODE.NXDOMAIN if zone else RCODE.REFUSED
+        exists = zone is not None and (name == zone or ctx.table.has_descendants(name))
+        body["Status"] = RCODE.NOERROR if exists else RCODE.NXDOMAIN if zone else RCODE.REFUSED
         if zone:
             body["Authority"] = [_soa_json(zone, ctx.table.revision)]
     elif qtype in (QTYPE.A, QTYPE.AAAA) and choice.addresses:

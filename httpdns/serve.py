@@ -38,8 +38,14 @@ class ServeError(Exception):
     """A start-up failure reported as one line."""
 
 
-async def run(cfg: Config, stop: asyncio.Event | None = None, reuse_port: bool = False) -> None:
-    """Run a node until ``stop`` is set (or SIGTERM/SIGINT when not given)."""
+async def run(
+    cfg: Config,
+    stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
+    controller: bool = False,
+) -> None:
+    """Run a node until ``stop`` is set (or SIGTERM/SIGINT when not given); with
+    ``controller``, also the deployer's rollout controller (``rolling controller``)."""
     try:
         store = await open_store(cfg.store)
     except RegistryError as exc:
@@ -48,6 +54,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None, reuse_port: bool =
     node: Node | None = None
     servers: list[asyncio.Server] = []
     transports: list[asyncio.BaseTransport] = []
+    controller_task: asyncio.Task[None] | None = None
     try:
         if cfg.demo and await load_demo(store):
             log.info("loaded the demo data set (zone %s)", DEMO_ZONE)
@@ -116,7 +123,15 @@ async def run(cfg: Config, stop: asyncio.Event | None = None, reuse_port: bool =
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+        if controller:
+            # The deployer's reconcile loop in this process, on the node's own store.
+            from deployer.controller import Controller
+
+            controller_task = asyncio.create_task(Controller(store).run(stop), name="controller")
+            log.info("running the rollout controller")
         await stop.wait()
+        if controller_task is not None:
+            await controller_task
         log.info("shutting down")
     finally:
         for server in servers:
@@ -156,6 +171,9 @@ async def run(cfg: Config, stop: asyncio.Event | None = None, reuse_port: bool =
 )
 @click.option("--worker-id", type=int, hidden=True)
 @click.option(
+    "--controller", is_flag=True, help="also run the rollout controller (`rolling controller`)"
+)
+@click.option(
     "--snapshot", metavar="FILE", help="local registry copy for starting while the store is down"
 )
 @click.option("--demo", is_flag=True, default=None, help="load demo data into an empty store")
@@ -175,6 +193,7 @@ def serve(
     dns: str | None,
     workers: int | None,
     worker_id: int | None,
+    controller: bool,
     snapshot: str | None,
     demo: bool | None,
     log_level: str,
@@ -212,7 +231,9 @@ def serve(
             logging.getLogger().handlers[0].setFormatter(
                 logging.Formatter(f"%(asctime)s w{worker_id} %(name)s %(levelname)s %(message)s")
             )
-        uvloop.run(run(cfg, reuse_port=worker_id is not None))
+        # With workers, only worker 0 runs the controller: one reconcile loop per node.
+        run_controller = controller and (worker_id is None or worker_id == 0)
+        uvloop.run(run(cfg, reuse_port=worker_id is not None, controller=run_controller))
     except ServeError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

@@ -15,11 +15,12 @@ from .errors import (
     StoreUnavailableError,
     ValidationError,
 )
-from .model import Datacenter, Endpoint, Region, Release, Service
+from .model import Allocation, Datacenter, Endpoint, Region, Release, Rollout, Service
 from .snapshot import Snapshot
 from .store import Store, open_store
 
 __all__ = [
+    "Allocation",
     "Change",
     "ChangeSet",
     "ConflictError",
@@ -30,6 +31,7 @@ __all__ = [
     "Region",
     "RegistryError",
     "Release",
+    "Rollout",
     "Service",
     "Snapshot",
     "Store",

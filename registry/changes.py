@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .model import Datacenter, Endpoint, Record, Region, Release, Service
+from .model import Allocation, Datacenter, Endpoint, Record, Region, Release, Rollout, Service
 
-Kind = Literal["datacenter", "region", "service", "endpoint", "release"]
+Kind = Literal["datacenter", "region", "service", "endpoint", "release", "rollout", "allocation"]
 Op = Literal["put", "delete"]
 
 _LOADERS: dict[str, Any] = {
@@ -17,15 +17,21 @@ _LOADERS: dict[str, Any] = {
     "service": Service.load,
     "endpoint": Endpoint.load,
     "release": Release.load,
+    "rollout": Rollout.load,
+    "allocation": Allocation.load,
 }
+
+# Kinds that never change an answer: the deployer's bookkeeping. A batch of them
+# recompiles nothing (and never forces a rebuild of the whole routing table).
+UNROUTED: frozenset[str] = frozenset({"rollout", "allocation"})
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
     """Put or delete one record.
 
-    ``key`` is the record's name; for an endpoint it is ``service/id`` and for a
-    release the service name.
+    ``key`` is the record's name; for an endpoint or a rollout it is ``service/id``,
+    for a release the service name, for an allocation ``dc/address``.
     """
 
     op: Op
@@ -45,10 +51,10 @@ class Change:
 
     @property
     def service(self) -> str | None:
-        """The service this change touches, or None for datacenters and regions."""
+        """The service this change touches, or None for datacenters, regions and allocations."""
         if self.kind in ("service", "release"):
             return self.key
-        if self.kind == "endpoint":
+        if self.kind in ("endpoint", "rollout"):
             return self.key.split("/", 1)[0]
         return None
 
@@ -81,9 +87,12 @@ class ChangeSet:
 
     @property
     def services(self) -> frozenset[str] | None:
-        """Services touched, or None when a datacenter or region changed (all affected)."""
+        """Services whose answers may change, or None when a datacenter or region changed
+        (all affected). Rollouts and allocations change no answer and count for nothing."""
         out = set()
         for c in self.changes:
+            if c.kind in UNROUTED:
+                continue
             s = c.service
             if s is None:
                 return None
@@ -117,12 +126,16 @@ def kind_of(record: Record) -> Kind:
         return "service"
     if isinstance(record, Endpoint):
         return "endpoint"
+    if isinstance(record, Rollout):
+        return "rollout"
+    if isinstance(record, Allocation):
+        return "allocation"
     return "release"
 
 
 def key_of(record: Record) -> str:
     """The store key for a record."""
-    if isinstance(record, Endpoint):
+    if isinstance(record, Endpoint | Rollout | Allocation):
         return record.key
     if isinstance(record, Release):
         return record.service

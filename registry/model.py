@@ -1,4 +1,5 @@
-"""The registry's records: datacenters, regions, services, endpoints, releases.
+"""The registry's records: datacenters, regions, services, endpoints, releases, and the
+deployer's rollouts and address allocations.
 
 Records are immutable. ``from_dict`` validates untrusted input (an admin API
 body, a CLI argument) and names the offending field; ``to_dict`` gives the JSON
@@ -276,6 +277,201 @@ class Release:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """One release of a service by the deployer (``rolling``): its whole, resumable state.
+
+    The registry only stores it; the deployer defines the phases, the intents and
+    the ``spec`` (the resolved release spec, kept so a restarted controller needs
+    nothing but the registry). ``events`` is the rollout's own short history.
+    """
+
+    service: str
+    id: str
+    version: str
+    previous: str | None = None
+    phase: str = "pending"
+    step: int = -1
+    percent: float = 0.0
+    paused: bool = False
+    intent: str | None = None
+    since: float = 0.0
+    created: float = 0.0
+    actor: str = "unknown"
+    message: str = ""
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    ready: Mapping[str, int] = field(default_factory=dict)
+    drained: Mapping[str, int] = field(default_factory=dict)
+    events: tuple[Mapping[str, Any], ...] = ()
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"version", "previous", "phase", "step", "percent", "paused", "intent", "since",
+         "created", "actor", "message", "spec", "ready", "drained", "events"}
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spec", _freeze(self.spec))
+        _frozen(self, "ready", self.ready)
+        _frozen(self, "drained", self.drained)
+        object.__setattr__(self, "events", tuple(_freeze(e) for e in self.events))
+
+    @property
+    def key(self) -> str:
+        """The store key: ``service/id``."""
+        return f"{self.service}/{self.id}"
+
+    @classmethod
+    def from_dict(cls, service: str, id: str, data: Any) -> Rollout:
+        """Validate a body for rollout ``id`` of ``service`` (field shapes only)."""
+        d = _body("rollout", data, cls.FIELDS)
+        if "version" not in d:
+            raise ValidationError("version", "is required")
+        previous, intent = d.get("previous"), d.get("intent")
+        spec, events = d.get("spec", {}), d.get("events", [])
+        if not isinstance(spec, Mapping):
+            raise ValidationError("spec", "must be an object")
+        if not isinstance(events, list) or not all(isinstance(e, Mapping) for e in events):
+            raise ValidationError("events", "must be a list of objects")
+        message = d.get("message", "")
+        if not isinstance(message, str):
+            raise ValidationError("message", "must be a string")
+        return cls(
+            service=v.dns_name("service", service),
+            id=v.token("id", id),
+            version=v.token("version", d["version"]),
+            previous=None if previous is None else v.token("previous", previous),
+            phase=v.identifier("phase", d.get("phase", "pending")),
+            step=v.integer("step", d.get("step", -1), -1, 1000),
+            percent=v.percent("percent", d.get("percent", 0)),
+            paused=v.boolean("paused", d.get("paused", False)),
+            intent=None if intent is None else v.identifier("intent", intent),
+            since=_number("since", d.get("since", 0.0)),
+            created=_number("created", d.get("created", 0.0)),
+            actor=v.token("actor", d.get("actor", "unknown")),
+            message=message,
+            spec=spec,
+            ready=_counts("ready", d.get("ready", {})),
+            drained=_counts("drained", d.get("drained", {})),
+            events=tuple(events),
+        )
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any]) -> Rollout:
+        """Rebuild from the store's JSON (trusted)."""
+        return cls(
+            d["service"], d["id"], d["version"], d["previous"], d["phase"], d["step"],
+            d["percent"], d["paused"], d["intent"], d["since"], d["created"], d["actor"],
+            d["message"], d["spec"], d["ready"], d["drained"], tuple(d["events"]),
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "service": self.service,
+            "id": self.id,
+            "version": self.version,
+            "previous": self.previous,
+            "phase": self.phase,
+            "step": self.step,
+            "percent": self.percent,
+            "paused": self.paused,
+            "intent": self.intent,
+            "since": self.since,
+            "created": self.created,
+            "actor": self.actor,
+            "message": self.message,
+            "spec": _thaw(self.spec),
+            "ready": dict(self.ready),
+            "drained": dict(self.drained),
+            "events": [_thaw(e) for e in self.events],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """An address of a datacenter's pool handed to one container (its ``owner``).
+
+    The key ``dc/address`` makes an address impossible to hand out twice: a put
+    for an address held by another owner is refused (see ``Snapshot.apply``).
+    """
+
+    dc: str
+    address: str
+    owner: str
+    service: str = ""
+    rollout: str = ""
+    time: float = 0.0
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"owner", "service", "rollout", "time"})
+
+    @property
+    def key(self) -> str:
+        """The store key: ``dc/address``."""
+        return f"{self.dc}/{self.address}"
+
+    @classmethod
+    def from_dict(cls, dc: str, address: str, data: Any) -> Allocation:
+        """Validate a body for the allocation of ``address`` in ``dc``."""
+        d = _body("allocation", data, cls.FIELDS)
+        if "owner" not in d:
+            raise ValidationError("owner", "is required")
+        service = d.get("service", "")
+        return cls(
+            dc=v.identifier("dc", dc),
+            address=v.address("address", address),
+            owner=v.token("owner", d["owner"]),
+            service=v.dns_name("service", service) if service else "",
+            rollout=v.token("rollout", d["rollout"]) if d.get("rollout") else "",
+            time=_number("time", d.get("time", 0.0)),
+        )
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any]) -> Allocation:
+        """Rebuild from the store's JSON (trusted)."""
+        return cls(d["dc"], d["address"], d["owner"], d["service"], d["rollout"], d["time"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "dc": self.dc,
+            "address": self.address,
+            "owner": self.owner,
+            "service": self.service,
+            "rollout": self.rollout,
+            "time": self.time,
+        }
+
+
+def _number(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(field, f"must be a number, not {value!r}")
+    return float(value)
+
+
+def _counts(field: str, value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, "must be an object of name -> integer")
+    return {str(k): v.integer(f"{field}.{k}", n, 0, 1_000_000) for k, n in value.items()}
+
+
+def _freeze(value: Any) -> Any:
+    """A deeply read-only copy of a JSON value (objects become mapping proxies, lists tuples)."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(x) for k, x in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(x) for x in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """A plain JSON copy of a (possibly read-only) nested value."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(x) for k, x in value.items()}
+    if isinstance(value, list | tuple):
+        return [_thaw(x) for x in value]
+    return value
+
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
-Record = Datacenter | Region | Service | Endpoint | Release
+Record = Datacenter | Region | Service | Endpoint | Release | Rollout | Allocation

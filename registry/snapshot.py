@@ -15,7 +15,7 @@ import orjson
 
 from .changes import Change
 from .errors import InUseError, NotFoundError, ValidationError
-from .model import Datacenter, Endpoint, Region, Release, Service
+from .model import Allocation, Datacenter, Endpoint, Region, Release, Rollout, Service
 
 T = TypeVar("T")
 
@@ -52,10 +52,21 @@ class Snapshot:
     services: Mapping[str, Service] = field(default_factory=dict)
     endpoints: Mapping[str, Mapping[str, Endpoint]] = field(default_factory=dict)
     releases: Mapping[str, Release] = field(default_factory=dict)
+    rollouts: Mapping[str, Rollout] = field(default_factory=dict)  # by "service/id"
+    allocations: Mapping[str, Allocation] = field(default_factory=dict)  # by "dc/address"
 
     def endpoints_of(self, service: str) -> Mapping[str, Endpoint]:
         """Endpoints of ``service`` by id (empty when none)."""
         return self.endpoints.get(service, {})
+
+    def rollouts_of(self, service: str) -> list[Rollout]:
+        """Rollouts of ``service``, oldest first (by creation time, then id: "r9" < "r10")."""
+        found = [r for r in self.rollouts.values() if r.service == service]
+        return sorted(found, key=lambda r: (r.created, len(r.id), r.id))
+
+    def allocations_in(self, dc: str) -> dict[str, Allocation]:
+        """Allocations of datacenter ``dc`` by address."""
+        return {a.address: a for a in self.allocations.values() if a.dc == dc}
 
     def apply(
         self, changes: Iterable[Change], revision: int
@@ -73,6 +84,8 @@ class Snapshot:
             "region": _Cow(self.regions),
             "service": _Cow(self.services),
             "release": _Cow(self.releases),
+            "rollout": _Cow(self.rollouts),
+            "allocation": _Cow(self.allocations),
         }
         eps_cow: _Cow[Mapping[str, Endpoint]] = _Cow(self.endpoints)
         copied: set[str] = set()  # services whose endpoint map is already a private copy
@@ -95,6 +108,10 @@ class Snapshot:
                     raise NotFoundError(f"endpoint {eid!r} of service {svc!r} does not exist")
                 effective.append(change)
                 continue
+            if change.kind == "allocation" and change.op == "put":
+                held = tables["allocation"].current.get(change.key)
+                if held is not None and held.owner != change.value.owner:  # type: ignore[union-attr]
+                    raise InUseError(f"address {change.key} is already allocated to {held.owner}")
             table = tables[change.kind].mutable()
             if change.op == "put":
                 table[change.key] = change.value
@@ -124,6 +141,8 @@ class Snapshot:
             tables["service"].current,
             eps_cow.current,
             tables["release"].current,
+            tables["rollout"].current,
+            tables["allocation"].current,
         )
         new._check_references(effective)
         return new, tuple(effective)
@@ -144,6 +163,8 @@ class Snapshot:
                     self._check_traffic(c.value)
                 elif isinstance(c.value, Region):
                     self._check_cidrs(c.value)
+                elif isinstance(c.value, Allocation) and c.value.dc not in self.datacenters:
+                    raise ValidationError("dc", f"datacenter {c.value.dc!r} does not exist")
             elif c.kind == "datacenter":
                 users = self._users_of_datacenter(c.key)
                 if users:
@@ -183,6 +204,8 @@ class Snapshot:
         for svc, eps in self.endpoints.items():
             if any(e.dc == dc for e in eps.values()):
                 users.append(f"endpoints of {svc}")
+        if any(a.dc == dc for a in self.allocations.values()):
+            users.append("address allocations")
         return users
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +224,8 @@ class Snapshot:
                 }
                 for name, s in sorted(self.services.items())
             },
+            "rollouts": {k: r.to_dict() for k, r in sorted(self.rollouts.items())},
+            "allocations": {k: a.to_dict() for k, a in sorted(self.allocations.items())},
         }
 
     def dump_json(self) -> bytes:
@@ -219,6 +244,8 @@ class Snapshot:
             {k: Service.load(x) for k, x in d["services"].items()},
             {s: {i: Endpoint.load(e) for i, e in eps.items()} for s, eps in d["endpoints"].items()},
             {k: Release.load(x) for k, x in d["releases"].items()},
+            {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
+            {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
         )
 
     @classmethod
@@ -238,4 +265,6 @@ class Snapshot:
             services,
             endpoints,
             releases,
+            {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
+            {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
         )

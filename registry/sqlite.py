@@ -37,7 +37,7 @@ INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0);
 """
 
 # Order in which records are rebuilt, so references resolve while loading.
-_LOAD_ORDER = ("datacenter", "region", "service", "release", "endpoint")
+_LOAD_ORDER = ("datacenter", "region", "service", "release", "endpoint", "rollout", "allocation")
 
 POLL_INTERVAL = 0.02  # seconds between PRAGMA data_version checks while someone watches
 
@@ -264,4 +264,6 @@ def _load(conn: sqlite3.Connection) -> Snapshot:
         tables["service"],
         endpoints,
         tables["release"],
+        tables["rollout"],
+        tables["allocation"],
     )

@@ -1,0 +1,132 @@
+"""The container engine interface the controller drives, and an in-memory engine for tests.
+
+One ``Engine`` per Docker host. Its handful of methods are all idempotent by
+container name, which is what makes the controller crash-safe: ``run`` finds a
+container created before a crash instead of creating a second one, and ``remove``
+of a container that is already gone succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from .container import ContainerSpec
+from .errors import EngineError
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """What an engine reports about one container."""
+
+    name: str
+    host: str
+    state: str  # created | running | exited | dead | ...
+    labels: Mapping[str, str] = field(default_factory=dict)
+    address: str = ""
+    mac: str = ""
+    image: str = ""
+
+    @property
+    def running(self) -> bool:
+        """Whether the container's process runs."""
+        return self.state == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A one-shot resource sample of a container (from its cgroup)."""
+
+    cpu_percent: float
+    memory_usage: int
+    memory_limit: int
+    cpu_quota: int
+    cpu_period: int
+    network_rx: int = 0
+    network_tx: int = 0
+    pids: int = 0
+
+
+class Engine(Protocol):
+    """Containers on one Docker host."""
+
+    host: str
+
+    async def run(self, spec: ContainerSpec) -> Container:
+        """Create the container if no container has its name, and start it if not running."""
+        ...
+
+    async def remove(self, name: str) -> None:
+        """Stop and remove the container; a container that does not exist is fine."""
+        ...
+
+    async def inspect(self, name: str) -> Container | None:
+        """The container called ``name``, or None."""
+        ...
+
+    async def list(self, labels: Mapping[str, str]) -> list[Container]:
+        """Containers (running or not) carrying every given label."""
+        ...
+
+    async def stats(self, name: str) -> Stats:
+        """A resource sample of a running container."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+class MemoryEngine:
+    """An engine that keeps containers in a dict: for unit tests (and dry runs)."""
+
+    def __init__(self, host: str = "memory://a") -> None:
+        self.host = host
+        self.containers: dict[str, Container] = {}
+        self.specs: dict[str, ContainerSpec] = {}
+        self.created = 0  # how many containers were ever created (duplicates would show here)
+        self.fail: str | None = None  # when set, every call raises EngineError with it
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise EngineError(self.host, self.fail)
+
+    async def run(self, spec: ContainerSpec) -> Container:
+        self._check()
+        current = self.containers.get(spec.name)
+        if current is None:
+            self.created += 1
+            self.specs[spec.name] = spec
+            current = Container(spec.name, self.host, "created", dict(spec.labels),
+                                spec.address, spec.mac, spec.image)  # fmt: skip
+        current = replace(current, state="running")
+        self.containers[spec.name] = current
+        return current
+
+    async def remove(self, name: str) -> None:
+        self._check()
+        self.containers.pop(name, None)
+
+    async def inspect(self, name: str) -> Container | None:
+        self._check()
+        return self.containers.get(name)
+
+    async def list(self, labels: Mapping[str, str]) -> list[Container]:
+        self._check()
+        return [
+            c for c in self.containers.values()
+            if all(c.labels.get(k) == v for k, v in labels.items())
+        ]  # fmt: skip
+
+    async def stats(self, name: str) -> Stats:
+        self._check()
+        spec = self.specs[name]
+        return Stats(0.0, spec.memory // 10, spec.memory, spec.cpu_quota, spec.cpu_period)
+
+    async def close(self) -> None:
+        return None
+
+    def kill(self, name: str) -> None:
+        """Make a container exit, as a crash would (test helper)."""
+        self.containers[name] = replace(self.containers[name], state="exited")

@@ -1,0 +1,63 @@
+"""The status of a rollout as plain data: phase, step, percent, healthy/total per
+datacenter, for the CLI's live view, ``--json`` and the admin API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from registry.model import Rollout
+from registry.snapshot import Snapshot
+
+from .container import replicas
+from .rollout import STARTING
+from .spec import ReleaseSpec
+
+
+def summary(snap: Snapshot, r: Rollout) -> dict[str, Any]:
+    """Everything the status view shows for one rollout."""
+    spec = ReleaseSpec.from_dict(r.spec)
+    eps = snap.endpoints_of(r.service)
+    dcs: dict[str, dict[str, int]] = {}
+    for rep in replicas(spec, r.version):
+        row = dcs.setdefault(rep.dc, {"healthy": 0, "total": 0})
+        row["total"] += 1
+        ep = eps.get(rep.name)
+        if ep is not None and ep.healthy:
+            row["healthy"] += 1
+    if r.phase == STARTING:
+        for dc, n in r.ready.items():
+            if dc in dcs:
+                dcs[dc]["healthy"] = n
+    release = snap.releases.get(r.service)
+    return {
+        "service": r.service,
+        "id": r.id,
+        "version": r.version,
+        "previous": r.previous,
+        "phase": r.phase,
+        "step": r.step + 1 if r.step >= 0 else None,
+        "steps": len(spec.steps),
+        "percent": r.percent,
+        "paused": r.paused,
+        "intent": r.intent,
+        "message": r.message,
+        "since": r.since,
+        "created": r.created,
+        "actor": r.actor,
+        "datacenters": dcs,
+        "release": release.to_dict() if release else None,
+    }
+
+
+def history_entry(r: Rollout) -> dict[str, Any]:
+    """One line of ``rolling history`` with the rollout's events."""
+    return {
+        "id": r.id,
+        "version": r.version,
+        "previous": r.previous,
+        "phase": r.phase,
+        "created": r.created,
+        "actor": r.actor,
+        "message": r.message,
+        "events": [dict(e) for e in r.events],
+    }

@@ -1,0 +1,41 @@
+"""Fixtures for the deployer tests: an in-memory world for the controller, and (for the
+end-to-end tests) a private dockerd; see ``dockerd.py``."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import registry
+from tests.deployer.dockerd import Dockerd, free_subnets
+from tests.deployer.fakes import World
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    """A seeded in-memory world: datacenters idc and cloud, service api.example.com."""
+    store = await registry.open_store("sqlite://:memory:")
+    w = World(store)
+    await w.seed()
+    try:
+        yield w
+    finally:
+        await w.controller.close()
+        await store.close()
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    """A private dockerd for the session (skipped only when the binary is absent); every
+    container, network and image the tests made is removed before it stops."""
+    if shutil.which("dockerd") is None:
+        pytest.skip("dockerd is not installed (scripts/install installs docker.io)")
+    daemon = Dockerd()
+    try:
+        daemon.start(free_subnets(1, "10.232")[0])
+        yield daemon
+    finally:
+        daemon.cleanup()
+        daemon.stop()

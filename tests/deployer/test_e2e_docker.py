@@ -1,0 +1,439 @@
+"""End to end: a private dockerd, two datacenters (two Docker networks with their own
+pools), a real ``httpdns serve`` node and a ``rolling controller`` process sharing one
+SQLite registry file, and the ``rolling`` CLI driving releases.
+
+The tests run in order on one release history: v1, then a canary of v2, an aborted v3,
+and v4 through a controller crash; then containers die.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import registry
+from deployer.addresses import mac_for
+from deployer.container import LABEL_SERVICE, LABEL_VERSION, ContainerSpec, container_name
+from deployer.docker_engine import DockerEngine
+from deployer.errors import EngineError, EngineUnavailableError
+from registry import Change, Datacenter, Service, Snapshot
+from tests.deployer.dockerd import Dockerd, free_subnets
+from tests.servers import Node, wait_until
+
+SERVICE = "e2e.rolling.test"
+REPO = "rolling-e2e/app"
+TTL = 1
+PROPAGATION = 1.0  # the spec's allowance: a registry change reaches the answers within this
+DWELL = TTL + PROPAGATION
+# 2,000 distinct clients: consecutive /24s of the carrier-grade NAT range (the steering key
+# of an IPv4 client is its /24, so these are 2,000 different keys)
+CLIENTS = [str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("100.64.0.1")) + 256 * i))
+           for i in range(2000)]  # fmt: skip
+SAMPLE = CLIENTS[::10]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Rig:
+    """Everything one end-to-end run shares."""
+
+    def __init__(self, daemon: Dockerd, workdir: Path) -> None:
+        self.daemon = daemon
+        self.workdir = workdir
+        self.db = workdir / "registry.db"
+        self.store = f"sqlite:///{self.db}"
+        self.persist = workdir / "persist"
+        self.subnets = dict(zip(("idc", "cloud"), free_subnets(2), strict=True))
+        self.config = workdir / "rolling.toml"
+        self.controller: subprocess.Popen[bytes] | None = None
+        self.controller_log = workdir / "controller.log"
+        self.node: Node | None = None
+
+    # -- setting up ---------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        for version in ("v1", "v2", "v3", "v4"):
+            self.daemon.build_image(REPO, version)
+        dcs = {}
+        for dc, subnet in self.subnets.items():
+            net = ipaddress.IPv4Network(subnet)
+            name = self.daemon.network(f"rolling-e2e-{dc}-{os.getpid()}", subnet)
+            dcs[dc] = {"hosts": [self.daemon.url], "network": name,
+                       "pool": f"{net.network_address + 10}-{net.network_address + 40}"}  # fmt: skip
+        lines = [
+            f'store = "{self.store}"',
+            'dns = ["10.0.0.2", "10.0.0.3"]',
+            f'persist_root = "{self.persist}"',
+            "[extra_hosts]",
+            '"db.internal" = "10.0.0.5"',
+        ]
+        for dc, table in dcs.items():
+            lines += [f"[datacenters.{dc}]", f'hosts = ["{table["hosts"][0]}"]',
+                      f'network = "{table["network"]}"', f'pool = "{table["pool"]}"']  # fmt: skip
+        self.config.write_text("\n".join(lines) + "\n")
+        asyncio.run(self._seed())
+        self.node = Node(self.store, self.workdir / "node").start()
+        self.start_controller()
+
+    async def _seed(self) -> None:
+        store = await registry.open_store(self.store)
+        try:
+            await store.apply([
+                Change.put(Datacenter("idc")),
+                Change.put(Datacenter("cloud", "cloud", writable=False)),
+                Change.put(Service(SERVICE, {"default": {"idc": 50, "cloud": 50}}, ttl=TTL)),
+            ])  # fmt: skip
+        finally:
+            await store.close()
+
+    def start_controller(self) -> None:
+        with open(self.controller_log, "ab") as log:
+            self.controller = subprocess.Popen(
+                [*self.cli(), "controller", "--interval", "0.1"], stdout=log, stderr=log
+            )
+
+    def kill_controller(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.controller is not None
+        self.controller.send_signal(signal.SIGKILL)
+        self.controller.wait(10)
+        self.controller = None
+
+    def teardown(self) -> None:
+        if self.controller is not None:
+            self.controller.terminate()
+            try:
+                self.controller.wait(20)
+            except subprocess.TimeoutExpired:
+                self.controller.kill()
+                self.controller.wait(10)
+        if self.node is not None:
+            self.node.stop()
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def cli(self) -> list[str]:
+        return [sys.executable, "-m", "deployer.cli", "--store", self.store, "--config",
+                str(self.config), "--actor", "e2e"]  # fmt: skip
+
+    def rolling(self, *args: str) -> str:
+        done = subprocess.run([*self.cli(), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"rolling {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def spec(self, steps: list[dict[str, Any]]) -> Path:
+        path = self.workdir / f"spec-{len(list(self.workdir.glob('spec-*')))}.toml"
+        lines = [
+            f'service = "{SERVICE}"',
+            f'image = "{REPO}:{{version}}"',
+            'command = ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]',
+            "port = 8080",
+            'stop_timeout = "1s"',
+            "[replicas]", "idc = 2", "cloud = 2",
+            "[resources]", "cores = 0.1", 'memory = "32m"',
+            "[health]", 'http = "/"', 'interval = "0.2s"', 'timeout = "0.5s"', "rise = 2",
+            "fall = 2", 'deadline = "30s"',
+            "[rollout]", f'propagation = "{PROPAGATION}s"', 'bake = "0s"',
+        ]  # fmt: skip
+        for step in steps:
+            lines += ["[[steps]]", f"percent = {step['percent']}", f'pause = "{step["pause"]}"']
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def snap(self) -> Snapshot:
+        async def read() -> Snapshot:
+            store = await registry.open_store(self.store)
+            try:
+                return await store.snapshot()
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
+
+    def rollout(self) -> dict[str, Any]:
+        return json.loads(self.rolling("status", SERVICE, "--json"))  # type: ignore[no-any-return]
+
+    def wait_rollout(self, predicate: Callable[[dict[str, Any]], bool], what: str,
+                     timeout: float = 60.0) -> dict[str, Any]:  # fmt: skip
+        seen: dict[str, Any] = {}
+
+        def check() -> bool:
+            self.alive()
+            seen.update(self.rollout())
+            return predicate(seen)
+
+        try:
+            wait_until(check, timeout, what)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; last status {seen}; log:\n{self.log_tail()}") from None
+        return seen
+
+    def alive(self) -> None:
+        if self.controller is not None and self.controller.poll() is not None:
+            raise AssertionError(f"the controller died:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return "\n".join(self.controller_log.read_text(errors="replace").splitlines()[-30:])
+
+    def synced(self) -> None:
+        """Wait until the node answers from the registry's current revision."""
+        revision = self.snap().revision
+        assert self.node is not None
+
+        def caught_up() -> bool:
+            with urllib.request.urlopen(self.node.url + "/healthz", timeout=2) as r:  # type: ignore[union-attr]
+                return int(json.loads(r.read())["revision"]) >= revision
+
+        wait_until(caught_up, 10, f"the node to reach revision {revision}")
+
+    def answers(self, clients: list[str]) -> dict[str, list[str]]:
+        """The node's answer (DNSPod-style /d) for each client address."""
+        assert self.node is not None
+        conn = http.client.HTTPConnection("127.0.0.1", self.node.port, timeout=5)
+        out = {}
+        try:
+            for ip in clients:
+                conn.request("GET", f"/d?dn={SERVICE}&ip={ip}")
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                assert resp.status == 200, body
+                out[ip] = [a for a in body.split(";") if a]
+        finally:
+            conn.close()
+        return out
+
+    def by_address(self) -> dict[str, tuple[str, str, bool]]:
+        """address -> (version, dc, healthy) of the registered endpoints."""
+        return {e.address: (e.version, e.dc, e.healthy)
+                for e in self.snap().endpoints_of(SERVICE).values()}  # fmt: skip
+
+    def share(self, version: str) -> float:
+        """Percent of the 2,000 clients answered with ``version``; every answer is checked to
+        come from one registered version."""
+        endpoints = self.by_address()
+        hits = 0
+        for ip, addrs in self.answers(CLIENTS).items():
+            assert addrs, f"no answer for {ip}"
+            versions = {endpoints[a][0] for a in addrs}
+            assert len(versions) == 1, (ip, addrs, versions)
+            hits += versions == {version}
+        return hits / len(CLIENTS) * 100
+
+    def fetch_answered(self) -> dict[str, str]:
+        """GET / from every address the sample of clients was answered with: address -> body."""
+        addresses = {a for addrs in self.answers(SAMPLE).values() for a in addrs}
+        return {a: fetch(a) for a in sorted(addresses)}
+
+    def containers(self, **labels: str) -> list[dict[str, Any]]:
+        want = [f"{LABEL_SERVICE}={SERVICE}", *(f"rolling.{k}={v}" for k, v in labels.items())]
+        return self.daemon.api.containers(all=True, filters={"label": want})  # type: ignore[no-any-return]
+
+
+def fetch(address: str) -> str:
+    with urllib.request.urlopen(f"http://{address}:8080/", timeout=3) as r:
+        return r.read().decode().strip()  # type: ignore[no-any-return]
+
+
+def names(version: str) -> set[str]:
+    return {container_name(SERVICE, dc, version, n) for dc in ("idc", "cloud") for n in (1, 2)}
+
+
+@pytest.fixture(scope="module")
+def rig(dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    r = Rig(dockerd, tmp_path_factory.mktemp("e2e"))
+    try:
+        r.setup()
+        yield r
+    finally:
+        r.teardown()
+        for c in r.containers():
+            dockerd.api.remove_container(c["Id"], force=True)
+
+
+def test_deploy_v1_answers_reach_v1_containers(rig: Rig) -> None:
+    rig.rolling("deploy", str(rig.spec([])), "--version", "v1")
+    status = rig.wait_rollout(lambda s: s["phase"] == "done", "v1 to be done")
+    assert status["datacenters"] == {"cloud": {"healthy": 2, "total": 2},
+                                     "idc": {"healthy": 2, "total": 2}}  # fmt: skip
+    rig.synced()
+    endpoints = rig.by_address()
+    assert {v for v, _, _ in endpoints.values()} == {"v1"} and len(endpoints) == 4
+    fetched = rig.fetch_answered()
+    assert set(fetched.values()) == {"version v1"}
+    assert {endpoints[a][1] for a in fetched} == {"idc", "cloud"}  # both datacenters answer
+    assert {c["Names"][0].lstrip("/") for c in rig.containers()} == names("v1")
+
+
+def test_docker_inspect_shows_the_article_container_practice(rig: Rig) -> None:
+    name = container_name(SERVICE, "idc", "v1", 1)
+    info = rig.daemon.api.inspect_container(name)
+    host = info["HostConfig"]
+    assert (host["CpuPeriod"], host["CpuQuota"]) == (100000, 10000)  # 0.1 core, absolute quota
+    assert host["Memory"] == host["MemorySwap"] == 32 << 20  # no swap
+    net = next(iter(info["NetworkSettings"]["Networks"].values()))
+    ip = net["IPAddress"]
+    assert ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(rig.subnets["idc"])
+    assert (
+        net["MacAddress"]
+        == mac_for(ip)
+        == "02:42:" + ":".join(f"{int(o):02x}" for o in ip.split("."))
+    )
+    mount = next(m for m in info["Mounts"] if m["Destination"] == "/persist")
+    assert mount["Source"] == f"{rig.persist}/{ip}" and mount["RW"] is True
+    assert Path(mount["Source"]).is_dir()
+    assert info["Config"]["Hostname"] == "e2e-idc-1"
+    assert host["Dns"] == ["10.0.0.2", "10.0.0.3"]
+    assert host["ExtraHosts"] == ["db.internal:10.0.0.5"]
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    labels = info["Config"]["Labels"]
+    assert (labels[LABEL_SERVICE], labels[LABEL_VERSION], labels["rolling.dc"]) == (
+        SERVICE, "v1", "idc"
+    )  # fmt: skip
+    assert labels["rolling.rollout"] == rig.rollout()["id"]
+    allocated = {a.owner: a.address for a in rig.snap().allocations.values()}
+    assert allocated[name] == ip
+
+
+def test_canary_steps_move_the_share_of_clients(rig: Rig) -> None:
+    steps = [{"percent": p, "pause": "manual"} for p in (10, 50, 100)]
+    rig.rolling("deploy", str(rig.spec(steps)), "--version", "v2")
+    for i, percent in enumerate((10, 50, 100)):
+        rig.wait_rollout(lambda s, p=percent: s["phase"] == "canary" and s["percent"] == p,
+                         f"the canary at {percent}%")  # fmt: skip
+        rig.synced()
+        share = rig.share("v2")
+        print(f"step {percent}%: {share:.2f}% of {len(CLIENTS)} clients answered with v2")
+        assert abs(share - percent) <= 2, f"{share}% of clients on v2 at the {percent}% step"
+        endpoints = rig.by_address()
+        for address, body in rig.fetch_answered().items():
+            assert body == f"version {endpoints[address][0]}"
+        if i == 0:  # a manual pause holds: nothing moves for twice the minimum hold
+            deadline = time.monotonic() + 2 * DWELL
+            while time.monotonic() < deadline:
+                s = rig.rollout()
+                assert (s["phase"], s["percent"]) == ("canary", 10), s
+        rig.rolling("promote", SERVICE)
+    rig.wait_rollout(lambda s: s["phase"] == "done", "v2 to be done")
+    snap = rig.snap()
+    release = snap.releases[SERVICE]
+    assert (release.stable, release.canary, release.canary_percent) == ("v2", None, 0)
+    assert {e.version for e in snap.endpoints_of(SERVICE).values()} == {"v2"}
+    assert {c["Names"][0].lstrip("/") for c in rig.containers()} == names("v2")
+    assert {a.owner for a in snap.allocations.values()} == names("v2")
+    rig.synced()
+    assert rig.share("v2") == 100
+
+
+def test_abort_returns_every_answer_to_stable_within_one_propagation(rig: Rig) -> None:
+    rig.rolling("deploy", str(rig.spec([{"percent": 50, "pause": "manual"}])), "--version", "v3")
+    rig.wait_rollout(lambda s: s["phase"] == "canary" and s["percent"] == 50, "v3 at 50%")
+    rig.synced()
+    v3 = {a for a, (v, _, _) in rig.by_address().items() if v == "v3"}
+    assert any(set(addrs) & v3 for addrs in rig.answers(SAMPLE).values())
+    rig.rolling("abort", SERVICE)
+    aborted_at = time.monotonic()
+
+    def stable_only() -> bool:
+        return not any(set(addrs) & v3 for addrs in rig.answers(SAMPLE).values())
+
+    wait_until(stable_only, 10, "answers without v3")
+    elapsed = time.monotonic() - aborted_at
+    print(f"abort: every sampled answer back on v2 {elapsed:.3f}s after the intent")
+    assert elapsed <= PROPAGATION, f"answers went back to v2 after {elapsed:.2f}s"
+    assert rig.share("v2") == 100
+    status = rig.wait_rollout(lambda s: s["phase"] == "aborted", "v3 to be aborted")
+    assert "abort" in status["message"]
+    assert not rig.containers(version="v3")
+    assert {a.owner for a in rig.snap().allocations.values()} == names("v2")
+    history = json.loads(rig.rolling("history", SERVICE, "--json"))
+    assert [h["phase"] for h in history[:3]] == ["aborted", "done", "done"]
+
+
+def test_a_killed_controller_resumes_without_duplicates_or_orphans(rig: Rig) -> None:
+    rig.rolling("deploy", str(rig.spec([{"percent": 50, "pause": "0s"}])), "--version", "v4")
+    wait_until(lambda: len(rig.containers(version="v4")) >= 1, 30, "a first v4 container")
+    rig.kill_controller()  # in the middle of starting containers
+    assert rig.rollout()["phase"] in ("starting", "canary")
+    rig.start_controller()
+    rig.wait_rollout(lambda s: s["phase"] == "canary", "v4 canary")
+    rig.kill_controller()  # in the middle of a canary step
+    rig.start_controller()
+    rig.wait_rollout(lambda s: s["phase"] == "done", "v4 to be done")
+    containers = rig.containers()
+    assert sorted(c["Names"][0].lstrip("/") for c in containers) == sorted(names("v4"))
+    snap = rig.snap()
+    allocated = {a.owner: a.address for a in snap.allocations.values()}
+    assert set(allocated) == names("v4")
+    for c in containers:
+        net = next(iter(c["NetworkSettings"]["Networks"].values()))
+        assert net["IPAddress"] == allocated[c["Names"][0].lstrip("/")]
+    assert len(set(allocated.values())) == 4
+    assert {e.version for e in snap.endpoints_of(SERVICE).values()} == {"v4"}
+    listed = json.loads(rig.rolling("ps", SERVICE, "--json"))
+    assert {(c["name"], c["address"], c["mac"], c["state"]) for c in listed} == {
+        (n, allocated[n], mac_for(allocated[n]), "running") for n in names("v4")
+    }
+
+
+def test_a_killed_container_turns_unhealthy_and_leaves_the_answers(rig: Rig) -> None:
+    victim = container_name(SERVICE, "idc", "v4", 1)
+    address = next(a.address for a in rig.snap().allocations.values() if a.owner == victim)
+    rig.daemon.api.kill(victim)
+    wait_until(lambda: rig.by_address()[address][2] is False, 10, "the endpoint to turn unhealthy")
+    rig.synced()
+    answered = rig.answers(CLIENTS)
+    assert not any(address in addrs for addrs in answered.values())
+    endpoints = rig.by_address()
+    assert {endpoints[a][1] for addrs in answered.values() for a in addrs} == {"idc", "cloud"}
+    # the whole idc dies: the steering's failover sends every client to the cloud
+    rig.daemon.api.kill(container_name(SERVICE, "idc", "v4", 2))
+    wait_until(lambda: not any(h for _, dc, h in rig.by_address().values() if dc == "idc"), 10,
+               "every idc endpoint to turn unhealthy")  # fmt: skip
+    rig.synced()
+    endpoints = rig.by_address()
+    dcs = {endpoints[a][1] for addrs in rig.answers(CLIENTS).values() for a in addrs}
+    assert dcs == {"cloud"}
+
+
+async def test_the_engine_adapter_samples_and_wraps_docker_errors(rig: Rig) -> None:
+    engine = DockerEngine(rig.daemon.url)
+    try:
+        name = container_name(SERVICE, "cloud", "v4", 1)
+        found = await engine.inspect(name)
+        assert found is not None and found.running and found.mac == mac_for(found.address)
+        listed = await engine.list({LABEL_SERVICE: SERVICE, "rolling.dc": "cloud"})
+        assert {c.name for c in listed} == {name, container_name(SERVICE, "cloud", "v4", 2)}
+        stats = await engine.stats(name)
+        assert stats.memory_limit == 32 << 20 and 0 < stats.memory_usage < stats.memory_limit
+        assert (stats.cpu_quota, stats.cpu_period) == (10000, 100000) and stats.pids >= 1
+        assert await engine.inspect("no-such-container") is None
+        await engine.remove("no-such-container")  # already gone is fine
+        bad = ContainerSpec(name="rolling-e2e-bad", image=f"{REPO}:v1", command=(),
+                            hostname="bad", network="no-such-network", address="10.0.0.1",
+                            mac=mac_for("10.0.0.1"), cpu_period=100000, cpu_quota=10000,
+                            memory=32 << 20, memory_swap=32 << 20,
+                            persist=str(rig.persist / "bad"), restart="no")  # fmt: skip
+        with pytest.raises(EngineError) as info:
+            await engine.run(bad)
+        assert info.value.host == rig.daemon.url and rig.daemon.url in info.value.detail
+    finally:
+        await engine.close()
+    gone = DockerEngine(f"unix://{rig.workdir}/no-docker.sock")
+    with pytest.raises(EngineUnavailableError) as unreachable:
+        await gone.list({})
+    assert "no-docker.sock" in unreachable.value.detail and unreachable.value.status == 503

@@ -26,7 +26,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from .changes import _LOADERS, Change, ChangeSet
+from .changes import Change, ChangeSet
 from .errors import (
     ConflictError,
     StoreRegressedError,
@@ -380,21 +380,8 @@ def _as_changes(snap: Snapshot) -> list[Change]:
 
 
 def _build(revision: int, records: dict[bytes, bytes]) -> Snapshot:
-    tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
+    rows = []
     for field, value in records.items():
         kind, _, key = field.decode().partition(SEP)
-        tables[kind][key] = _LOADERS[kind](orjson.loads(value))
-    endpoints: dict[str, dict[str, Any]] = {}
-    for key, ep in tables["endpoint"].items():
-        svc, _, eid = key.partition("/")
-        endpoints.setdefault(svc, {})[eid] = ep
-    return Snapshot(
-        revision,
-        tables["datacenter"],
-        tables["region"],
-        tables["service"],
-        endpoints,
-        tables["release"],
-        tables["rollout"],
-        tables["allocation"],
-    )
+        rows.append((kind, key, value))
+    return Snapshot.from_records(revision, rows)

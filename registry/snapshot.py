@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from .changes import Change
+from .changes import _LOADERS, Change
 from .errors import InUseError, NotFoundError, ValidationError
 from .model import Allocation, Datacenter, Endpoint, Region, Release, Rollout, Service
 
@@ -227,6 +227,27 @@ class Snapshot:
             "rollouts": {k: r.to_dict() for k, r in sorted(self.rollouts.items())},
             "allocations": {k: a.to_dict() for k, a in sorted(self.allocations.items())},
         }
+
+    @classmethod
+    def from_records(cls, revision: int, records: Iterable[tuple[str, str, bytes]]) -> Snapshot:
+        """Rebuild from a store's ``(kind, key, record JSON)`` rows (trusted)."""
+        tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
+        for kind, key, value in records:
+            tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+        endpoints: dict[str, dict[str, Any]] = {}
+        for key, ep in tables["endpoint"].items():
+            svc, _, eid = key.partition("/")
+            endpoints.setdefault(svc, {})[eid] = ep
+        return cls(
+            revision,
+            tables["datacenter"],
+            tables["region"],
+            tables["service"],
+            endpoints,
+            tables["release"],
+            tables["rollout"],
+            tables["allocation"],
+        )
 
     def dump_json(self) -> bytes:
         """The whole snapshot as compact JSON, serialised in C (fast enough for 10,000

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from .changes import _LOADERS, Change, ChangeSet
+from .changes import Change, ChangeSet
 from .errors import ConflictError, StoreUnavailableError, ValidationError
 from .snapshot import Snapshot
 
@@ -36,8 +36,6 @@ CREATE TABLE IF NOT EXISTS changes (
 INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0);
 """
 
-# Order in which records are rebuilt, so references resolve while loading.
-_LOAD_ORDER = ("datacenter", "region", "service", "release", "endpoint", "rollout", "allocation")
 
 POLL_INTERVAL = 0.02  # seconds between PRAGMA data_version checks while someone watches
 
@@ -245,25 +243,10 @@ def _connect(path: str) -> tuple[sqlite3.Connection, Snapshot]:
 
 
 def _load(conn: sqlite3.Connection) -> Snapshot:
-    conn.execute("BEGIN")
+    conn.execute("BEGIN")  # one read transaction: the revision and the rows agree
     try:
         revision = int(conn.execute("SELECT v FROM meta WHERE k = 'revision'").fetchone()[0])
-        tables: dict[str, dict[str, Any]] = {k: {} for k in _LOAD_ORDER}
-        for kind, key, value in conn.execute("SELECT kind, key, value FROM records"):
-            tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+        rows = conn.execute("SELECT kind, key, value FROM records").fetchall()
     finally:
         conn.execute("COMMIT")
-    endpoints: dict[str, dict[str, Any]] = {}
-    for key, ep in tables["endpoint"].items():
-        svc, _, eid = key.partition("/")
-        endpoints.setdefault(svc, {})[eid] = ep
-    return Snapshot(
-        revision,
-        tables["datacenter"],
-        tables["region"],
-        tables["service"],
-        endpoints,
-        tables["release"],
-        tables["rollout"],
-        tables["allocation"],
-    )
+    return Snapshot.from_records(revision, rows)

@@ -54,7 +54,7 @@ class Config:
     accounts: Mapping[str, Account] = field(default_factory=dict)
     zones: tuple[str, ...] = ()
     demo: bool = False
-    max_cached_answers: int = 500_000
+    max_cached_answers: int = 200_000
     snapshot: str | None = None  # the node's local registry copy (fail static across restarts)
 
     def __repr__(self) -> str:  # never print the token or secrets

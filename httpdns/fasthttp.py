@@ -37,7 +37,7 @@ log = logging.getLogger("httpdns.fasthttp")
 
 MAX_HEAD = 96 * 1024  # request line + headers (a DoH GET carries up to 64 KiB of base64)
 MAX_BODY = 65535
-MAX_CACHED = 100_000
+MAX_CACHED = 50_000
 # Query answers are public: web pages on any origin may read them (browser clients).
 CORS = b"Access-Control-Allow-Origin: *\r\n"
 

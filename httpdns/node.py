@@ -61,7 +61,7 @@ class Node:
 
     @classmethod
     async def start(
-        cls, store: Store, *, max_cached: int = 500_000, snapshot_file: SnapshotFile | None = None
+        cls, store: Store, *, max_cached: int = 200_000, snapshot_file: SnapshotFile | None = None
     ) -> Node:
         """Load the current snapshot (or the local copy) and start following the feed."""
         local = snapshot_file.load() if snapshot_file else None

@@ -22,7 +22,7 @@ from .table import Client, RoutingTable
 log = logging.getLogger("httpdns.dns")
 
 IDLE_TIMEOUT = 10.0
-MAX_CACHED = 50_000
+MAX_CACHED = 20_000
 
 Deps = tuple[tuple[str, CompiledService | None], ...]
 

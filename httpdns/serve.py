@@ -47,9 +47,13 @@ async def run(
 ) -> None:
     """Run a node until ``stop`` is set (or SIGTERM/SIGINT when not given); with
     ``controller``, also the deployer's rollout controller (``rolling controller``)."""
+    # Loading allocates a million long-lived objects: collecting during it only costs time
+    # (a third of start-up with 10,000 services). Re-enabled, frozen, once the table is built.
+    gc.disable()
     try:
         store = await open_store(cfg.store)
     except RegistryError as exc:
+        gc.enable()
         raise ServeError(f"store {cfg.store}: {exc.detail}") from None
     runner: web.AppRunner | None = None
     node: Node | None = None
@@ -69,8 +73,8 @@ async def run(
             raise ServeError(f"store {cfg.store}: {exc.detail}{hint}") from None
         # The table is long-lived: keep the collector from rescanning it (full collections
         # over a 10,000-service table pause the loop for 100+ ms).
-        gc.collect()
         gc.freeze()
+        gc.enable()
         # A DoH GET carries up to 64 KiB of base64 in its request line.
         runner = web.AppRunner(
             make_app(node, cfg),
@@ -139,6 +143,7 @@ async def run(
             await controller_task
         log.info("shutting down")
     finally:
+        gc.enable()
         for server in servers:
             server.close()
         for transport in transports:

@@ -23,7 +23,7 @@ from .hashing import bucket as bucket_of
 from .steering import Choice, CompiledService, compile_service, decide
 
 A, AAAA = 1, 28
-MAX_BUCKET_MEMO = 200_000  # client key -> bucket memo (hashing is the dominant miss cost)
+MAX_BUCKET_MEMO = 100_000  # client key -> bucket memo (hashing is the dominant miss cost)
 _FAMILY = {A: 4, AAAA: 6}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
@@ -47,7 +48,7 @@ STREAM_MAXLEN = 1_000_000  # approximate cap on kept history (audit)
 # ------------------------------------------------------------------------------
 
 SEP = "\x1f"
-RETRIES = 20  # re-validations when other writers move the revision (no If-Match given)
+RETRY_FOR = 10.0  # seconds of re-validation while other writers move the revision (no If-Match)
 REPLAY_LIMIT = 100  # behind by more revisions than this, reload instead of replaying
 POLL = 1.0  # seconds between revision checks while the feed is quiet (regression, lost messages)
 
@@ -160,7 +161,9 @@ class RedisStore:
         """Validate against the latest state, then commit atomically (see Store.apply)."""
         changes = tuple(changes)
         async with self._lock:
-            for _ in range(RETRIES):
+            deadline = time.monotonic() + RETRY_FOR
+            attempt = 0
+            while True:
                 snap = await self._catch_up()
                 if expected_revision is not None and expected_revision != snap.revision:
                     raise ConflictError(
@@ -185,7 +188,12 @@ class RedisStore:
                     raise ConflictError(
                         f"expected revision {expected_revision}, the registry moved to {_rev}"
                     )
-            raise ConflictError("the registry kept moving; gave up after several retries")
+                if time.monotonic() > deadline:
+                    raise ConflictError("the registry kept moving; gave up after 10 s of retries")
+                # Lost the race to another node: back off a random moment so one node's
+                # writers cannot starve another's (each retry re-validates from scratch).
+                attempt += 1
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
 
     async def watch(self, from_revision: int) -> AsyncIterator[ChangeSet]:
         """Batches after ``from_revision``: from the stream first, then as published.

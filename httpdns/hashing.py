@@ -26,9 +26,9 @@ from hashlib import blake2b
 
 BUCKET_BITS = 16
 BUCKETS = 1 << BUCKET_BITS
-_M64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_TWO52 = float(1 << 52)
+M64 = _M64 = (1 << 64) - 1
+GOLDEN = _GOLDEN = 0x9E3779B97F4A7C15
+TWO52 = _TWO52 = float(1 << 52)
 
 
 def h64(*fields: str) -> int:

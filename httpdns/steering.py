@@ -25,11 +25,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from math import log
 from typing import Any
 
 from registry.model import Datacenter, Endpoint, Release, Service
 
-from .hashing import draw, h64, score, scores
+from .hashing import GOLDEN, M64, TWO52, draw, h64, score, scores
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,10 +274,15 @@ def _pick(
     best_dc: str | None = None
     best = -1.0
     dc_scores: dict[str, float] = {}
+    spread = (bucket * GOLDEN) & M64
     for dc, weight, salt in table:
         if (family, dc, version, healthy_only) not in pools:
             continue
-        s = score(bucket, salt, weight)
+        # score(bucket, salt, weight), inlined: this loop runs on every uncached answer
+        z = salt ^ spread
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        s = -weight / log((((z ^ (z >> 31)) >> 12) + 0.5) / TWO52)
         if trace is not None:
             dc_scores[dc] = s
         if s > best:

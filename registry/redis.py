@@ -179,7 +179,11 @@ class RedisStore:
                 try:
                     ok, _rev = await self._apply_script(keys=keys, args=args)
                 except RedisError as exc:
-                    raise StoreUnavailableError(f"Redis: {exc}") from exc
+                    # The script may have run before the connection broke: say so.
+                    raise StoreUnavailableError(
+                        f"Redis: {exc}; the change may or may not have been committed "
+                        "(check the revision or the audit log)"
+                    ) from exc
                 if ok:
                     self._snap = new
                     self._high = max(self._high, new.revision)

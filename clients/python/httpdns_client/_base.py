@@ -297,6 +297,29 @@ class ResolverBase(Generic[T]):
     def _system_answer(self, name: str, qtype: QType, addresses: tuple[str, ...]) -> Answer:
         return Answer(name, qtype, addresses, 0.0, "system", 0.0, None)
 
+    def _refresh_soon(self, key: Key) -> None:
+        """Start a background refresh of ``key`` (the sync and async resolvers differ)."""
+        raise NotImplementedError
+
+    def _split_cached(self, norms: Iterable[str], q: QType) -> tuple[dict[str, Answer], list[str]]:
+        """Answers on hand (literals, fresh or stale cache; refreshes scheduled) and the
+        names that need a request, for a batch (shared by the sync and async resolvers)."""
+        found: dict[str, Answer] = {}
+        missing: list[str] = []
+        for norm in dict.fromkeys(norms):
+            answer = self._literal((norm, q))
+            if answer is not None:
+                found[norm] = answer
+                continue
+            answer, refresh = self._cached((norm, q))
+            if answer is None:
+                missing.append(norm)
+                continue
+            found[norm] = answer
+            if refresh:
+                self._refresh_soon((norm, q))
+        return found, missing
+
     def _literal(self, key: tuple[str, QType]) -> Answer | None:
         """An IP literal answers itself (source ``system``, no request); None otherwise."""
         name, qtype = key

@@ -121,20 +121,7 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
         names = list(names)
         q = normalize_qtype(qtype)
         wanted = {n: normalize_name(n) for n in names}
-        found: dict[str, Answer] = {}
-        missing: list[str] = []
-        for norm in dict.fromkeys(wanted.values()):
-            answer = self._literal((norm, q))
-            if answer is not None:
-                found[norm] = answer
-                continue
-            answer, refresh = self._cached((norm, q))
-            if answer is None:
-                missing.append(norm)
-                continue
-            found[norm] = answer
-            if refresh:
-                self._refresh_soon((norm, q))
+        found, missing = self._split_cached(wanted.values(), q)
         if missing:
             answers, failures = await self._fetch(q, missing, background=False)
             found.update(answers)

@@ -416,19 +416,7 @@ def wrk(
     argv.append(url)
     if script_args:
         argv += ["--", *script_args]
-    if cpu is not None:
-        argv = pinned(cpu, argv)
-    cpu0 = cpu_seconds(server) if server else 0.0
-    own0 = children_cpu()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    own = children_cpu() - own0
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    res = parse_wrk(done.stdout)
-    if server:
-        res.server_cpu_s = cpu_seconds(server) - cpu0
-        res.client_cpu_s = own
-    return res
+    return _load(argv, "wrk", parse_wrk, server, seconds, cpu)
 
 
 # -- dnsperf ------------------------------------------------------------------------
@@ -502,19 +490,7 @@ def dnsperf(
         argv.append("-B")
     if once:
         argv += ["-n", "1"]
-    if cpu is not None:
-        argv = pinned(cpu, argv)
-    cpu0 = cpu_seconds(server) if server else 0.0
-    own0 = children_cpu()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    own = children_cpu() - own0
-    if done.returncode != 0:
-        raise RuntimeError(f"dnsperf failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    res = parse_dnsperf(done.stdout)
-    if server:
-        res.server_cpu_s = cpu_seconds(server) - cpu0
-        res.client_cpu_s = own
-    return res
+    return _load(argv, "dnsperf", parse_dnsperf, server, seconds, cpu)
 
 
 # -- results ------------------------------------------------------------------------
@@ -582,3 +558,21 @@ def save(path: str | None, rows: Sequence[dict[str, Any]], header: str) -> None:
         return
     with open(path, "a") as f:
         f.write(json.dumps({"header": header, "rows": list(rows)}) + "\n")
+
+
+def _load(argv: list[str], tool: str, parse: Any, server: Any, seconds: float, cpu: Any) -> Any:
+    """Run a load generator (pinned to ``cpu``), parse its report, and attach the CPU
+    seconds the server and the generator used meanwhile."""
+    if cpu is not None:
+        argv = pinned(cpu, argv)
+    cpu0 = cpu_seconds(server) if server else 0.0
+    own0 = children_cpu()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    own = children_cpu() - own0
+    if done.returncode != 0:
+        raise RuntimeError(f"{tool} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    res = parse(done.stdout)
+    if server:
+        res.server_cpu_s = cpu_seconds(server) - cpu0
+        res.client_cpu_s = own
+    return res

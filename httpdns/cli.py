@@ -38,6 +38,8 @@ import dnslib
 from rich.console import Console
 from rich.table import Table
 
+from .config import DEFAULT_SERVER
+
 
 class _Group(click.Group):
     """The top-level group; ``serve`` (aiohttp, the whole server) is imported only when run,
@@ -54,7 +56,6 @@ class _Group(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-DEFAULT_SERVER = "http://127.0.0.1:8053"
 _HINTS = {
     "unauthorized": "pass --token or set HTTPDNS_ADMIN_TOKEN",
     "conflict": "the registry changed meanwhile; run the command again",

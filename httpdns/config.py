@@ -19,7 +19,9 @@ from registry.validation import dns_name
 
 from .errors import BadRequest
 
-DEFAULT_HTTP = "127.0.0.1:8053"
+DEFAULT_HOST = "127.0.0.1"  # loopback unless told otherwise: the admin API is on the same port
+DEFAULT_PORT = 8053
+DEFAULT_SERVER = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where the CLI looks for a node
 DEFAULT_STORE = "sqlite:///./httpdns-data/registry.db"
 
 
@@ -42,7 +44,7 @@ class Account:
 class Config:
     """Everything a node needs to run."""
 
-    http: tuple[str, int] = ("127.0.0.1", 8053)
+    http: tuple[str, int] = (DEFAULT_HOST, DEFAULT_PORT)
     https: tuple[str, int] | None = None
     dns: tuple[str, int] | None = None
     workers: int = 1

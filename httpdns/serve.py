@@ -21,7 +21,7 @@ from registry.errors import RegistryError
 from registry.store import open_store
 
 from . import config as config_mod
-from .config import Account, Config, ConfigError
+from .config import DEFAULT_HOST, DEFAULT_PORT, Account, Config, ConfigError
 from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
 from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
@@ -156,7 +156,9 @@ async def run(
 
 
 @click.command()
-@click.option("--http", metavar="HOST:PORT", help="HTTP listener [default: 127.0.0.1:8053]")
+@click.option(
+    "--http", metavar="HOST:PORT", help=f"HTTP listener [default: {DEFAULT_HOST}:{DEFAULT_PORT}]"
+)
 @click.option("--https", metavar="HOST:PORT", help="HTTPS listener (needs --tls-cert, --tls-key)")
 @click.option("--tls-cert", metavar="FILE", help="PEM certificate chain for --https")
 @click.option("--tls-key", metavar="FILE", help="PEM private key for --https")

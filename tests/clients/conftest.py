@@ -192,3 +192,38 @@ def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+# -- the DNSPod encrypted dialect -------------------------------------------------------------
+
+DNSPOD_ID = "1001"  # both keys
+DNSPOD_DES_ONLY = "1002"
+DES_KEY = "dnspodpass"
+AES_KEY = "0123456789abcdef"
+DNSPOD_CONFIG = f"""
+[dnspod."{DNSPOD_ID}"]
+des_key = "{DES_KEY}"
+aes_key = "{AES_KEY}"
+[dnspod."{DNSPOD_DES_ONLY}"]
+des_key = "another-des-key"
+"""
+
+
+def dnspod_config(directory: Path) -> Path:
+    """A config file with the DNSPod accounts above."""
+    path = directory / "httpdns.toml"
+    path.write_text(DNSPOD_CONFIG)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dnspod_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    """A demo server that also knows the DNSPod accounts (SHORT registered)."""
+    directory = tmp_path_factory.mktemp("httpdns-dnspod")
+    server = DemoServer(directory, "--config", str(dnspod_config(directory)))
+    server.start()
+    try:
+        server.register(SHORT, SHORT_ADDRESS, ttl=1)
+        yield server
+    finally:
+        server.stop()

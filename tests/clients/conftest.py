@@ -227,3 +227,46 @@ def dnspod_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServ
         yield server
     finally:
         server.stop()
+
+
+class HttpsServer:
+    """A demo server with an HTTPS listener whose certificate (from a test CA) names both
+    ``httpdns.test`` and ``127.0.0.1``."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        self.ca = trustme.CA()
+        self.cert = self.ca.issue_cert("httpdns.test", "127.0.0.1")
+        self.cert.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
+        self.ca_file = directory / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        pem = str(directory / "server.pem")
+        self.server = DemoServer(
+            directory, "--https", f"127.0.0.1:{self.port}", "--tls-cert", pem, "--tls-key", pem
+        )
+
+    def pin(self) -> str:
+        """The certificate key's pin, computed with ``cryptography`` (not the client)."""
+        import base64
+        import hashlib
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        cert = x509.load_pem_x509_certificate(self.cert.cert_chain_pems[0].bytes())
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@pytest.fixture(scope="session")
+def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsServer]:
+    """One HTTPS demo server for the pinning tests."""
+    server = HttpsServer(tmp_path_factory.mktemp("httpdns-https"))
+    server.server.start()
+    try:
+        yield server
+    finally:
+        server.server.stop()

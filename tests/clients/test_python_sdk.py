@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import ssl
 import subprocess
@@ -21,9 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from httpdns_client import (
     AsyncResolver,
     DnspodCipher,
@@ -49,8 +45,8 @@ from .conftest import (
     TRADE,
     TRADE_V4,
     DemoServer,
+    HttpsServer,
     dead_server,
-    free_port,
     wait_for,
 )
 from .test_python_client import Recorder
@@ -345,44 +341,17 @@ async def test_async_network_changed(demo_server: DemoServer) -> None:
 # -- HTTPS with SPKI pinning ------------------------------------------------------------------
 
 
-def _independent_pin(pem: bytes) -> str:
-    key = x509.load_pem_x509_certificate(pem).public_key()
-    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
-@pytest.fixture(scope="module")
-def https_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    directory = tmp_path_factory.mktemp("httpdns-https")
-    ca = trustme.CA()
-    cert = ca.issue_cert("httpdns.test")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
-    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
-    port = free_port()
-    server = DemoServer(
-        directory,
-        "--https", f"127.0.0.1:{port}",
-        "--tls-cert", str(directory / "server.pem"), "--tls-key", str(directory / "server.pem"),
-    )  # fmt: skip
-    server.start()
-    try:
-        yield ca, cert, f"https://127.0.0.1:{port}", directory / "ca.pem"
-    finally:
-        server.stop()
-
-
-def test_spki_pin_matches_an_independent_computation(https_server: Any) -> None:
-    _, cert, _, _ = https_server
-    pem = cert.cert_chain_pems[0].bytes()
+def test_spki_pin_matches_an_independent_computation(https_server: HttpsServer) -> None:
+    pem = https_server.cert.cert_chain_pems[0].bytes()
     der = ssl.PEM_cert_to_DER_cert(pem.decode())
-    assert spki_pin(der) == _independent_pin(pem)
+    assert spki_pin(der) == https_server.pin()
 
 
-async def test_https_with_pins(https_server: Any) -> None:
-    ca, cert, url, _ = https_server
+async def test_https_with_pins(https_server: HttpsServer) -> None:
+    url = https_server.url
     trusted = ssl.create_default_context()
-    ca.configure_trust(trusted)
-    good = _independent_pin(cert.cert_chain_pems[0].bytes())
+    https_server.ca.configure_trust(trusted)
+    good = https_server.pin()
     backup = "sha256/" + base64.b64encode(b"\1" * 32).decode()
     options: dict[str, Any] = {"ssl_context": trusted, "tls_hostname": "httpdns.test"}
     with Resolver([url], pins=[backup, good], **options) as r:

@@ -23,12 +23,9 @@ The ciphers come from ``cryptography`` (OpenSSL); DES is its ``TripleDES`` with 
 
 from __future__ import annotations
 
-import binascii
 import functools
 import os
-import re
 from collections.abc import Callable
-from dataclasses import replace
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
@@ -44,8 +41,9 @@ ALGORITHMS = ("des", "aes")
 DES_BLOCK = 8
 AES_BLOCK = 16
 MAX_HEX = 1024  # a 253-character name encrypted with AES is 2 * (16 + 256) = 544 hex digits
+MAX_MEMO = 16_384  # decrypted DES parameters kept per key (a dict; cleared when full)
 NO_STORE = (("Cache-Control", "no-store"),)
-_HEX = re.compile(r"[0-9a-fA-F]*")
+_PADS = [bytes((n,)) * n for n in range(AES_BLOCK + 1)]  # PKCS#7 padding of n bytes
 
 Plain = Callable[[Query, Context], Reply]
 
@@ -59,8 +57,10 @@ class DesCodec:
 
     ECB encrypts each block on its own, so one long-lived encryptor and decryptor
     serve every request (fed whole blocks only; padding is added and checked here):
-    that saves building two OpenSSL contexts per request. Not thread-safe; a node
-    answers queries on its event loop thread.
+    that saves building two OpenSSL contexts per request. And since the same
+    parameter always has the same ciphertext, decrypted parameters are remembered
+    (``memo``): a device asking again for a name costs a dict lookup. Not
+    thread-safe; a node answers queries on its event loop thread.
     """
 
     block = DES_BLOCK
@@ -71,6 +71,7 @@ class DesCodec:
         cipher = Cipher(TripleDES(key[:DES_BLOCK] * 3), modes.ECB())  # K1=K2=K3: single DES
         self._enc: CipherContext = cipher.encryptor()
         self._dec: CipherContext = cipher.decryptor()
+        self.memo: dict[str, str] = {}  # hex ciphertext -> text
 
     def encrypt(self, plain: bytes) -> bytes:
         """The ciphertext of ``plain``."""
@@ -113,14 +114,13 @@ Codec = DesCodec | AesCodec
 
 def pad(data: bytes, block: int) -> bytes:
     """PKCS#7 padding (PKCS#5 for 8-byte blocks): 1 to ``block`` bytes, each their count."""
-    n = block - len(data) % block
-    return data + bytes((n,)) * n
+    return data + _PADS[block - len(data) % block]
 
 
 def unpad(data: bytes, block: int) -> bytes:
     """``data`` without its PKCS#7 padding; ``CipherError`` when the padding is wrong."""
     n = data[-1] if data else 0
-    if not 1 <= n <= block or data[-n:] != bytes((n,)) * n:
+    if not 1 <= n <= block or not data.endswith(_PADS[n]):
         raise CipherError("bad padding (or a wrong key)")
     return data[:-n]
 
@@ -139,11 +139,29 @@ def account_codec(account: DnspodAccount, alg: str) -> Codec | None:
 
 def decrypt_hex(c: Codec, text: str) -> str:
     """Decrypt a hex parameter to text; ``CipherError`` for anything wrong."""
-    if len(text) > MAX_HEX or len(text) % 2 or not _HEX.fullmatch(text):
-        raise CipherError("not an even number of hex digits")
+    if isinstance(c, DesCodec):
+        found = c.memo.get(text)
+        if found is None:
+            found = _decrypt_hex(c, text)
+            if len(c.memo) >= MAX_MEMO:
+                c.memo.clear()
+            c.memo[text] = found
+        return found
+    return _decrypt_hex(c, text)
+
+
+def _decrypt_hex(c: Codec, text: str) -> str:
+    if len(text) > MAX_HEX:
+        raise CipherError("the ciphertext is too long")
     try:
-        return c.decrypt(binascii.unhexlify(text)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError):
+        data = bytes.fromhex(text)
+        if 2 * len(data) != len(text):  # fromhex skips whitespace; we take none
+            raise ValueError
+    except ValueError:
+        raise CipherError("not an even number of hex digits") from None
+    try:
+        return c.decrypt(data).decode("ascii")
+    except UnicodeDecodeError:
         raise CipherError("the plaintext is not ASCII text") from None
 
 
@@ -168,20 +186,21 @@ def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
     c = account_codec(account, alg)
     if c is None:
         return _empty(403)
-    params = dict(q.params)
+    params = {k: v for k, v in q.params.items() if k not in _OURS}
     try:
-        params["dn"] = decrypt_hex(c, params.get("dn", ""))
-        if params.get("ip"):
-            params["ip"] = decrypt_hex(c, params["ip"])
+        params["dn"] = decrypt_hex(c, q.params.get("dn", ""))
+        if q.params.get("ip"):
+            params["ip"] = decrypt_hex(c, q.params["ip"])
     except CipherError:
         return _empty(400)
-    del params["id"]
-    params.pop("alg", None)
+    inner = Query(params, q.peer, q.forwarded_for, q.account, q.body, q.content_type, q.method)
     try:
-        reply = plain(replace(q, params=params), ctx)
+        reply = plain(inner, ctx)
     except (HttpdnsError, RegistryError) as exc:  # a bad name or ip inside the ciphertext
         return _empty(exc.status if 400 <= exc.status < 500 else 400)
-    if reply.status != 200 or not reply.body:
-        return _empty(reply.status if reply.status != 200 else 200)
-    body = encrypt_hex(c, reply.body.decode("ascii"))
-    return Reply(200, reply.content_type, body.encode("ascii"), NO_STORE)
+    if reply.status != 200 or not reply.body:  # nothing to encrypt: the name is not served
+        return _empty(reply.status)
+    return Reply(200, reply.content_type, c.encrypt(reply.body).hex().encode(), NO_STORE)
+
+
+_OURS = frozenset(("id", "alg", "dn", "ip"))

@@ -165,15 +165,16 @@ def test_resolve_both(dnspod_server: DemoServer, dialect: str) -> None:
         assert len(rec.ok_requests()) == 3 * requests
 
 
-def test_resolve_both_when_no_server_answers() -> None:
-    with Resolver([dead_server()], system_fallback=False) as r:
+@pytest.mark.parametrize("dialect", ["d", "json"])
+def test_resolve_both_when_no_server_answers(dialect: str) -> None:
+    with Resolver([dead_server()], dialect=dialect, system_fallback=False) as r:
         with pytest.raises(ResolveError):
             r.resolve_both(QUOTES)
         with pytest.raises(ValueError, match="prefer"):
             r.resolve_both(QUOTES, prefer="ipv5")
         literal = r.resolve_both("192.0.2.1")
         assert literal.addresses == ("192.0.2.1",) and literal.ipv6.negative
-    with Resolver([dead_server()]) as r:  # the system resolver knows localhost
+    with Resolver([dead_server()], dialect=dialect) as r:  # the system knows localhost
         assert "127.0.0.1" in r.resolve_both("localhost").addresses
 
 

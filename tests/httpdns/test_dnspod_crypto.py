@@ -107,6 +107,21 @@ def test_aes_round_trips_with_random_ivs() -> None:
     assert len(seen) == 50  # a fresh IV every time
 
 
+def test_des_parameters_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    des = DesCodec(b"memo-key")
+    monkeypatch.setattr("httpdns.dialects.dnspod_crypto.MAX_MEMO", 3)
+    texts = [f"n{i}.example.org" for i in range(5)]
+    hexes = [encrypt_hex(des, t) for t in texts]
+    assert [decrypt_hex(des, h) for h in hexes[:3]] == texts[:3]
+    assert des.memo == dict(zip(hexes[:3], texts[:3], strict=True))
+    assert decrypt_hex(des, hexes[0]) == texts[0]  # from the memo
+    assert decrypt_hex(des, hexes[3]) == texts[3]  # full: cleared, then kept
+    assert des.memo == {hexes[3]: texts[3]}
+    with pytest.raises(CipherError):
+        decrypt_hex(des, hexes[4][:-2])
+    assert hexes[4][:-2] not in des.memo  # failures are not remembered
+
+
 @pytest.mark.parametrize(
     ("alg", "text"),
     [

@@ -151,10 +151,12 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
             together, make, parse = self._both_parts()
             if not together:
                 got4, got6 = await asyncio.gather(
-                    self._lookup((norm, "A")) if a4 is None else _ready(a4),
-                    self._lookup((norm, "AAAA")) if a6 is None else _ready(a6),
+                    self._family((norm, "A")) if a4 is None else _ready(a4),
+                    self._family((norm, "AAAA")) if a6 is None else _ready(a6),
                 )
                 a4, a6 = got4, got6
+                if a4.source == a6.source == "system" and not a4.addresses and not a6.addresses:
+                    raise ResolveError(norm, "A+AAAA", [])
             else:
                 try:
                     records, server = await self._drive(self._walk(make(norm), False, parse))
@@ -165,6 +167,14 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
                     if not a4.addresses and not a6.addresses:
                         raise ResolveError(norm, "A+AAAA", [exc]) from exc
         return self._dual(norm, a4, a6, prefer)
+
+    async def _family(self, key: tuple[str, QType]) -> Answer:
+        """One family's answer for ``resolve_both`` (an empty ``system`` one on failure)."""
+        try:
+            return await self._lookup(key)
+        except ResolveError as exc:
+            self._emit_error("system", (key[0],), key[1], exc)
+            return self._system_answer(key[0], key[1], ())
 
     async def prefetch(self, names: Iterable[str], qtypes: Iterable[str | int] = ("A",)) -> int:
         """Fetch names that are not freshly cached; see ``Resolver.prefetch``."""

@@ -100,7 +100,6 @@ class EncryptedProtocol(Protocol):
         encryption: str = "des",
         uid: str | None = None,
         negative_ttl: float = 30.0,
-        **_: Any,
     ) -> None:
         super().__init__("d", uid=uid, negative_ttl=negative_ttl)
         if not str(dnspod_id).isalnum():

@@ -136,8 +136,10 @@ class Resolver(ResolverBase[SyncTransport]):
         if a4 is None or a6 is None:
             together, make, parse = self._both_parts()
             if not together:
-                a4 = a4 or self._lookup((norm, "A"))
-                a6 = a6 or self._lookup((norm, "AAAA"))
+                a4 = a4 or self._family((norm, "A"))
+                a6 = a6 or self._family((norm, "AAAA"))
+                if a4.source == a6.source == "system" and not a4.addresses and not a6.addresses:
+                    raise ResolveError(norm, "A+AAAA", [])
             else:
                 try:
                     records, server = self._drive(self._walk(make(norm), False, parse))
@@ -148,6 +150,14 @@ class Resolver(ResolverBase[SyncTransport]):
                     if not a4.addresses and not a6.addresses:
                         raise ResolveError(norm, "A+AAAA", [exc]) from exc
         return self._dual(norm, a4, a6, prefer)
+
+    def _family(self, key: tuple[str, QType]) -> Answer:
+        """One family's answer for ``resolve_both`` (an empty ``system`` one on failure)."""
+        try:
+            return self._lookup(key)
+        except ResolveError as exc:
+            self._emit_error("system", (key[0],), key[1], exc)
+            return self._system_answer(key[0], key[1], ())
 
     def prefetch(self, names: Iterable[str], qtypes: Iterable[str | int] = ("A",)) -> int:
         """Fetch names that are not freshly cached (no system fallback; failures go to

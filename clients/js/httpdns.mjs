@@ -159,6 +159,7 @@ export class HttpDnsClient {
     this.fallback = o.fallback ?? null;
     if (this.fallback != null && typeof this.fallback !== 'function') throw new TypeError('fallback: a function (name, type) => addresses');
     this.maxAge = o.maxAge ?? 86_400_000;
+    if (!(this.maxAge > 0)) throw new TypeError('maxAge: > 0 ms');
     this._pins = normalizePins(o.pins ?? []);
     const f = o.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw new TypeError('no fetch: pass options.fetch');
@@ -533,9 +534,10 @@ export class HttpDnsClient {
     const now = this.now();
     const ttlMs = rec.ttl * 1000;
     const positive = rec.addresses.length > 0;
+    const expiresAt = now + Math.min(ttlMs, this.maxAge); // never served past maxAge
     const answer = Object.freeze({
       name: n, type: t, addresses: Object.freeze(rec.addresses), ttl: rec.ttl,
-      source: 'server', expiresAt: now + ttlMs, server,
+      source: 'server', expiresAt, server,
     });
     const key = `${n}|${t}`;
     const old = this._cache.get(key);
@@ -543,8 +545,8 @@ export class HttpDnsClient {
     this._cache.set(key, {
       answer,
       fetchedAt: now,
-      expiresAt: now + ttlMs,
-      staleUntil: positive ? now + ttlMs + this.maxStale : now + ttlMs,
+      expiresAt,
+      staleUntil: positive ? Math.min(expiresAt + this.maxStale, now + this.maxAge) : expiresAt,
       refreshAt: positive ? now + ttlMs * this.refreshAhead : Infinity,
       used: false,
       hot: hot || Boolean(old?.hot || old?.used), // asked for by the app: networkChanged re-resolves it

@@ -9,13 +9,16 @@ dialect gives it) comes back encrypted the same way:
 - ``aes``: AES (128/192/256 by key length), CBC mode, PKCS#7 padding, a random
   16-byte IV placed before the ciphertext.
 
-The answer itself comes from the plain dialect's code path (and its caches); only
-the encryption is per request. Every failure answers the dialect's empty body with
+The answer itself comes from the plain dialect's code path (and its caches): the
+plain reply is remembered per decrypted request (``Replies``, checked against the
+routing table like the front cache's entries) and only the encryption is per
+request. Every failure answers the dialect's empty body with
 a 4xx status (never JSON, never anything about the key): 404 for an unknown ``id``,
 403 when the account has no key for ``alg``, and one 400 for everything about the
 ciphertext — bad hex, odd length, wrong block size, bad padding, a wrong key — so
-the status is no padding oracle. Replies carry ``Cache-Control: no-store``: an
-encrypted answer is never kept by a front cache.
+the status is no padding oracle. Replies carry ``Cache-Control: no-store``, and the
+dependencies the plain answer was computed from are kept from the front end's
+recording, so a front cache keyed by the request never keeps an encrypted reply.
 
 The ciphers come from ``cryptography`` (OpenSSL); DES is its ``TripleDES`` with the
 8-byte key repeated three times, which is single DES.
@@ -35,6 +38,8 @@ from registry.errors import RegistryError
 
 from ..config import DnspodAccount
 from ..errors import HttpdnsError
+from ..steering import CompiledService
+from ..table import RoutingTable
 from .base import Context, Query, Reply
 
 ALGORITHMS = ("des", "aes")
@@ -42,6 +47,7 @@ DES_BLOCK = 8
 AES_BLOCK = 16
 MAX_HEX = 1024  # a 253-character name encrypted with AES is 2 * (16 + 256) = 544 hex digits
 MAX_MEMO = 16_384  # decrypted DES parameters kept per key (a dict; cleared when full)
+MAX_REPLIES = 20_000  # plain replies kept for encrypted requests, per process
 NO_STORE = (("Cache-Control", "no-store"),)
 _PADS = [bytes((n,)) * n for n in range(AES_BLOCK + 1)]  # PKCS#7 padding of n bytes
 
@@ -174,6 +180,55 @@ def _empty(status: int) -> Reply:
     return Reply(status, "text/plain; charset=utf-8", b"", NO_STORE)
 
 
+Deps = tuple[tuple[str, CompiledService | None], ...]
+
+
+class Replies:
+    """Plain replies of encrypted requests, keyed by the decrypted request (account,
+    algorithm, parameters, peer), each with the compiled services it came from: reused
+    while those are unchanged, as the front cache does for plain requests. Never
+    served as such: the caller encrypts them per request."""
+
+    def __init__(self, limit: int = MAX_REPLIES) -> None:
+        self.limit = limit
+        self.entries: dict[tuple[object, ...], tuple[Deps, Reply]] = {}
+
+    def get(self, key: tuple[object, ...], table: RoutingTable) -> Reply | None:
+        """The remembered reply, if its services are unchanged."""
+        hit = self.entries.get(key)
+        if hit is None or not table.still_valid(hit[0]):
+            return None
+        return hit[1]
+
+    def put(self, key: tuple[object, ...], deps: Deps, reply: Reply) -> None:
+        """Remember a reply (everything is dropped when full)."""
+        if len(self.entries) >= self.limit:
+            self.entries.clear()
+        self.entries[key] = (deps, reply)
+
+
+REPLIES = Replies()
+
+
+def _answer(q: Query, ctx: Context, plain: Plain, key: tuple[object, ...]) -> Reply:
+    """The plain reply for a decrypted request: remembered, or computed with its
+    dependencies recorded here rather than in the front end's recording."""
+    table = ctx.table
+    found = REPLIES.get(key, table)
+    if found is not None:
+        return found
+    outer = table.recording
+    deps: list[tuple[str, CompiledService | None]] = []
+    table.recording = deps
+    try:
+        reply = plain(q, ctx)
+    finally:
+        table.recording = outer
+    if reply.status == 200 and deps:
+        REPLIES.put(key, tuple(deps), reply)
+    return reply
+
+
 def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
     """Answer an encrypted ``/d`` query: decrypt ``dn`` (and ``ip``), answer through
     ``plain`` (the plain dialect), encrypt the whole body."""
@@ -194,8 +249,10 @@ def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
     except CipherError:
         return _empty(400)
     inner = Query(params, q.peer, q.forwarded_for, q.account, q.body, q.content_type, q.method)
+    # everything the plain answer can depend on (the config: trusted proxies)
+    key = (id(ctx.config), account.id, alg, tuple(sorted(params.items())), q.peer, q.forwarded_for)
     try:
-        reply = plain(inner, ctx)
+        reply = _answer(inner, ctx, plain, key)
     except (HttpdnsError, RegistryError) as exc:  # a bad name or ip inside the ciphertext
         return _empty(exc.status if 400 <= exc.status < 500 else 400)
     if reply.status != 200 or not reply.body:  # nothing to encrypt: the name is not served

@@ -268,6 +268,19 @@ def test_persistent_cache_never_serves_past_max_age(tmp_path: Path) -> None:
             r.resolve(TRADE)
 
 
+def test_max_age_bounds_live_answers_too(demo_server: DemoServer) -> None:
+    now = [1000.0]
+    with Resolver([demo_server.base], max_age=5, clock=lambda: now[0]) as r:
+        a = r.resolve(QUOTES)  # TTL 20, but never served past 5 s
+        assert a.ttl == 20 and a.expires_at == 1005.0
+        now[0] += 4.5
+        assert r.resolve(QUOTES).source == "cache"
+        now[0] += 1
+        assert r.peek(QUOTES) is None  # not even stale
+    with pytest.raises(ValueError, match="max_age"):
+        Resolver([demo_server.base], max_age=0)
+
+
 def test_garbled_cache_file_is_ignored(tmp_path: Path, demo_server: DemoServer) -> None:
     store = tmp_path / "httpdns.json"
     store.write_text("{not json")

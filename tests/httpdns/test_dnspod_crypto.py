@@ -358,6 +358,29 @@ def test_any_ciphertext_under_the_right_key_never_fails_the_server(noise: bytes,
     assert status == 200 or body == b""
 
 
+def test_remembered_plain_answers_follow_registry_changes() -> None:
+    table = _table()
+    ctx = Context(table, CONTEXT.config)
+    c = codec("des", DES_KEY.encode())
+    q = Query(params={"dn": encrypt_hex(c, NAME), "id": DES_ID}, peer="203.0.113.9")
+
+    def answer() -> set[str]:
+        body = resolve_d(q, ctx).body
+        return set(decrypt_hex(c, body.decode()).split(";"))
+
+    first = answer()
+    assert first <= set(V4) and answer() == first
+    snapshot = table.snapshot
+    moved = [
+        Change.put(Endpoint.from_dict(NAME, f"e{i}", {"dc": "idc", "address": f"192.0.2.{50 + i}",
+                                                      "port": 443, "version": "v1"}))
+        for i in range(len(V4))
+    ]  # fmt: skip
+    new, _ = snapshot.apply(moved, snapshot.revision + 1)
+    table.update(new, frozenset({NAME}))
+    assert answer() <= {"192.0.2.50", "192.0.2.51", "192.0.2.52"}
+
+
 # -- the front ends --------------------------------------------------------------------------
 
 
@@ -374,6 +397,9 @@ def test_fast_path_answers_encrypted_and_errors_without_json(
         assert head.startswith(b"HTTP/1.1 200 ")
         assert b"Cache-Control: no-store" in head
         assert decrypt_hex(c, body.decode()).encode() == _plain(dn=NAME, ttl="1")
+        again = server.respond(b"GET", target, b"", b"", "203.0.113.9")
+        assert again is not None and again.partition(b"\r\n\r\n")[2] == body
+        assert not [k for k in server.cache if k[0] == target]  # never in the front cache
         bad = server.respond(b"GET", b"/d?dn=abc&id=" + DES_ID.encode(), b"", b"", "203.0.113.9")
         assert bad is not None
         head, _, body = bad.partition(b"\r\n\r\n")

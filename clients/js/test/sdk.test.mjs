@@ -233,6 +233,19 @@ describe('SDK parity against a real server', { skip }, () => {
     assert.equal(await dns.resolve(TRADE), null);
   });
 
+  test('maxAge bounds live answers too', async () => {
+    const clock = fakeClock();
+    const dns = new HttpDnsClient({ servers: [SERVER], maxAge: 5000, now: clock.now });
+    const a = await dns.resolve(QUOTES); // TTL 20 s
+    assert.equal(a.ttl, 20);
+    assert.equal(a.expiresAt, clock.now() + 5000);
+    clock.advance(4500);
+    assert.equal((await dns.resolve(QUOTES)).source, 'cache');
+    clock.advance(1000);
+    assert.equal(dns.peek(QUOTES), null); // not even stale
+    assert.throws(() => new HttpDnsClient({ servers: [SERVER], maxAge: 0 }), /maxAge/);
+  });
+
   test('the persistent cache survives a restart of the client process (callback store)', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'httpdns-js-')), 'cache.json');
     const child = `

@@ -158,6 +158,7 @@ class ResolverBase(Generic[T]):
             min_ttl=min_ttl,
             max_ttl=max_ttl,
             max_entries=max_entries,
+            max_age=max_age,
         )
         self._entries = self._cache.entries  # the hot path reads this dict directly
         self._timeout = float(timeout)

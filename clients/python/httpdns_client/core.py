@@ -313,7 +313,9 @@ class Cache:
       ``max_stale`` seconds while a refresh runs;
     - negative answers (no address) are cached for their TTL and never served stale;
     - ``due(now)`` gives the entries in use whose refresh-ahead time (``refresh_ahead``
-      of the TTL, 0.75 by default) has come.
+      of the TTL, 0.75 by default) has come;
+    - no answer is served, fresh or stale, more than ``max_age`` seconds after it was
+      fetched (the bound of the persistent cache, applied to every answer).
     """
 
     def __init__(
@@ -325,7 +327,10 @@ class Cache:
         min_ttl: float = 0.0,
         max_ttl: float = 86400.0,
         max_entries: int = 1024,
+        max_age: float = math.inf,
     ) -> None:
+        if max_age <= 0:
+            raise ValueError("max_age must be > 0")
         if max_stale < 0 or retry < 0 or min_ttl < 0 or max_ttl < min_ttl:
             raise ValueError("max_stale, retry and min_ttl <= max_ttl must be >= 0")
         if not 0.0 < refresh_ahead <= 1.0:
@@ -338,6 +343,7 @@ class Cache:
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
         self.max_entries = max_entries
+        self.max_age = max_age
         self.entries: dict[Key, Entry] = {}
         self._heap: list[tuple[float, int, Entry]] = []
         self._seq = itertools.count()
@@ -359,9 +365,9 @@ class Cache:
         asked for it (a lookup, not a refresh); an entry replacing a hot one stays hot."""
         ttl = min(max(float(ttl), self.min_ttl), self.max_ttl)
         addrs = tuple(addresses)
-        expires = now + ttl
+        expires = now + min(ttl, self.max_age)
         answer = Answer(name, qtype, addrs, ttl, "server", expires, server)
-        stale_until = expires + self.max_stale if addrs else expires
+        stale_until = min(expires + self.max_stale, now + self.max_age) if addrs else expires
         refresh_at = now + ttl * self.refresh_ahead if addrs else math.inf
         key = (name, qtype)
         entry = Entry(key, answer, now, refresh_at, stale_until)

@@ -268,6 +268,34 @@ def test_persistent_cache_never_serves_past_max_age(tmp_path: Path) -> None:
             r.resolve(TRADE)
 
 
+def test_answers_are_saved_within_a_second_without_close(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    store = tmp_path / "httpdns.json"
+    r = Resolver([demo_server.base], cache_store=store)
+    try:
+        r.resolve(QUOTES)  # saved at once
+        r.resolve(TRADE)  # within the second: saved by the timer thread
+        names = lambda: {a["name"] for a in FileStore(store).load()}  # noqa: E731
+        wait_for(lambda: names() == {QUOTES, TRADE}, timeout=5, what="the second save")
+    finally:
+        r.close()
+
+
+async def test_async_answers_are_saved_within_a_second(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    store = tmp_path / "httpdns.json"
+    async with AsyncResolver([demo_server.base], cache_store=store) as r:
+        await r.resolve(QUOTES)
+        await r.resolve(TRADE)
+        for _ in range(300):
+            if {a["name"] for a in FileStore(store).load()} == {QUOTES, TRADE}:
+                break
+            await asyncio.sleep(0.02)  # poll interval while the loop's timer saves
+        assert {a["name"] for a in FileStore(store).load()} == {QUOTES, TRADE}
+
+
 def test_max_age_bounds_live_answers_too(demo_server: DemoServer) -> None:
     now = [1000.0]
     with Resolver([demo_server.base], max_age=5, clock=lambda: now[0]) as r:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any
 
-from ._base import Outcome, ResolverBase, Walk, addresses_of, family_of
+from ._base import PERSIST_INTERVAL, Outcome, ResolverBase, Walk, addresses_of, family_of
 from .core import (
     Answer,
     DualAnswer,
@@ -346,6 +346,10 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
             for key in keys:
                 self._refresh_soon(key)
             wait = None if next_due is None else max(0.0, next_due - self._clock())
+            if self._dirty:  # answers arrived since the last save: save within a second
+                self._persist_soon()
+                if self._dirty:
+                    wait = PERSIST_INTERVAL if wait is None else min(wait, PERSIST_INTERVAL)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await wake.wait()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
-from ._base import Outcome, ResolverBase, Walk, addresses_of, family_of
+from ._base import PERSIST_INTERVAL, Outcome, ResolverBase, Walk, addresses_of, family_of
 from .core import (
     Answer,
     DualAnswer,
@@ -369,6 +369,10 @@ def _ahead_loop(ref: weakref.ReferenceType[Resolver], wake: threading.Event) -> 
         for key in keys:
             resolver._refresh_soon(key)
         wait = None if next_due is None else max(0.0, next_due - resolver._clock())
+        if resolver._dirty:  # answers arrived since the last save: save within a second
+            resolver._persist_soon()
+            if resolver._dirty:
+                wait = PERSIST_INTERVAL if wait is None else min(wait, PERSIST_INTERVAL)
         del resolver
         wake.wait(wait)
         wake.clear()

@@ -24,6 +24,10 @@ import math
 from collections.abc import Sequence
 from hashlib import blake2b
 
+# The version of the steering function (hashing + rendezvous rules) that answers are
+# computed with. Every node of a fleet must use the same one, or clients move mid-upgrade;
+# a change is an explicit, recorded choice (tests/httpdns/golden), never a refactoring.
+STEERING_VERSION = 1
 BUCKET_BITS = 16
 BUCKETS = 1 << BUCKET_BITS
 M64 = _M64 = (1 << 64) - 1

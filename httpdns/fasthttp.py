@@ -5,8 +5,8 @@ with llhttp (``httptools``, the parser uvicorn uses: strict RFC 9112 framing —
 duplicate or malformed ``Content-Length``, whitespace before a colon, bare LF,
 NUL bytes, ``Transfer-Encoding`` with ``Content-Length`` are all errors) and
 answers the query routes of the route table (``httpdns.routes``) itself. Any
-other request (the admin API, plugin routes, chunked bodies, ``Expect``,
-upgrades) hands the connection, with the bytes of that request, to aiohttp's
+other request (the admin API, plugin routes, ``Expect``, upgrades) hands the
+connection, with the bytes of that request, to aiohttp's
 own protocol, which serves everything else on the same port. A framing error is
 one 400 and a closed connection, never a second response.
 
@@ -192,6 +192,11 @@ class FastServer:
         peer: str | None,
     ) -> bytes:
         """The full response (less connection headers) for one request to a query route."""
+        if self.limits.http_rate and self.over_rate(peer):
+            client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
+            return self.error(429, {"error": "too_many_requests",
+                                    "detail": "too many requests from this address"},
+                              (("Retry-After", "1"),))  # fmt: skip
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         key = None
         if route.cacheable:
@@ -199,10 +204,6 @@ class FastServer:
             hit = self.cache.get(key)
             if hit is not None and self.table.still_valid(hit[0]):
                 return hit[1] + self.date() + hit[2]
-        if self.limits.http_rate and self.over_rate(peer):
-            return self.error(429, {"error": "too_many_requests",
-                                    "detail": "too many requests from this address"},
-                              (("Retry-After", "1"),))  # fmt: skip
         query = target.partition(b"?")[2]
         content_type = _header(headers, b"content-type") if body else None
         try:
@@ -265,6 +266,18 @@ def _header(block: bytes, name: bytes) -> bytes | None:
     return block[i : j if j >= 0 else len(block)].strip()
 
 
+def _chunked_end(buf: bytes, at: int) -> int:
+    """Where a chunked body that starts at ``at`` ends (llhttp has accepted all of it:
+    size lines, data, the last chunk and the trailer section are well formed)."""
+    while True:
+        line_end = buf.index(b"\r\n", at)
+        size = int(buf[at:line_end].split(b";", 1)[0], 16)
+        at = line_end + 2
+        if size == 0:
+            return buf.index(b"\r\n\r\n", at - 2) + 4  # the (possibly empty) trailer section
+        at += size + 2
+
+
 def _params(query: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
     if query:
@@ -283,8 +296,8 @@ def _canonical(params: dict[str, str], query: bytes, known: tuple[str, ...]) -> 
 class FastHTTP(asyncio.Protocol):
     """One client connection on the fast path."""
 
-    __slots__ = ("buf", "parser", "parser_error", "paused", "peer", "request", "server",
-                 "since", "start", "state", "transport")  # fmt: skip
+    __slots__ = ("buf", "chunks", "parser", "parser_error", "paused", "peer", "request",
+                 "server", "since", "start", "state", "transport")  # fmt: skip
 
     def __init__(self, server: FastServer) -> None:
         self.server = server
@@ -299,6 +312,7 @@ class FastHTTP(asyncio.Protocol):
         self.since = server.now
         self.paused = False
         self.parser_error: Exception | None = None  # what a callback raised, and why
+        self.chunks: list[bytes] | None = None  # a chunked request's body so far
 
     # -- asyncio protocol -------------------------------------------------------
 
@@ -376,16 +390,13 @@ class FastHTTP(asyncio.Protocol):
         path = target.partition(b"?")[0]
         found = self.server.router.match(method, path)
         lower = headers.lower()
-        if (
-            found is None
-            or self.parser.should_upgrade()
-            or b"\r\ntransfer-encoding:" in lower
-            or b"\r\nexpect:" in lower
-        ):
+        if found is None or self.parser.should_upgrade() or b"\r\nexpect:" in lower:
             self._raise(_HandOff())
         if version == b"HTTP/1.1" and b"\r\nhost:" not in lower:
-            self._fail(400, "bad_request", "an HTTP/1.1 request needs a Host header")
+            self._fail(400, "bad_request", "a Host header is required (RFC 9112 section 3.2)")
             self._raise(_Stop())
+        # A chunked body: llhttp decodes it (on_body); _chunked_end finds where it ends.
+        self.chunks = [] if b"\r\ntransfer-encoding:" in lower else None
         length = _header(headers, b"content-length")
         if length is not None and int(length) > MAX_BODY:  # llhttp checked: one decimal value
             self._fail(413, "payload_too_large", f"a body is at most {MAX_BODY} bytes")
@@ -395,18 +406,29 @@ class FastHTTP(asyncio.Protocol):
         # the body's offset from the request's start: ``buf`` is trimmed between reads
         self.request = (route, account, method, target, headers, head_end + 4 - start)
 
+    def on_body(self, data: bytes) -> None:
+        if self.chunks is not None:
+            self.chunks.append(data)
+            if sum(map(len, self.chunks)) > MAX_BODY:
+                self._fail(413, "payload_too_large", f"a body is at most {MAX_BODY} bytes")
+                self._raise(_Stop())
+
     def on_message_complete(self) -> None:
         request = self.request
         assert request is not None
         route, account, method, target, headers, body_at = request
         self.request = None
         body_at += self.start
-        length = _header(headers, b"content-length")
-        end = body_at + (int(length) if length else 0)
+        chunks = self.chunks
+        if chunks is None:
+            length = _header(headers, b"content-length")
+            end = body_at + (int(length) if length else 0)
+            body = self.buf[body_at:end]
+        else:
+            end, body = _chunked_end(self.buf, body_at), b"".join(chunks)
+            self.chunks = None
         server = self.server
-        response = server.respond(
-            route, account, method, target, headers, self.buf[body_at:end], self.peer
-        )
+        response = server.respond(route, account, method, target, headers, body, self.peer)
         self.start = end
         keep = self.parser.should_keep_alive()
         if not keep:
@@ -435,7 +457,7 @@ class FastHTTP(asyncio.Protocol):
 
     def expire(self) -> None:
         """The header or keep-alive timeout passed."""
-        if self.state == _HEAD:
+        if self.state == _HEAD and self.buf:
             client_log.note("header_timeout", f"no complete request head from {self.peer}")
             self._fail(408, "request_timeout", "the request head did not arrive in time")
         else:

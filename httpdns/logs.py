@@ -66,3 +66,16 @@ class RateLimitedLog:
 
 # The node's own: every front end reports here, so one kind is one line whatever the port.
 client_log = RateLimitedLog(logging.getLogger("httpdns.clients"))
+
+
+class ClientErrorsOnly(logging.Filter):
+    """For aiohttp's server logger: a request it could not parse is the client's error —
+    counted and rate-limited in ``client_log``, without a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        status = getattr(exc, "code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            client_log.note("http_framing", str(getattr(exc, "message", exc)).strip()[:200])
+            return False
+        return True

@@ -30,6 +30,7 @@ from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
 from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
+from .logs import ClientErrorsOnly
 from .node import Node
 from .plugins import Plugin
 from .routes import QUERY_ROUTES
@@ -104,6 +105,7 @@ async def run(
         schemas = {k: v for p in plugins for k, v in p.schemas.items()}
         fd_limit = raise_fd_limit()
         limit = limits(cfg, fd_limit)
+        logging.getLogger("aiohttp.server").addFilter(ClientErrorsOnly())
         # A DoH GET carries up to 64 KiB of base64 in its request line.
         runner = web.AppRunner(
             make_app(node, cfg, routes, schemas),

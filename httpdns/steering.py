@@ -22,7 +22,6 @@ Passing a list as ``trace`` records every step for ``explain``.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,18 +291,3 @@ def _pick(
             }
         )
     return best_dc, tuple(pool.addresses[i] for i in order)
-
-
-def client_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, uid: str | None) -> str:
-    """The client key (DESIGN §3.1): ``uid:<id>``, else ``4:<top 24 bits>`` or
-    ``6:<top 56 bits>`` of the address, as decimal integers.
-
-    The reference form; the routing table computes the same string faster.
-    """
-    if uid:
-        return "uid:" + uid
-    if ip is None:
-        return "none"
-    if ip.version == 4:
-        return f"4:{int(ip) >> 8}"
-    return f"6:{int(ip) >> 72}"

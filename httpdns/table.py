@@ -69,7 +69,8 @@ class Client:
 
     @property
     def key(self) -> str:
-        """The steering key (DESIGN §3.1); see ``steering.client_key``."""
+        """The steering key (DESIGN §3.1): ``uid:<id>``, else ``4:<top 24 bits>`` or
+        ``6:<top 56 bits>`` of the address as a decimal integer, else ``none``."""
         if self.uid:
             return "uid:" + self.uid
         if self.ip is None:

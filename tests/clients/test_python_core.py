@@ -34,6 +34,7 @@ from httpdns_client.protocol import (
     http_request,
     parse_http_response,
     parse_server,
+    reply_status,
     response_complete,
 )
 
@@ -241,6 +242,28 @@ def test_parse_aliyun_batch_by_host() -> None:
     proto = Protocol("aliyun", account="100000")
     out = proto.parse(Request("/x", "AAAA", ("a.example", "b.example")), 200, body, "s")
     assert out["a.example"].addresses == ("2001:db8::1",) and out["b.example"].ttl == 5.0
+
+
+@pytest.mark.parametrize(
+    ("dialect", "body", "status"),
+    [
+        ("json", b'{"Status": 0, "Answer": []}', "NOERROR"),
+        ("json", b'{"Status": 2}', "SERVFAIL"),
+        ("json", b'{"Status": 3, "Authority": []}', "NXDOMAIN"),
+        ("json", b'{"Status": 5}', "REFUSED"),
+        ("json", b'{"Status": 9}', "9"),
+        ("d", b"", "NOERROR"),  # d and aliyun have no status: a name not served is empty
+        ("aliyun", b'{"host":"a.example","ips":[],"ttl":30}', "NOERROR"),
+    ],
+)
+def test_reply_status(dialect: str, body: bytes, status: str) -> None:
+    assert reply_status(dialect, body) == status
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'{"Answer": []}', b'{"Status": "x"}', b"\xff"])
+def test_reply_status_unreadable(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        reply_status("json", body)
 
 
 @pytest.mark.parametrize(

@@ -295,6 +295,21 @@ def test_parse_errors(status: int, body: bytes, error: type[Exception]) -> None:
     assert type(info.value) is error
 
 
+@pytest.mark.parametrize(
+    ("dialect", "body"),
+    [
+        ("aliyun", b"[1, 2]"),
+        ("aliyun", b'"x"'),
+        ("json", b"[]"),
+        ("json", b'{"Status": 0, "Answer": [1]}'),
+    ],
+)
+def test_parse_wrong_json_shape_is_a_server_error(dialect: str, body: bytes) -> None:
+    proto = Protocol(dialect, account="100000" if dialect == "aliyun" else None)
+    with pytest.raises(ServerError, match="unreadable answer"):
+        proto.parse(Request("/x", "A", ("a.example",)), 200, body, "http://s")
+
+
 def test_signature_error_message_is_clear() -> None:
     proto = Protocol("aliyun", account="100000", secret="wrong")
     body = b'{"error":"invalid_signature","detail":"does not match","code":"InvalidSignature"}'

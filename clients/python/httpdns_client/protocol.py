@@ -167,7 +167,14 @@ class Protocol:
             if self.dialect == "json":
                 return {request.names[0]: self._parse_json(request.qtype, body)}
             return self._parse_aliyun(request, body)
-        except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            IndexError,
+            AttributeError,  # JSON of the wrong shape: a list where an object belongs
+            UnicodeDecodeError,
+        ) as exc:
             raise ServerError(server, f"unreadable answer: {exc}", status) from None
 
     def _parse_d(self, body: bytes) -> Record:

@@ -54,11 +54,20 @@ MAX_CACHED_TARGET = 1024  # longer request targets are answered, never kept
 WRITE_HIGH = 256 * 1024  # output buffered for one connection before it stops being read
 SWEEP = 1.0  # seconds between timeout sweeps
 
-_REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
-            405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
-            415: b"Unsupported Media Type", 429: b"Too Many Requests",
-            431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
-            503: b"Service Unavailable"}  # fmt: skip
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    415: b"Unsupported Media Type",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
 
 _clock = time.monotonic
 
@@ -263,7 +272,11 @@ class FastServer:
         pairs = reply_headers(route, reply) if route is not None else list(reply.headers)
         extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in pairs)
         tail = b"Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
-            reply.content_type.encode(), len(reply.body), extra, reply.body)  # fmt: skip
+            reply.content_type.encode(),
+            len(reply.body),
+            extra,
+            reply.body,
+        )
         return head, tail
 
 
@@ -311,8 +324,20 @@ def _canonical(params: dict[str, str], query: bytes, known: tuple[str, ...]) -> 
 class FastHTTP(asyncio.Protocol):
     """One client connection on the fast path."""
 
-    __slots__ = ("buf", "chunks", "parser", "parser_error", "paused", "peer", "request",
-                 "server", "since", "start", "state", "transport")  # fmt: skip
+    __slots__ = (
+        "buf",
+        "chunks",
+        "parser",
+        "parser_error",
+        "paused",
+        "peer",
+        "request",
+        "server",
+        "since",
+        "start",
+        "state",
+        "transport",
+    )
 
     def __init__(self, server: FastServer) -> None:
         self.server = server

@@ -31,8 +31,9 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from registry import retry
 from registry.changes import Change
-from registry.errors import ConflictError, RegistryError
+from registry.errors import RegistryError
 from registry.model import Rollout
 from registry.snapshot import Snapshot
 from registry.store import Store, open_store
@@ -45,7 +46,6 @@ from .rollout import is_live
 from .status import history_entry, summary
 
 T = TypeVar("T")
-RETRIES = 5
 
 
 class CliError(click.ClickException):
@@ -94,16 +94,9 @@ async def record(
     store: Store, build: Callable[[Snapshot], list[Change]], actor: str
 ) -> tuple[Snapshot, int]:
     """Compute changes from the latest snapshot and write them at its revision; on a
-    conflict, recompute. ``(snapshot used, new revision)``."""
-    for _ in range(RETRIES):
-        snap = await store.snapshot()
-        changes = build(snap)
-        try:
-            cs = await store.apply(changes, expected_revision=snap.revision, actor=actor)
-        except ConflictError:
-            continue
-        return snap, cs.revision
-    raise ConflictError("the registry kept changing; try again")
+    conflict, recompute (``registry.retry.record``). ``(snapshot used, new revision)``."""
+    snap, cs = await retry.record(store.snapshot, store.apply, build, actor)
+    return snap, cs.revision
 
 
 def _echo_json(data: Any) -> None:

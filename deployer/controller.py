@@ -81,7 +81,6 @@ class Controller:
         self.check_all = check_all
         self.actor = actor
         self._last_sweep = float("-inf")
-        self._last_error: dict[str, str] = {}
 
     # -- running ------------------------------------------------------------------------------
 

@@ -47,8 +47,6 @@ DRAINING, BAKING, CLEANUP, DONE = "draining", "baking", "cleanup", "done"
 ABORTING, ABORTED = "aborting", "aborted"
 ROLLING_BACK, ROLLED_BACK = "rolling-back", "rolled-back"
 TERMINAL = frozenset({DONE, ABORTED, ROLLED_BACK})
-PHASES = (PENDING, STARTING, CANARY, DRAINING, BAKING, CLEANUP, DONE, ABORTING, ABORTED,
-          ROLLING_BACK, ROLLED_BACK)  # fmt: skip
 
 PROMOTE, PROMOTE_FULL, ABORT, ROLLBACK, FINISH = (
     "promote", "promote-full", "abort", "rollback", "finish"

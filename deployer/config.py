@@ -19,7 +19,7 @@ from typing import Any
 
 from . import units
 from .errors import SpecError
-from .spec import Placement, ReleaseSpec
+from .spec import Placement, ReleaseSpec, check_disjoint
 
 DEFAULT_STORE = "sqlite:///./httpdns-data/registry.db"
 _TOP = frozenset(
@@ -58,6 +58,8 @@ class DeployerConfig:
             unknown = sorted(set(table) - Placement.KEYS)
             if unknown:
                 raise SpecError(f"datacenters.{dc}.{unknown[0]}", "unknown key")
+        pools = {dc: t["pool"] for dc, t in dcs.items() if "pool" in t}
+        check_disjoint(pools)  # also per spec, but a config with overlaps is wrong already
         controller = data.get("controller", {})
         if not isinstance(controller, Mapping) or set(controller) - {"interval", "check_all"}:
             raise SpecError("controller", "knows only interval and check_all")

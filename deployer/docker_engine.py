@@ -21,7 +21,7 @@ import requests
 
 from .container import ContainerSpec
 from .engine import Container, Stats
-from .errors import EngineError, EngineUnavailableError
+from .errors import EngineError, EngineUnavailableError, ImageError, PullError
 
 T = TypeVar("T")
 TIMEOUT = 60  # seconds per Engine API call
@@ -84,6 +84,16 @@ class DockerEngine:
         """A resource sample from the container's cgroup (takes about a second)."""
         return await self._call(self._stats, name)
 
+    async def ensure_image(self, image: str) -> None:
+        """Make sure the host has ``image``: present, or pulled now (ImageError if not)."""
+        try:
+            await self._call(self._ensure_image, image)
+        except EngineUnavailableError:
+            raise
+        except EngineError as exc:
+            raise ImageError(f"image {image} is not on docker {self.host} and cannot be "
+                             f"pulled: {exc.detail.removeprefix(f'docker {self.host}: ')}") from exc  # fmt: skip
+
     async def close(self) -> None:
         """Close the HTTP connection pool."""
         if self._api is not None:
@@ -98,6 +108,14 @@ class DockerEngine:
         except docker.errors.NotFound:
             return None
         return _from_inspect(self.host, info)
+
+    def _ensure_image(self, image: str) -> None:
+        api = self._client()
+        try:
+            api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            api.pull(image)
+            api.inspect_image(image)  # a pull that "succeeds" without the image still fails
 
     def _run(self, spec: ContainerSpec) -> Container:
         api = self._client()
@@ -146,8 +164,8 @@ class DockerEngine:
             try:
                 api.pull(spec.image)
             except docker.errors.APIError as exc:
-                raise EngineError(self.host, f"image {spec.image} is missing and the pull failed: "
-                                  f"{exc.explanation or exc}") from exc  # fmt: skip
+                raise PullError(self.host, f"image {spec.image} is missing and the pull failed: "
+                                f"{exc.explanation or exc}") from exc  # fmt: skip
             api.create_container(spec.image, **kwargs)
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: created meanwhile under this name (a race)
@@ -207,6 +225,8 @@ def _from_inspect(host: str, info: Mapping[str, Any]) -> Container:
         address=address,
         mac=mac,
         image=info["Config"].get("Image", ""),
+        id=info.get("Id", ""),
+        pid=int((info.get("State") or {}).get("Pid") or 0),
     )
 
 
@@ -220,4 +240,5 @@ def _from_summary(host: str, c: Mapping[str, Any]) -> Container:
         address=address,
         mac=mac,
         image=c.get("Image", ""),
+        id=c.get("Id", ""),
     )

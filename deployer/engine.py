@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .container import ContainerSpec
-from .errors import EngineError
+from .errors import EngineError, ImageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,8 @@ class Container:
     address: str = ""
     mac: str = ""
     image: str = ""
+    id: str = ""
+    pid: int = 0  # the main process on the Docker host (inspect only; 0 when not known)
 
     @property
     def running(self) -> bool:
@@ -73,6 +75,10 @@ class Engine(Protocol):
         """A resource sample of a running container."""
         ...
 
+    async def ensure_image(self, image: str) -> None:
+        """Make sure the host has ``image`` (pull it if missing); ImageError otherwise."""
+        ...
+
     async def close(self) -> None:
         """Release the connection."""
         ...
@@ -87,6 +93,7 @@ class MemoryEngine:
         self.specs: dict[str, ContainerSpec] = {}
         self.created = 0  # how many containers were ever created (duplicates would show here)
         self.fail: str | None = None  # when set, every call raises EngineError with it
+        self.images: set[str] | None = None  # None: every image is there (pulls succeed)
 
     def _check(self) -> None:
         if self.fail is not None:
@@ -123,6 +130,11 @@ class MemoryEngine:
         self._check()
         spec = self.specs[name]
         return Stats(0.0, spec.memory // 10, spec.memory, spec.cpu_quota, spec.cpu_period)
+
+    async def ensure_image(self, image: str) -> None:
+        self._check()
+        if self.images is not None and image not in self.images:
+            raise ImageError(f"image {image} is not on {self.host} and cannot be pulled")
 
     async def close(self) -> None:
         return None

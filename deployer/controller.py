@@ -212,11 +212,13 @@ class Controller:
             first, _, wait = pull or (facts.now, facts.now, PULL_BACKOFF[0] / 2)
             wait = min(wait * 2, PULL_BACKOFF[1])
             self._pull[key] = (first, facts.now + wait, wait)
-            if facts.now - first >= spec.pull_deadline and rollout.intent is None:
-                text = f"abort: the image cannot be pulled for {spec.pull_deadline:g}s: {problem}"
-                rollout = note(rollout, facts.now, text, intent=ABORT, message=text)
         elif start:
             self._pull.pop(key, None)
+        pull = self._pull.get(key)
+        if pull and facts.now - pull[0] >= spec.pull_deadline and rollout.intent is None:
+            text = (f"abort: the image cannot be pulled for {spec.pull_deadline:g}s: "
+                    f"{self._problems.get(key)}")  # fmt: skip
+            rollout = note(rollout, facts.now, text, intent=ABORT, message=text)
         if replace(plan, rollout=rollout).writes(r):
             changes = [*plan.changes, Change.put(rollout)]
             if not is_live(rollout):
@@ -324,28 +326,13 @@ class Controller:
                 continue
             spec = ReleaseSpec.from_dict(r.spec)
             observed = await self._observe(snap, service)
-            allocs = {a.owner: a for a in snap.allocations.values() if a.service == service}
-            healthy: dict[str, bool | None] = {}
-            for rep in container.replicas(spec, r.version):
-                if rep.name in allocs:
-                    t = (service, rep.name, allocs[rep.name].address, spec.port)
-                    healthy[rep.name] = self.monitor.tracker.healthy(t)
-            plan = heal(
-                HealFacts(
-                    rollout=r,
-                    spec=spec,
-                    now=self._clock(),
-                    ttl=snap.services[service].ttl if service in snap.services else 0,
-                    endpoints=snap.endpoints_of(service),
-                    containers=observed,
-                    allocations=allocs,
-                    healthy=healthy,
-                    bad_for=self._bad_for(observed, healthy),
-                )
-            )
-            if plan.allocate:
-                await self._allocate_heal(snap, r, spec, plan.allocate)
-                continue  # the next pass starts them
+            plan, allocs = self._heal_plan(snap, r, spec, observed)
+            if plan.allocate and await self._allocate_heal(snap, r, spec, plan.allocate):
+                snap = await self.store.snapshot()
+                r = snap.rollouts.get(target.key)
+                if r is None:
+                    continue
+                plan, allocs = self._heal_plan(snap, r, spec, observed)
             if plan.writes(r) and not await self._write(
                 snap, [*plan.changes, Change.put(plan.rollout)]
             ):
@@ -355,6 +342,29 @@ class Controller:
                 self.monitor.tracker.force(t, False)  # answered again only after rise probes
                 self._bad_since.pop(name, None)
             await self._heal_act(spec, plan.rollout, plan, allocs, observed)
+
+    def _heal_plan(
+        self, snap: Snapshot, r: Rollout, spec: ReleaseSpec, observed: dict[str, Container]
+    ) -> tuple[HealPlan, dict[str, Allocation]]:
+        service = r.service
+        allocs = {a.owner: a for a in snap.allocations.values() if a.service == service}
+        healthy: dict[str, bool | None] = {}
+        for rep in container.replicas(spec, r.version):
+            if rep.name in allocs:
+                t = (service, rep.name, allocs[rep.name].address, spec.port)
+                healthy[rep.name] = self.monitor.tracker.healthy(t)
+        facts = HealFacts(
+            rollout=r,
+            spec=spec,
+            now=self._clock(),
+            ttl=snap.services[service].ttl if service in snap.services else 0,
+            endpoints=snap.endpoints_of(service),
+            containers=observed,
+            allocations=allocs,
+            healthy=healthy,
+            bad_for=self._bad_for(observed, healthy),
+        )
+        return heal(facts), allocs
 
     async def _heal_act(
         self, spec: ReleaseSpec, r: Rollout, plan: HealPlan, allocs: dict[str, Allocation],
@@ -380,23 +390,30 @@ class Controller:
 
     async def _allocate_heal(
         self, snap: Snapshot, r: Rollout, spec: ReleaseSpec, names: Iterable[str]
-    ) -> None:
+    ) -> bool:
+        """Addresses for new replicas; whether any was allocated."""
         wanted = {rep.name: rep for rep in container.replicas(spec, r.version)}
         by_dc: dict[str, list[str]] = {}
         for name in names:
             by_dc.setdefault(wanted[name].dc, []).append(name)
+        wrote = False
         for dc, owners in sorted(by_dc.items()):
             pool = addresses.Pool.parse(f"datacenters.{dc}.pool", spec.placement[dc].pool)
             try:
                 await addresses.allocate(self.store, dc, pool, owners, service=r.service,
                                          rollout=r.id, clock=self._clock, actor=self.actor)  # fmt: skip
+                wrote = True
             except PoolExhaustedError as exc:
-                text = f"cannot start {', '.join(owners)}: {exc.detail}"
-                if not r.events or r.events[-1].get("text") != text:
-                    await self._write(
-                        snap, [Change.put(healing.event(r, self._clock(), healing.HELD, text))]
-                    )
                 log.warning("heal %s: %s", r.service, exc.detail)
+                text = f"cannot start {', '.join(owners)}: {exc.detail}"
+                now = await self.store.snapshot()
+                latest = now.rollouts.get(r.key)
+                if latest is not None and (
+                    not latest.events or latest.events[-1].get("text") != text
+                ):
+                    changed = healing.event(latest, self._clock(), healing.HELD, text)
+                    await self._write(now, [Change.put(changed)])
+        return wrote
 
     def _bad_for(
         self, observed: dict[str, Container], healthy: dict[str, bool | None]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .container import ContainerSpec
-from .errors import EngineError, ImageError
+from .errors import EngineError, ImageError, PullError
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,8 @@ class MemoryEngine:
     async def run(self, spec: ContainerSpec) -> Container:
         self._check()
         current = self.containers.get(spec.name)
+        if current is None and self.images is not None and spec.image not in self.images:
+            raise PullError(self.host, f"image {spec.image} is missing and the pull failed")
         if current is None:
             self.created += 1
             self.specs[spec.name] = spec

@@ -152,7 +152,7 @@ def check_pools(
 
 
 def scale(
-    snap: Snapshot, service: str, counts: dict[str, int], now: float, actor: str = "rolling"
+    snap: Snapshot, service: str, now: float, counts: dict[str, int], actor: str = "rolling"
 ) -> list[Change]:
     """Change the replica count per datacenter, as an intent the controller carries out:
     the stable version's rollout record (and a running rollout's) get the new counts."""

@@ -10,6 +10,7 @@ rollout record keeps, so a restarted controller needs nothing but the registry.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -254,7 +255,7 @@ def check_disjoint(pools: Mapping[str, str]) -> None:
         ((Pool.parse(f"datacenters.{dc}.pool", p), dc) for dc, p in pools.items()),
         key=lambda x: int(x[0].first),
     )
-    for (a, dc_a), (b, dc_b) in zip(parsed, parsed[1:], strict=False):
+    for (a, dc_a), (b, dc_b) in itertools.pairwise(parsed):
         if b.first <= a.last:
             raise SpecError(f"datacenters.{dc_b}.pool",
                             f"{pools[dc_b]} overlaps the pool of datacenter {dc_a} "

@@ -40,7 +40,7 @@ from registry.snapshot import Snapshot
 from registry.store import Store
 
 from . import addresses, container, healing
-from .engine import Container, Engine
+from .engine import Container, Engine, MemoryEngine
 from .errors import DeployerError, EngineError, PoolExhaustedError, PullError
 from .healing import HealFacts, HealPlan, heal, targets_of
 from .health import Monitor, Probe, Target, diagnose
@@ -48,6 +48,7 @@ from .intents import prune
 from .rollout import ABORT, STARTING, Facts, advance, is_live, note
 from .spec import HealthCheck, ReleaseSpec
 
+HEARTBEAT_KEEP = 86400.0  # seconds a stopped controller's heartbeat is kept
 PULL_BACKOFF = (1.0, 30.0)  # first and longest wait between pull attempts, seconds
 
 log = logging.getLogger("rolling.controller")
@@ -56,7 +57,10 @@ EngineFactory = Callable[[str], Engine]
 
 
 def docker_engines(host: str) -> Engine:
-    """The default engine factory: one Docker client per host URL."""
+    """The default engine factory: one Docker client per host URL (``memory://`` hosts
+    are in-memory engines, for dry runs and tests)."""
+    if host.startswith("memory://"):
+        return MemoryEngine(host)
     from .docker_engine import DockerEngine
 
     return DockerEngine(host)
@@ -435,9 +439,14 @@ class Controller:
         every = max(self.interval, 1.0)
         if self._monotonic() - self._last_beat < every * 0.9:
             return
-        beat = Heartbeat(self.name, self._clock(), every, self.actor)
+        now = self._clock()
+        changes = [Change.put(Heartbeat(self.name, now, every, self.actor))]
         try:
-            await self.store.apply([Change.put(beat)], actor=self.actor)
+            snap = await self.store.snapshot()
+            # controllers gone for a day (restarts get new ids) are forgotten
+            changes += [Change.delete("heartbeat", h.key) for h in snap.heartbeats.values()
+                        if h.id != self.name and now - h.time > HEARTBEAT_KEEP]  # fmt: skip
+            await self.store.apply(changes, actor=self.actor)
         except RegistryError as exc:
             log.warning("heartbeat: %s", exc)
             return

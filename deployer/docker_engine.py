@@ -186,7 +186,7 @@ class DockerEngine:
 
     def _stats(self, name: str) -> Stats:
         api = self._client()
-        s = api.stats(name, stream=False)
+        s = api.stats(name, stream=False)  # Docker samples twice, a second apart
         host = api.inspect_container(name)["HostConfig"]
         cpu, pre = s.get("cpu_stats", {}), s.get("precpu_stats", {})
         cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
@@ -195,15 +195,29 @@ class DockerEngine:
         sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
         online = cpu.get("online_cpus") or 1
         nets = s.get("networks") or {}
+        mem = s.get("memory_stats", {})
+        inactive = (mem.get("stats") or {}).get("inactive_file") or (mem.get("stats") or {}).get(
+            "total_inactive_file", 0
+        )
+        io = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+        throttling = cpu.get("throttling_data") or {}
         return Stats(
             cpu_percent=round(cpu_delta / sys_delta * online * 100, 2) if sys_delta > 0 else 0.0,
-            memory_usage=int(s.get("memory_stats", {}).get("usage", 0)),
-            memory_limit=int(s.get("memory_stats", {}).get("limit", 0)),
+            memory_bytes=max(int(mem.get("usage", 0)) - int(inactive), 0),
+            memory_limit_bytes=int(mem.get("limit", 0)),
+            net_rx_bytes=sum(int(n.get("rx_bytes", 0)) for n in nets.values()),
+            net_tx_bytes=sum(int(n.get("tx_bytes", 0)) for n in nets.values()),
+            blkio_read_bytes=sum(int(e["value"]) for e in io if e.get("op", "").lower() == "read"),
+            blkio_write_bytes=sum(
+                int(e["value"]) for e in io if e.get("op", "").lower() == "write"
+            ),
+            pids=int(s.get("pids_stats", {}).get("current", 0)),
+            tcp_connections=None,  # the stats API does not see into the network namespace
+            cpu_throttled_periods=int(throttling.get("throttled_periods", 0)),
+            cpu_throttled_seconds=int(throttling.get("throttled_time", 0)) / 1e9,
             cpu_quota=int(host.get("CpuQuota") or 0),
             cpu_period=int(host.get("CpuPeriod") or 0),
-            network_rx=sum(int(n.get("rx_bytes", 0)) for n in nets.values()),
-            network_tx=sum(int(n.get("tx_bytes", 0)) for n in nets.values()),
-            pids=int(s.get("pids_stats", {}).get("current", 0)),
+            source="api",
         )
 
 

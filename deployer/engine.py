@@ -161,7 +161,7 @@ class MemoryEngine:
     async def stats(self, name: str) -> Stats:
         self._check()
         spec = self.specs[name]
-        return Stats(0.0, spec.memory // 10, spec.memory, 0, 0, 0, 0, 1, 0,
+        return Stats(0.0, spec.memory // 10, spec.memory, 0, 0, 0, 0, 1, None,
                      cpu_quota=spec.cpu_quota, cpu_period=spec.cpu_period, source="api")  # fmt: skip
 
     async def ensure_image(self, image: str) -> None:

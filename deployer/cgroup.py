@@ -18,9 +18,14 @@ pids           ``pids.current``                            ``pids.current``
 =============  ==========================================  ==============================================
 
 Network bytes and TCP connections belong to the container's network namespace, read
-through its main process: ``/proc/PID/net/dev`` (every interface but ``lo``) and
-``/proc/PID/net/tcp``, ``tcp6`` (sockets by state). Memory usage leaves the inactive
-page cache out, as ``docker stats`` does.
+through its main process: ``/proc/PID/net/dev`` (every interface but ``lo``), the
+namespace's TCP MIB ``/proc/PID/net/snmp`` (``CurrEstab``: established and close-wait
+connections) and ``/proc/PID/net/sockstat`` (sockets in use, time-wait, orphans). Not
+``/proc/PID/net/tcp``: the kernel walks the host's whole TCP hash table for it (35 ms
+on a busy host, per container). Memory usage leaves the inactive page cache out, as
+``docker stats`` does.
+
+CPU is the only rate, so ``read_cpu`` (one file) serves the first of the two samples.
 
 Every function takes the cgroup mount and ``/proc`` as parameters, so tests and the
 benchmark read simulated trees.
@@ -36,11 +41,6 @@ from dataclasses import dataclass, field
 CGROUP_ROOT = "/sys/fs/cgroup"
 PROC = "/proc"
 _ID = re.compile(r"(?:docker-)?([0-9a-f]{64})(?:\.scope)?")
-TCP_STATES = {
-    "01": "established", "02": "syn_sent", "03": "syn_recv", "04": "fin_wait1",
-    "05": "fin_wait2", "06": "time_wait", "07": "close", "08": "close_wait",
-    "09": "last_ack", "0A": "listen", "0B": "closing", "0C": "new_syn_recv",
-}  # fmt: skip
 _NO_LIMIT = 1 << 60  # v1 reports "no limit" as a huge number
 
 
@@ -63,7 +63,8 @@ class Sample:
     blkio_read_bytes: int = 0
     blkio_write_bytes: int = 0
     pids: int = 0
-    tcp: Mapping[str, int] = field(default_factory=dict)  # sockets by state
+    tcp_connections: int = 0  # established (and close-wait)
+    tcp: Mapping[str, int] = field(default_factory=dict)  # established, time_wait, orphan, in_use
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +126,19 @@ class Layout:
         first = text.split(None, 1)[0] if text.strip() else "0"
         return int(first)
 
+    def read_cpu(self, rel: str, now: float) -> Sample:
+        """Only the CPU usage: the first sample of a rate."""
+        if self.version == 2:
+            usage = _keyed(os.path.join(self._path("unified", rel), "cpu.stat"))
+            return Sample(now, cpu_usage_ns=usage.get("usage_usec", 0) * 1000)
+        return Sample(now, cpu_usage_ns=_int(os.path.join(self._path("cpuacct", rel),
+                                                             "cpuacct.usage")))  # fmt: skip
+
     def read(self, rel: str, now: float, pid: int = 0, proc: str = PROC) -> Sample:
         """A sample of the container whose cgroup is ``rel`` (its main process ``pid``
         gives the network figures; found in the cgroup when 0)."""
         pid = pid or self.main_pid(rel)
-        net_rx, net_tx, tcp = _net(proc, pid) if pid else (0, 0, {})
+        net_rx, net_tx, established, tcp = _net(proc, pid) if pid else (0, 0, 0, {})
         if self.version == 2:
             d = self._path("unified", rel)
             cpu = _keyed(os.path.join(d, "cpu.stat"))
@@ -154,6 +163,7 @@ class Layout:
                 blkio_read_bytes=read,
                 blkio_write_bytes=write,
                 pids=_int(os.path.join(d, "pids.current")),
+                tcp_connections=established,
                 tcp=tcp,
             )
         cpu = _keyed(os.path.join(self._path("cpu", rel), "cpu.stat"))
@@ -179,6 +189,7 @@ class Layout:
             blkio_read_bytes=read,
             blkio_write_bytes=write,
             pids=_int(os.path.join(self._path("pids", rel), "pids.current")),
+            tcp_connections=established,
             tcp=tcp,
         )
 
@@ -188,11 +199,20 @@ class Layout:
 
 
 def _text(path: str) -> str:
+    # os.open/os.read: a third of the cost of open().read() for these small files
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return ""
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("ascii", "replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def _int(path: str) -> int:
@@ -248,9 +268,9 @@ def _blkio(path: str) -> tuple[int, int]:
     return read, write
 
 
-def _net(proc: str, pid: int) -> tuple[int, int, dict[str, int]]:
-    """Bytes received and sent on every interface but ``lo``, and TCP sockets by state,
-    in the network namespace of ``pid``."""
+def _net(proc: str, pid: int) -> tuple[int, int, int, dict[str, int]]:
+    """Bytes received and sent on every interface but ``lo``, established TCP connections
+    and TCP sockets by kind, in the network namespace of ``pid``."""
     base = os.path.join(proc, str(pid), "net")
     rx = tx = 0
     for line in _text(os.path.join(base, "dev")).splitlines()[2:]:
@@ -259,11 +279,16 @@ def _net(proc: str, pid: int) -> tuple[int, int, dict[str, int]]:
         if name.strip() != "lo" and len(cols) >= 9:
             rx += int(cols[0])
             tx += int(cols[8])
-    tcp: dict[str, int] = {}
-    for table in ("tcp", "tcp6"):
-        for line in _text(os.path.join(base, table)).splitlines()[1:]:
-            cols = line.split(None, 4)
-            if len(cols) >= 4:
-                state = TCP_STATES.get(cols[3], cols[3])
-                tcp[state] = tcp.get(state, 0) + 1
-    return rx, tx, tcp
+    established = 0
+    tcp_lines = [ln.split() for ln in _text(os.path.join(base, "snmp")).splitlines()
+                 if ln.startswith("Tcp:")]  # fmt: skip
+    if len(tcp_lines) == 2 and "CurrEstab" in tcp_lines[0]:
+        established = int(tcp_lines[1][tcp_lines[0].index("CurrEstab")])
+    tcp = {"established": established}
+    for line in _text(os.path.join(base, "sockstat")).splitlines():
+        if line.startswith("TCP:"):
+            cols = line.split()[1:]
+            counts = dict(zip(cols[::2], cols[1::2], strict=False))
+            tcp.update(in_use=int(counts.get("inuse", 0)), time_wait=int(counts.get("tw", 0)),
+                       orphan=int(counts.get("orphan", 0)))  # fmt: skip
+    return rx, tx, established, tcp

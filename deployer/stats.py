@@ -21,6 +21,7 @@ from .errors import EngineError
 
 INTERVAL = 0.5  # seconds between the two cgroup samples (the CPU rate's window)
 CONCURRENCY = 16  # Docker stats API requests in flight per host
+WORKERS = 4  # threads reading cgroup files
 
 
 def between(a: Sample, b: Sample) -> Stats:
@@ -36,7 +37,7 @@ def between(a: Sample, b: Sample) -> Stats:
         blkio_read_bytes=b.blkio_read_bytes,
         blkio_write_bytes=b.blkio_write_bytes,
         pids=b.pids,
-        tcp_connections=sum(n for state, n in b.tcp.items() if state != "listen"),
+        tcp_connections=b.tcp_connections,
         cpu_throttled_periods=b.cpu_throttled_periods,
         cpu_throttled_seconds=round(b.cpu_throttled_ns / 1e9, 3),
         oom_kills=b.oom_kills,
@@ -61,21 +62,29 @@ async def read_cgroups(
 ) -> dict[str, Stats]:
     """Figures for ``name -> cgroup path``: two passes of file reads, ``interval`` apart."""
 
-    def sample() -> dict[str, tuple[Sample, int]]:
+    names = list(paths)
+    chunks = [names[i::WORKERS] for i in range(WORKERS)]
+
+    def first_pass(chunk: list[str]) -> dict[str, Sample]:
+        return {n: layout.read_cpu(paths[n], clock()) for n in chunk}
+
+    def second_pass(chunk: list[str]) -> dict[str, Sample]:
         out = {}
-        for name, rel in paths.items():
-            pid = layout.main_pid(rel)
-            out[name] = (layout.read(rel, clock(), pid, proc), pid)
+        for n in chunk:
+            pid = layout.main_pid(paths[n])
+            if pid:  # a container without a process has exited meanwhile
+                out[n] = layout.read(paths[n], clock(), pid, proc)
         return out
 
-    first = await asyncio.to_thread(sample)
+    # threads: the kernel's work behind each read runs without the GIL
+    first: dict[str, Sample] = {}
+    for part in await asyncio.gather(*(asyncio.to_thread(first_pass, c) for c in chunks)):
+        first.update(part)
     await asyncio.sleep(interval)
-    second = await asyncio.to_thread(sample)
-    return {
-        name: between(first[name][0], second[name][0])
-        for name in paths
-        if second[name][1]  # a container without a process has exited meanwhile
-    }
+    second: dict[str, Sample] = {}
+    for part in await asyncio.gather(*(asyncio.to_thread(second_pass, c) for c in chunks)):
+        second.update(part)
+    return {n: between(first[n], second[n]) for n in names if n in second}
 
 
 async def collect(

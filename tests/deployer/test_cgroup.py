@@ -24,13 +24,16 @@ NET_DEV = """Inter-|   Receive                                                | 
     lo:  999999     10    0    0    0     0          0         0   999999     10    0    0    0     0       0          0
   eth0:    1500     12    0    0    0     0          0         0     2500     20    0    0    0     0       0          0
 """
-TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
-   1: 0A0A0A0A:1F90 0B0B0B0B:D431 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
-   2: 0A0A0A0A:1F90 0B0B0B0B:D432 06 00000000:00000000 00:00000000 00000000     0        0 0 3 0000000000000000
+SNMP = """Ip: Forwarding DefaultTTL
+Ip: 1 64
+Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs
+Tcp: 1 200 120000 -1 5 7 0 0 2 100
+Udp: InDatagrams NoPorts
+Udp: 0 0
 """
-TCP6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D433 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 20 4 30 10 -1
+SOCKSTAT = """sockets: used 5
+TCP: inuse 3 orphan 0 tw 1 alloc 3 mem 1
+UDP: inuse 0 mem 0
 """
 
 
@@ -43,7 +46,7 @@ def write(base: Path, files: dict[str, str]) -> None:
 
 def proc_of(root: Path, pid: int) -> Path:
     proc = root / "proc"
-    write(proc / str(pid) / "net", {"dev": NET_DEV, "tcp": TCP, "tcp6": TCP6})
+    write(proc / str(pid) / "net", {"dev": NET_DEV, "snmp": SNMP, "sockstat": SOCKSTAT})
     return proc
 
 
@@ -117,13 +120,13 @@ def test_every_figure_is_read_from_the_cgroup_and_the_netns(tmp_path: Path, vers
         blkio_read_bytes=5096,
         blkio_write_bytes=8192,
         pids=3,
-        tcp_connections=3,  # two established, one time_wait; the listener does not count
+        tcp_connections=2,  # the TCP MIB's CurrEstab
         cpu_throttled_periods=7,
         cpu_throttled_seconds=0.25,
         oom_kills=1,
         cpu_quota=10000,
         cpu_period=100000,
-        tcp_states={"listen": 1, "established": 2, "time_wait": 1},
+        tcp_states={"established": 2, "in_use": 3, "time_wait": 1, "orphan": 0},
     )
 
 

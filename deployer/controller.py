@@ -337,14 +337,16 @@ class Controller:
                 if r is None:
                     continue
                 plan, allocs = self._heal_plan(snap, r, spec, observed)
-            if plan.writes(r) and not await self._write(
-                snap, [*plan.changes, Change.put(plan.rollout)]
-            ):
-                continue  # someone else wrote: recomputed on the next pass
+            # before the write: the health task must not flip a replaced endpoint back
+            # to healthy from what it knew of the old container
             for name in plan.reset:
                 t = (service, name, allocs[name].address, spec.port)
                 self.monitor.tracker.force(t, False)  # answered again only after rise probes
                 self._bad_since.pop(name, None)
+            if plan.writes(r) and not await self._write(
+                snap, [*plan.changes, Change.put(plan.rollout)]
+            ):
+                continue  # someone else wrote: recomputed on the next pass
             await self._heal_act(spec, plan.rollout, plan, allocs, observed)
 
     def _heal_plan(

@@ -155,3 +155,14 @@ async def test_a_missing_image_is_pulled_with_backoff_then_aborts_naming_the_cau
     assert "image app:v9 is missing and the pull failed" in final
     assert "cannot be pulled for 20s" in final
     assert world.containers() == {} and not snap.allocations
+
+
+async def test_every_pass_leaves_a_heartbeat(world: World) -> None:
+    await world.tick()
+    beats = (await world.snap()).heartbeats
+    assert [(h.id, h.time, h.every) for h in beats.values()] == [
+        (world.controller.name, world.clock(), 1.0)
+    ]
+    await world.tick()
+    (beat,) = (await world.snap()).heartbeats.values()
+    assert beat.time == world.clock()

@@ -145,8 +145,9 @@ def heal(f: HealFacts) -> HealPlan:
     for name, why in chosen:
         r = event(r, f.now, REPLACE, f"replacing {name}: {why}")
         ep = f.endpoints.get(name)
-        if ep is not None and ep.healthy:
-            changes.append(Change.put(replace(ep, healthy=False)))
+        address = f.allocations[name].address  # the old one, unless it could not be kept
+        if ep is not None and (ep.healthy or ep.address != address):
+            changes.append(Change.put(replace(ep, healthy=False, address=address)))
     if held:
         text = (f"replacement of {', '.join(n for n, _ in held)} held: {spec.replace_limit} "
                 f"replacements within {spec.replace_window:g}s")  # fmt: skip

@@ -137,8 +137,8 @@ def check_pools(
         taken = sum(1 for a in snap.allocations.values() if a.dc == dc and a.address in pool)
         free, want = pool.size - taken, needed.get(dc, 0)
         if free < want:
-            raise PoolExhaustedError(f"datacenter {dc}: pool {place.pool} has {free} free "
-                                     f"addresses of {pool.size}; {want} are needed")  # fmt: skip
+            raise PoolExhaustedError(f"datacenter {dc}: pool {place.pool} has {free} of its "
+                                     f"{pool.size} addresses free; {want} are needed")  # fmt: skip
     mine = {dc: Pool.parse(dc, p.pool) for dc, p in spec.placement.items()}
     for other in snap.rollouts.values():
         for dc, place in other.spec.get("datacenters", {}).items():

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import registry
 from deployer.cli import main
-from registry import Change, Datacenter, Heartbeat, Service
+from registry import Change, Datacenter, Heartbeat, Release, Service
 
 SERVICE = "api.example.com"
 CONFIG = """
@@ -224,3 +224,25 @@ def test_watch_ends_when_the_rollout_ends(env: dict[str, str]) -> None:
     asyncio.run(finish())
     out = rolling(env, "status", SERVICE, "--watch", "--interval", "0.05")
     assert "aborted" in out and "stopped here" in out
+
+
+def test_scale_records_an_intent_on_the_stable_rollout(env: dict[str, str]) -> None:
+    rolling(env, "deploy", env["SPEC"], "--version", "v1")
+
+    async def finish() -> None:  # as the controller would have: v1 done and stable
+        store = await registry.open_store(env["ROLLING_STORE"])
+        snap = await store.snapshot()
+        (r,) = snap.rollouts.values()
+        await store.apply([Change.put(replace(r, phase="done")),
+                           Change.put(Release(SERVICE, "v1"))])  # fmt: skip
+        await store.close()
+
+    asyncio.run(finish())
+    assert rolling(env, "scale", SERVICE, "idc=3").strip() == f"{SERVICE}: scale idc=3 recorded"
+    history = json.loads(rolling(env, "history", SERVICE, "--json"))
+    assert history[0]["events"][-1]["text"] == "scale idc 2->3 by tester"
+    assert "is not DC=N" in rolling(env, "scale", SERVICE, "idc=many", code=2)
+    out = rolling(env, "scale", SERVICE, "cloud=1", code=1)
+    assert out.startswith("error: invalid_spec: replicas.cloud: rollout r2 has no placement")
+    out = rolling(env, "scale", SERVICE, "idc=9", code=1)
+    assert "holds 11 addresses; 9 replicas need 18" in out

@@ -513,8 +513,8 @@ def test_an_exhausted_pool_is_refused_at_deploy_time(rig: Rig) -> None:
                               capture_output=True, text=True, timeout=60)  # fmt: skip
         assert done.returncode == 1
         assert done.stderr.strip() == (
-            f"error: pool_exhausted: datacenter idc: pool {pool[0]}-{pool[-1]} has 1 free "
-            "addresses of 31; 2 are needed"
+            f"error: pool_exhausted: datacenter idc: pool {pool[0]}-{pool[-1]} has 1 of its "
+            "31 addresses free; 2 are needed"
         )
         assert rig.snap().rollouts == snap.rollouts
     finally:

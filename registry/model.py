@@ -1,5 +1,5 @@
 """The registry's records: datacenters, regions, services, endpoints, releases, and the
-deployer's rollouts and address allocations.
+deployer's rollouts, address allocations and controller heartbeats.
 
 Records are immutable. ``from_dict`` validates untrusted input (an admin API
 body, a CLI argument) and names the offending field; ``to_dict`` gives the JSON

@@ -142,7 +142,8 @@ class Controller:
     # -- reconciling ----------------------------------------------------------------------------
 
     async def reconcile_once(self) -> None:
-        """One pass over every service with a live rollout (and a sweep when due)."""
+        """One pass: every live rollout, the healing of every service rolling released, a
+        heartbeat (and a sweep when due)."""
         snap = await self.store.snapshot()
         live = sorted({r.service for r in snap.rollouts.values() if is_live(r)})
         for service in live:

@@ -324,20 +324,21 @@ class Controller:
         starting): replace dead or long-unhealthy containers, start and register new
         replicas, remove replicas beyond the count (see ``healing``)."""
         snap = await self.store.snapshot()
-        for target in targets_of(snap, service):
+        targets = targets_of(snap, service)
+        for target in targets:
             snap = await self.store.snapshot()
             r = snap.rollouts.get(target.key)
             if r is None:
                 continue
             spec = ReleaseSpec.from_dict(r.spec)
             observed = await self._observe(snap, service)
-            plan, allocs = self._heal_plan(snap, r, spec, observed)
+            plan, allocs = self._heal_plan(snap, r, spec, observed, targets)
             if plan.allocate and await self._allocate_heal(snap, r, spec, plan.allocate):
                 snap = await self.store.snapshot()
                 r = snap.rollouts.get(target.key)
                 if r is None:
                     continue
-                plan, allocs = self._heal_plan(snap, r, spec, observed)
+                plan, allocs = self._heal_plan(snap, r, spec, observed, targets)
             # before the write: the health task must not flip a replaced endpoint back
             # to healthy from what it knew of the old container
             for name in plan.reset:
@@ -351,8 +352,9 @@ class Controller:
             await self._heal_act(spec, plan.rollout, plan, allocs, observed)
 
     def _heal_plan(
-        self, snap: Snapshot, r: Rollout, spec: ReleaseSpec, observed: dict[str, Container]
-    ) -> tuple[HealPlan, dict[str, Allocation]]:
+        self, snap: Snapshot, r: Rollout, spec: ReleaseSpec, observed: dict[str, Container],
+        targets: list[Rollout],
+    ) -> tuple[HealPlan, dict[str, Allocation]]:  # fmt: skip
         service = r.service
         allocs = {a.owner: a for a in snap.allocations.values() if a.service == service}
         healthy: dict[str, bool | None] = {}
@@ -370,6 +372,7 @@ class Controller:
             allocations=allocs,
             healthy=healthy,
             bad_for=self._bad_for(observed, healthy),
+            others=tuple(snap.rollouts.get(t.key, t) for t in targets if t.key != r.key),
         )
         return heal(facts), allocs
 

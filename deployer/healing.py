@@ -32,7 +32,7 @@ from .engine import Container
 from .rollout import BAKING, CANARY, CLEANUP, DONE, DRAINING, MAX_EVENTS, is_live
 from .spec import ReleaseSpec
 
-REPLACE, SCALE, HELD = "replace", "scale", "held"
+REPLACE, REGISTER, SCALE, HELD = "replace", "register", "scale", "held"
 GONE = frozenset({"exited", "dead", "removing"})
 HEALING_PHASES = (CANARY, DRAINING, BAKING, CLEANUP)  # a new version past starting
 
@@ -63,6 +63,7 @@ class HealFacts:
     allocations: Mapping[str, Allocation] = field(default_factory=dict)  # by owner
     healthy: Mapping[str, bool | None] = field(default_factory=dict)  # probe state by name
     bad_for: Mapping[str, float] = field(default_factory=dict)  # seconds unhealthy/not running
+    others: tuple[Rollout, ...] = ()  # the service's other kept rollouts: the limit is shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +140,10 @@ def heal(f: HealFacts) -> HealPlan:
                 spec.service, rep.name, rep.dc, address, spec.port, r.version, spec.weight,
                 True, {"rollout": r.id, "host": rep.host},
             )))  # fmt: skip
-            r = event(r, f.now, REPLACE, f"registered {rep.name} ({address}): probes rose")
-    allowed = max(spec.replace_limit - recent(r, REPLACE, f.now - spec.replace_window), 0)
+            r = event(r, f.now, REGISTER, f"registered {rep.name} ({address}): probes rose")
+    since = f.now - spec.replace_window
+    done = recent(r, REPLACE, since) + sum(recent(o, REPLACE, since) for o in f.others)
+    allowed = max(spec.replace_limit - done, 0)
     chosen, held = candidates[:allowed], candidates[allowed:]
     for name, why in chosen:
         r = event(r, f.now, REPLACE, f"replacing {name}: {why}")

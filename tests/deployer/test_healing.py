@@ -166,3 +166,20 @@ async def test_every_pass_leaves_a_heartbeat(world: World) -> None:
     await world.tick()
     (beat,) = (await world.snap()).heartbeats.values()
     assert beat.time == world.clock()
+
+
+async def test_the_replacement_limit_is_shared_by_stable_and_canary(world: World) -> None:
+    await deployed(world, replace_limit=1, replace_window="10m")
+    r = await world.deploy("v2", steps=[{"percent": 50, "pause": "manual"}], replace_limit=1,
+                           replace_window="10m")  # fmt: skip
+    await world.until(phase(r.id, "canary"))
+    world.engine("memory://idc-a").kill(V1[1])
+    await world.tick()
+    assert world.containers()[V1[1]] == "running"  # the one replacement of the window
+    canary = container_name(SERVICE, "idc", "v2", 1)
+    host = next(h for h, e in world.engines.items() if canary in e.containers)
+    world.engine(host).kill(canary)
+    for _ in range(3):
+        await world.tick()
+    assert world.containers()[canary] == "exited"  # held: the service used its limit
+    assert any("held" in t for t in texts(await world.rollout(r.id)))

@@ -209,7 +209,7 @@ def test_status_says_when_no_controller_runs(env: dict[str, str]) -> None:
     assert status["controller"]["running"] is False
     assert status["controller"]["controllers"][0]["age"] >= 3.5
     out = rolling(env, "status", SERVICE)
-    assert re.search(r"controller not running: the last reconcile was 3\.\d+s ago \(host-1\)", out)
+    assert re.search(r"controller not running: the last reconcile was [\d.]+s ago \(host-1\)", out)
 
 
 def test_watch_ends_when_the_rollout_ends(env: dict[str, str]) -> None:

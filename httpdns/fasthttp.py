@@ -214,7 +214,8 @@ class FastServer:
         peer: str | None,
     ) -> tuple[bytes, bytes, _Kept | None]:
         """``(status line, headers and body less Date)`` of the answer to one request to a
-        query route, and what the front cache keeps of it (None: not kept)."""
+        query route, and the front cache's entry when it answered (the request was seen
+        before: the caller keeps it byte for byte too), else None."""
         if self.limits.http_rate and self.over_rate(peer):
             client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
             reply = Reply(429, "application/json", _TOO_MANY, (("Retry-After", "1"),))
@@ -225,7 +226,7 @@ class FastServer:
             key = (target, peer, forwarded)
             hit = self.cache.get(key)
             if hit is not None and self.table.still_valid(hit[0]):
-                return hit[1], hit[2], hit
+                return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
         query = target.partition(b"?")[2]
         content_type = _header(headers, b"content-type") if body else None
         try:
@@ -254,9 +255,7 @@ class FastServer:
             and _canonical(params, query, route.params)
             and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
         ):
-            kept = (reply.deps, head, tail)
-            self.cache.put(key, kept, len(target) + len(head) + len(tail))
-            return head, tail, kept
+            self.cache.put(key, (reply.deps, head, tail), len(target) + len(head) + len(tail))
         return head, tail, None
 
     def error(

@@ -16,9 +16,8 @@ request. Every failure answers the dialect's empty body with
 a 4xx status (never JSON, never anything about the key): 404 for an unknown ``id``,
 403 when the account has no key for ``alg``, and one 400 for everything about the
 ciphertext — bad hex, odd length, wrong block size, bad padding, a wrong key — so
-the status is no padding oracle. Replies carry ``Cache-Control: no-store``, and the
-dependencies the plain answer was computed from are kept from the front end's
-recording, so a front cache keyed by the request never keeps an encrypted reply.
+the status is no padding oracle. Replies carry ``Cache-Control: no-store`` and no
+``deps``: a front cache keyed by the request never keeps an encrypted reply.
 
 The ciphers come from ``cryptography`` (OpenSSL); DES is its ``TripleDES`` with the
 8-byte key repeated three times, which is single DES.
@@ -38,7 +37,6 @@ from registry.errors import RegistryError
 
 from ..config import DnspodAccount
 from ..errors import HttpdnsError
-from ..steering import CompiledService
 from ..table import RoutingTable
 from .base import Context, Query, Reply
 
@@ -180,9 +178,6 @@ def _empty(status: int) -> Reply:
     return Reply(status, "text/plain; charset=utf-8", b"", NO_STORE)
 
 
-Deps = tuple[tuple[str, CompiledService | None], ...]
-
-
 class Replies:
     """Plain replies of encrypted requests, keyed by the decrypted request (account,
     algorithm, parameters, peer), each with the compiled services it came from: reused
@@ -191,41 +186,33 @@ class Replies:
 
     def __init__(self, limit: int = MAX_REPLIES) -> None:
         self.limit = limit
-        self.entries: dict[tuple[object, ...], tuple[Deps, Reply]] = {}
+        self.entries: dict[tuple[object, ...], Reply] = {}
 
     def get(self, key: tuple[object, ...], table: RoutingTable) -> Reply | None:
-        """The remembered reply, if its services are unchanged."""
+        """The remembered reply, if the services it came from (``deps``) are unchanged."""
         hit = self.entries.get(key)
-        if hit is None or not table.still_valid(hit[0]):
+        if hit is None or not table.still_valid(hit.deps):
             return None
-        return hit[1]
+        return hit
 
-    def put(self, key: tuple[object, ...], deps: Deps, reply: Reply) -> None:
+    def put(self, key: tuple[object, ...], reply: Reply) -> None:
         """Remember a reply (everything is dropped when full)."""
         if len(self.entries) >= self.limit:
             self.entries.clear()
-        self.entries[key] = (deps, reply)
+        self.entries[key] = reply
 
 
 REPLIES = Replies()
 
 
 def _answer(q: Query, ctx: Context, plain: Plain, key: tuple[object, ...]) -> Reply:
-    """The plain reply for a decrypted request: remembered, or computed with its
-    dependencies recorded here rather than in the front end's recording."""
-    table = ctx.table
-    found = REPLIES.get(key, table)
+    """The plain reply for a decrypted request: remembered, or computed."""
+    found = REPLIES.get(key, ctx.table)
     if found is not None:
         return found
-    outer = table.recording
-    deps: list[tuple[str, CompiledService | None]] = []
-    table.recording = deps
-    try:
-        reply = plain(q, ctx)
-    finally:
-        table.recording = outer
-    if reply.status == 200 and deps:
-        REPLIES.put(key, tuple(deps), reply)
+    reply = plain(q, ctx)
+    if reply.status == 200 and reply.deps:
+        REPLIES.put(key, reply)
     return reply
 
 
@@ -248,7 +235,7 @@ def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
             params["ip"] = decrypt_hex(c, q.params["ip"])
     except CipherError:
         return _empty(400)
-    inner = Query(params, q.peer, q.forwarded_for, q.account, q.body, q.content_type, q.method)
+    inner = Query(params=params, peer=q.peer, forwarded_for=q.forwarded_for, account=q.account)
     # everything the plain answer can depend on (the config: trusted proxies)
     key = (id(ctx.config), account.id, alg, tuple(sorted(params.items())), q.peer, q.forwarded_for)
     try:

@@ -15,6 +15,7 @@ Golden vectors, recorded once:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from pathlib import Path
@@ -37,6 +38,7 @@ from httpdns.dialects.dnspod_crypto import (
     encrypt_hex,
 )
 from httpdns.fasthttp import FastServer
+from httpdns.routes import QUERY_ROUTES
 from httpdns.table import RoutingTable
 from registry.changes import Change
 from registry.model import Datacenter, Endpoint, Service
@@ -387,22 +389,26 @@ def test_remembered_plain_answers_follow_registry_changes() -> None:
 def test_fast_path_answers_encrypted_and_errors_without_json(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = FastServer(CONTEXT, dict, lambda: None)  # type: ignore[arg-type,return-value]
+    server = FastServer(CONTEXT, QUERY_ROUTES, asyncio.Protocol)
+    found = server.router.match(b"GET", b"/d")
+    assert found is not None
+    route = found[0]
+
+    def get(target: bytes) -> tuple[bytes, bytes]:
+        head, tail, _ = server.respond(route, None, b"GET", target, b"", b"", "203.0.113.9")
+        headers, _, body = (head + tail).partition(b"\r\n\r\n")
+        return headers, body
+
     c = codec("des", DES_KEY.encode())
     target = f"/d?dn={encrypt_hex(c, NAME)}&id={DES_ID}&ttl=1".encode()
     with caplog.at_level(logging.DEBUG):
-        raw = server.respond(b"GET", target, b"", b"", "203.0.113.9")
-        assert raw is not None
-        head, _, body = raw.partition(b"\r\n\r\n")
+        head, body = get(target)
         assert head.startswith(b"HTTP/1.1 200 ")
         assert b"Cache-Control: no-store" in head
         assert decrypt_hex(c, body.decode()).encode() == _plain(dn=NAME, ttl="1")
-        again = server.respond(b"GET", target, b"", b"", "203.0.113.9")
-        assert again is not None and again.partition(b"\r\n\r\n")[2] == body
-        assert not [k for k in server.cache if k[0] == target]  # never in the front cache
-        bad = server.respond(b"GET", b"/d?dn=abc&id=" + DES_ID.encode(), b"", b"", "203.0.113.9")
-        assert bad is not None
-        head, _, body = bad.partition(b"\r\n\r\n")
+        assert get(target)[1] == body  # DES: the same ciphertext, computed again
+        assert server.cache.get((target, "203.0.113.9", None)) is None  # never kept
+        head, body = get(b"/d?dn=abc&id=" + DES_ID.encode())
         assert head.startswith(b"HTTP/1.1 400 ") and body == b""
     assert DES_KEY not in caplog.text
 

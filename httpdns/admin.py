@@ -20,6 +20,7 @@ from registry.traffic import shift
 from registry.validation import dns_name, identifier, token
 from registry.validation import traffic as traffic_table
 
+from . import fleet
 from .dialects.base import Query, client
 from .dialects.google import qtype_of
 from .errors import AdminDisabled, BadRequest, Unauthorized
@@ -76,6 +77,7 @@ async def _write(
     cs = await node.write(
         changes, expected_revision=_expected_revision(request), actor=_actor(request)
     )
+    result = {**result, **await _applied(request, cs.revision)}
     return json_response({"revision": cs.revision, **result}, 201 if created else 200)
 
 
@@ -250,6 +252,34 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get(f"{p}/explain", _explain)
     r.add_get(f"{p}/audit", _audit)
     r.add_post(f"{p}/registry/restore", _restore)
+    r.add_get(f"{p}/nodes", _nodes)
     from .rollouts_api import add_rollout_routes  # the deployer's intents (imports this module)
 
     add_rollout_routes(app)
+
+
+# -- the fleet view (httpdns/fleet.py) ------------------------------------------------------
+
+WAIT_TIMEOUT = 10.0  # seconds a ``?wait=1`` write waits for the fleet at most (``?timeout=``)
+
+
+async def _applied(request: web.Request, revision: int) -> dict[str, Any]:
+    """With ``?wait=1``: ``{"applied": {"nodes": N, "of": M}}`` once every live node has
+    applied ``revision`` (or when the wait times out); otherwise nothing."""
+    if request.query.get("wait", "0").lower() not in ("1", "true", "yes"):
+        return {}
+    raw = request.query.get("timeout", str(WAIT_TIMEOUT))
+    try:
+        timeout = float(raw)
+    except ValueError:
+        raise BadRequest(f"timeout: {raw!r} is not a number of seconds") from None
+    if not 0 <= timeout <= 300:
+        raise BadRequest("timeout: 0 to 300 seconds")
+    return {"applied": await fleet.wait_applied(request.app[NODE], revision, timeout)}
+
+
+async def _nodes(request: web.Request) -> web.Response:
+    """``GET /api/v1/nodes``: every live node's heartbeat."""
+    _authorize(request)
+    node = request.app[NODE]
+    return json_response({"revision": node.revision, "nodes": await fleet.members(node)})

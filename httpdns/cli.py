@@ -1196,13 +1196,85 @@ def registry_group() -> None:
 @json_option
 @pass_client
 def registry_restore(client: Client, node_url: str) -> None:
-    """Re-seed a store that lost data (e.g. a Redis that came back empty) from a node.
+    """Re-seed a store that lost data (e.g. a Redis that came back empty) or is damaged
+    (its records do not match their digest) from a node.
 
-    Refused when the store is not behind the node's snapshot.
+    Refused when the store is not behind the node's snapshot and its content is intact.
     """
     client.server = node_url
     data = client.api("POST", "/registry/restore")
     client.done("registry", data, f"restored from {node_url}")
+
+
+# -- the fleet: nodes, wait (httpdns/fleet.py) ---------------------------------------------------
+
+
+def _ago(seen: Any, now: float) -> str:
+    return f"{max(0.0, now - seen):.1f}s ago" if isinstance(seen, int | float) else "-"
+
+
+@main.command("nodes")
+@json_option
+@pass_client
+def nodes_cmd(client: Client) -> None:
+    """List the live nodes (their heartbeats): id, address, version, revision, status."""
+    data = client.api("GET", "/nodes")
+    if client.json:
+        client.print_json(data)
+        return
+    now = time.time()
+    table = Table(title=f"nodes (registry revision {data.get('revision')})", title_justify="left")
+    for col in ("id", "address", "version", "revision", "status", "seen", "reasons"):
+        table.add_column(col, no_wrap=col in ("id", "address"))
+    for n in data.get("nodes") or []:
+        table.add_row(
+            str(n.get("id")),
+            str(n.get("address") or "-"),
+            str(n.get("version")),
+            str(n.get("revision")),
+            str(n.get("status")),
+            _ago(n.get("seen"), now),
+            "; ".join(n.get("reasons") or []),
+        )
+    client.console.print(table)
+
+
+@main.command("wait")
+@click.argument("revision", type=click.IntRange(min=0), required=False)
+@click.option(
+    "--timeout", "wait_for", type=float, default=30.0, show_default=True, help="Seconds to wait."
+)
+@json_option
+@pass_client
+def wait_cmd(client: Client, revision: int | None, wait_for: float) -> None:
+    """Wait until every live node has applied REVISION (default: the server's current one).
+
+    Exit 0 when they all have; 1 naming the laggards when TIMEOUT passes first.
+    """
+    deadline = time.monotonic() + wait_for
+    while True:
+        data = client.api("GET", "/nodes")
+        if revision is None:
+            revision = int(data.get("revision") or 0)
+        nodes = [n for n in data.get("nodes") or [] if isinstance(n, dict)]
+        late = [
+            n for n in nodes if not isinstance(n.get("revision"), int) or n["revision"] < revision
+        ]
+        if not late and nodes:
+            break
+        if time.monotonic() >= deadline:
+            if not nodes:
+                raise CliError(f"no live node reports a heartbeat (waited {wait_for:g}s)")
+            names = ", ".join(f"{n.get('id')} at {n.get('revision')}" for n in late)
+            raise CliError(
+                f"{len(late)} of {len(nodes)} nodes have not applied revision {revision} "
+                f"after {wait_for:g}s: {names}"
+            )
+        time.sleep(0.2)
+    if client.json:
+        client.print_json({"revision": revision, "nodes": len(nodes), "applied": len(nodes)})
+    else:
+        click.echo(f"all {len(nodes)} nodes have applied revision {revision}")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,9 @@ class FastServer:
             return None
         fn, account = found
         if fn is None:
-            return self._encode(200, "application/json", orjson.dumps(self.health()), ())
+            health = self.health()  # 503 only when the node has nothing to serve
+            status = 503 if health["status"] == "unavailable" else 200
+            return self._encode(status, "application/json", orjson.dumps(health), ())
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         key = None
         table = self.context.table

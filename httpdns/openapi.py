@@ -122,7 +122,9 @@ OPENAPI: dict[str, Any] = {
             for n in ("since", "limit")]}},
         "/api/v1/registry/restore": {
             "post": _op("re-seed a store that lost data (Redis) from this node's snapshot", None, None, True)},
-        "/healthz": {"get": {"summary": "node health", "security": [],
-                             "responses": {"200": {"description": "status, revision, store, stale_seconds"}}}},
+        "/api/v1/nodes": {"get": _op("the fleet: every live node's id, address, version, revision, status and last heartbeat (`seen`); writes take `?wait=1[&timeout=S]` to answer `applied: {nodes, of}`")},
+        "/healthz": {"get": {"summary": "node health: ok | degraded (200, `reasons`) | unavailable (503, nothing to serve)", "security": [],
+                             "responses": {"200": {"description": "status, reasons, revision, store, stale_seconds"},
+                                           "503": {"description": "status unavailable: no registry to serve"}}}},
     },
 }  # fmt: skip

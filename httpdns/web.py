@@ -118,7 +118,8 @@ async def _preflight(request: web.Request) -> web.StreamResponse:
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[NODE].health())
+    body = request.app[NODE].health()
+    return json_response(body, 503 if body["status"] == "unavailable" else 200)
 
 
 def _signed(fn: Callable[[Query, Context, bool], Reply]) -> Callable[[Query, Context], Reply]:

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from .changes import Change, ChangeSet
 from .digest import Digest, digest_of, mismatch
@@ -132,7 +132,8 @@ def store_error(exc: RedisError, what: str = "Redis") -> StoreUnavailableError:
     the wrong type, or unreachable."""
     text = str(exc)
     if isinstance(exc, ResponseError):
-        if "OOM" in text:
+        # redis-py strips the error code into the class for some (OOM, READONLY) but not all.
+        if isinstance(exc, OutOfMemoryError) or text.startswith("OOM") or "maxmemory" in text:
             return StoreFullError(
                 f"Redis refuses writes: maxmemory reached ({text}); nothing was applied"
             )
@@ -140,6 +141,10 @@ def store_error(exc: RedisError, what: str = "Redis") -> StoreUnavailableError:
             return StoreFullError(
                 f"Redis refuses writes: it cannot persist to disk (MISCONF: {text}); "
                 "nothing was applied"
+            )
+        if isinstance(exc, ReadOnlyError):
+            return StoreUnavailableError(
+                f"Redis refuses writes: it is a read-only replica ({text}); nothing was applied"
             )
         if "WRONGTYPE" in text:
             return StoreDamagedError(

@@ -74,10 +74,12 @@ async def _write(
     request: web.Request, changes: list[Change], result: dict[str, Any], created: bool = False
 ) -> web.Response:
     node = request.app[NODE]
+    wait = _wait_param(request)  # checked before writing: bad input applies nothing
     cs = await node.write(
         changes, expected_revision=_expected_revision(request), actor=_actor(request)
     )
-    result = {**result, **await _applied(request, cs.revision)}
+    if wait is not None:
+        result = {**result, "applied": await fleet.wait_applied(node, cs.revision, wait)}
     return json_response({"revision": cs.revision, **result}, 201 if created else 200)
 
 
@@ -263,11 +265,11 @@ def add_admin_routes(app: web.Application) -> None:
 WAIT_TIMEOUT = 10.0  # seconds a ``?wait=1`` write waits for the fleet at most (``?timeout=``)
 
 
-async def _applied(request: web.Request, revision: int) -> dict[str, Any]:
-    """With ``?wait=1``: ``{"applied": {"nodes": N, "of": M}}`` once every live node has
-    applied ``revision`` (or when the wait times out); otherwise nothing."""
+def _wait_param(request: web.Request) -> float | None:
+    """With ``?wait=1`` (``&timeout=S``), how long a write waits for every live node to apply
+    it before answering ``"applied": {"nodes": N, "of": M}``; None without."""
     if request.query.get("wait", "0").lower() not in ("1", "true", "yes"):
-        return {}
+        return None
     raw = request.query.get("timeout", str(WAIT_TIMEOUT))
     try:
         timeout = float(raw)
@@ -275,7 +277,7 @@ async def _applied(request: web.Request, revision: int) -> dict[str, Any]:
         raise BadRequest(f"timeout: {raw!r} is not a number of seconds") from None
     if not 0 <= timeout <= 300:
         raise BadRequest("timeout: 0 to 300 seconds")
-    return {"applied": await fleet.wait_applied(request.app[NODE], revision, timeout)}
+    return timeout
 
 
 async def _nodes(request: web.Request) -> web.Response:

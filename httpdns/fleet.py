@@ -170,11 +170,19 @@ async def members(node: Node) -> list[dict[str, Any]]:
 
 async def wait_applied(node: Node, revision: int, timeout: float) -> dict[str, int]:
     """Wait (at most ``timeout`` s) until every live node has applied ``revision``;
-    ``{"nodes": N, "of": M}``: how many had, of how many live ones, when it returned."""
+    ``{"nodes": N, "of": M}``: how many had, of how many live ones, when it returned.
+
+    The write it follows is committed already: a store that cannot list the fleet ends the
+    wait with what was last seen (``0 of 0`` if nothing), never an error."""
     deadline = time.monotonic() + timeout
+    applied = {"nodes": 0, "of": 0}
     while True:
-        nodes = await node.store.nodes()
+        try:
+            nodes = await node.store.nodes()
+        except RegistryError:
+            return applied
         late = laggards(nodes, revision)
+        applied = {"nodes": len(nodes) - len(late), "of": len(nodes)}
         if not late or time.monotonic() >= deadline:
-            return {"nodes": len(nodes) - len(late), "of": len(nodes)}
+            return applied
         await asyncio.sleep(POLL)

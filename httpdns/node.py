@@ -247,11 +247,11 @@ class Node:
         attempt = 0
         last_resync = -1e9
         while True:
+            following_since = self._clock()
             try:
                 await self._sync()
                 self._mark_ok()
                 self.has_table = True
-                attempt = 0
                 async for cs in self.store.watch(self.table.revision):
                     if cs.revision <= self.table.revision:
                         continue  # already applied by ``write`` on this node
@@ -292,7 +292,9 @@ class Node:
                     f"cannot follow the store ({type(exc).__name__}: {str(exc)[:200]}); "
                     "resyncing with backoff"
                 )
-            attempt += 1
+            # The backoff grows while failures follow each other closely; a loop that had
+            # been following for a while starts again from the shortest pause.
+            attempt = 1 if self._clock() - following_since > 2 * LOG_EVERY else attempt + 1
             await asyncio.sleep(self._backoff(attempt))
 
     async def _sync(self) -> None:

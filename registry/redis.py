@@ -124,7 +124,9 @@ return {1, rev}
 
 # Policies under which Redis may evict keys without a TTL (the registry's) when it is full.
 EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
-_BAD_FEED_LOG_EVERY = 10.0  # seconds: undecodable feed messages are logged at most this often
+_BAD_FEED_LOG_EVERY = (
+    10.0  # seconds: garbage on the feed, refused writes: logged at most this often
+)
 
 
 def store_error(exc: RedisError, what: str = "Redis") -> StoreUnavailableError:
@@ -197,7 +199,8 @@ class RedisStore:
         self.k_digest = prefix + KEY_DIGEST
         self.k_nodes = prefix + KEY_NODES
         self.k_node = prefix + KEY_NODE
-        self._bad_feed_logged = 0.0
+        self._bad_feed_logged = -1e9
+        self._refusal_logged: dict[str, float] = {}  # error code -> when last logged
         self._apply_script = client.register_script(_APPLY)
         self._snap = Snapshot()
         self._lock = asyncio.Lock()  # one writer at a time per client keeps the cache simple
@@ -243,7 +246,19 @@ class RedisStore:
         actor: str = "unknown",
     ) -> ChangeSet:
         """Validate against the latest state, then commit atomically (see Store.apply)."""
-        changes = tuple(changes)
+        try:
+            return await self._apply(tuple(changes), expected_revision, actor)
+        except (StoreDamagedError, StoreFullError) as exc:
+            # An operator must find these in the log, not only in one client's answer.
+            now = time.monotonic()
+            if now - self._refusal_logged.get(exc.code, -1e9) > _BAD_FEED_LOG_EVERY:
+                self._refusal_logged[exc.code] = now
+                log.error("write refused: %s", exc.detail)
+            raise
+
+    async def _apply(
+        self, changes: tuple[Change, ...], expected_revision: int | None, actor: str
+    ) -> ChangeSet:
         async with self._lock:
             deadline = time.monotonic() + RETRY_FOR
             attempt = 0
@@ -266,9 +281,7 @@ class RedisStore:
                     ok, _rev = await self._apply_script(keys=keys, args=args)
                 except ResponseError as exc:
                     # Refused by Redis (OOM, MISCONF, WRONGTYPE): the script did not write.
-                    error = store_error(exc, "a registry key")
-                    log.error("write refused: %s", error.detail)
-                    raise error from exc
+                    raise store_error(exc, "a registry key") from exc
                 except RedisError as exc:
                     # The script may have run before the connection broke: say so.
                     raise StoreUnavailableError(
@@ -277,9 +290,7 @@ class RedisStore:
                     ) from exc
                 if ok == -1:
                     detail = _rev.decode(errors="replace") if isinstance(_rev, bytes) else _rev
-                    error = _damaged(f"{detail}; nothing was applied")
-                    log.error("write refused: %s", error.detail)
-                    raise error
+                    raise _damaged(f"{detail}; nothing was applied")
                 if ok:
                     self._snap = new
                     self._high = max(self._high, new.revision)

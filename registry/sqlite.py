@@ -51,6 +51,7 @@ INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0);
 
 
 POLL_INTERVAL = 0.02  # seconds between PRAGMA data_version checks while someone watches
+LOG_EVERY = 10.0  # seconds: the same trouble is logged at most this often
 
 
 def parse_url(url: str) -> str:
@@ -76,6 +77,7 @@ class SQLiteStore:
         self._conn = conn
         self._path = path
         self._damaged = damaged  # why the file's records do not match their digest
+        self._error_logged: dict[str, float] = {}
         self._executor = executor
         self._snap = snap  # touched only on the executor thread
         self._data_version = 0
@@ -108,7 +110,11 @@ class SQLiteStore:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except sqlite3.Error as exc:
             error = sqlite_error(exc, self._path)
-            log.error("%s", error.detail)
+            now = time.monotonic()
+            # Per kind of error, at most every LOG_EVERY s: the poller may fail 50 times a second.
+            if now - self._error_logged.get(error.code, -1e9) > LOG_EVERY:
+                self._error_logged[error.code] = now
+                log.error("%s", error.detail)
             raise error from exc
 
     def _check_damage(self) -> None:

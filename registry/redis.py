@@ -78,19 +78,24 @@ if cur == nil then return {-1, 'the revision key holds ' .. string.sub(raw, 1, 4
 if cur ~= tonumber(ARGV[1]) then return {0, cur} end
 local n, d = 0, 0
 local dg = redis.call('GET', KEYS[5])
+local unverified = not dg
 if dg then
   local r, c, s = string.match(dg, '^(%d+) (%d+) (%d+)$')
   if r == nil then return {-1, 'the digest key is unreadable'} end
-  if tonumber(r) ~= cur then
+  if tonumber(r) > cur then
     return {-1, 'the digest was written at revision ' .. r .. ', the revision is ' .. cur}
   end
+  -- Older than the revision: a writer that keeps no digest (an older version) wrote since.
+  unverified = tonumber(r) < cur
   n, d = tonumber(c), tonumber(s)
   local have = redis.call('HLEN', KEYS[2])
-  if have ~= n then
+  if not unverified and have ~= n then
     return {-1, have .. ' records where revision ' .. cur .. ' has ' .. n}
   end
-else
-  -- A registry written before digests existed: compute it once, from what is there.
+end
+if unverified then
+  -- No digest for this revision (written before digests existed): compute it once.
+  n, d = 0, 0
   local all = redis.call('HGETALL', KEYS[2])
   if cur ~= 0 and #all == 0 then return {-1, 'revision ' .. cur .. ' has no records'} end
   for j = 1, #all, 2 do
@@ -457,6 +462,9 @@ class RedisStore:
             digest = Digest.decode(raw_digest)
         except ValueError as exc:
             raise _damaged(f"{self.k_digest}: {exc}") from None
+        if digest.revision > revision:
+            raise _damaged(f"the digest was written at revision {digest.revision}, "
+                           f"the revision is {revision}")  # fmt: skip
         if digest.revision == revision and digest.count != count:
             raise _damaged(f"{count} records where revision {revision} has {digest.count}")
 
@@ -584,14 +592,17 @@ class RedisStore:
     def _verify(
         self, revision: int, raw_digest: bytes | None, records: dict[bytes, bytes]
     ) -> str | None:
-        if raw_digest is None:
-            if revision and not records:
-                return f"revision {revision} has no records ({self.k_records} is gone)"
-            return None  # written before digests existed: the next write adds one
         try:
-            expected = Digest.decode(raw_digest)
+            expected = None if raw_digest is None else Digest.decode(raw_digest)
         except ValueError as exc:
             return f"{self.k_digest}: {exc}"
+        if expected is None or expected.revision < revision:
+            # No digest for this revision: the registry was written before digests existed,
+            # or an older version wrote since (a rolling upgrade). Trusted as it is; the next
+            # write by this version adds the digest.
+            if revision and not records:
+                return f"revision {revision} has no records ({self.k_records} is gone)"
+            return None
         why = mismatch(expected, digest_of(revision, records.items()))
         if why is None:
             return None

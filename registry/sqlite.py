@@ -273,7 +273,7 @@ class SQLiteStore:
                 raise ConflictError(f"expected revision {expected}, the registry is at {rev}")
             new, effective = self._snap.apply(changes, rev + 1)
             cs = ChangeSet(rev + 1, effective, actor, time.time())
-            count, total = self._digest()
+            count, total = self._digest(rev)
             for c in effective:
                 field = field_name(c.kind, c.key)
                 old = conn.execute(
@@ -292,8 +292,7 @@ class SQLiteStore:
                     )
                     count += 1
                     total = (total + record_hash(field, value)) % MODULUS
-            conn.execute("UPDATE meta SET v = ? WHERE k = 'count'", (count,))
-            conn.execute("UPDATE meta SET v = ? WHERE k = 'digest'", (total,))
+            _set_digest(conn, Digest(cs.revision, count, total))
             conn.execute(
                 "INSERT INTO changes (revision, time, actor, changes) VALUES (?,?,?,?)",
                 (cs.revision, cs.time, actor, orjson.dumps([c.to_dict() for c in effective])),
@@ -309,9 +308,14 @@ class SQLiteStore:
         self._snap = new
         return cs
 
-    def _digest(self) -> tuple[int, int]:
-        rows = dict(self._conn.execute("SELECT k, v FROM meta WHERE k IN ('count', 'digest')"))
-        return int(rows["count"]), int(rows["digest"])
+    def _digest(self, revision: int) -> tuple[int, int]:
+        """``(count, sum)`` of the records at ``revision``: stored, or computed when a
+        writer that keeps no digest (an older version) wrote since."""
+        meta = dict(self._conn.execute("SELECT k, v FROM meta"))
+        if meta.get("digest_revision") == revision:
+            return int(meta["count"]), int(meta["digest"])
+        found = _compute(self._conn, revision)
+        return found.count, found.sum
 
     def _changes_since(self, since: int, limit: int) -> list[ChangeSet]:
         rows = self._conn.execute(
@@ -360,6 +364,18 @@ def _connect(path: str) -> tuple[sqlite3.Connection, Snapshot, str | None]:
         raise StoreUnavailableError(f"cannot open SQLite database {path}: {exc}") from exc
 
 
+def _compute(conn: sqlite3.Connection, revision: int) -> Digest:
+    rows = conn.execute("SELECT kind, key, value FROM records")
+    return digest_of(revision, ((field_name(k, key), bytes(v)) for k, key, v in rows))
+
+
+def _set_digest(conn: sqlite3.Connection, digest: Digest) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
+        [("digest_revision", digest.revision), ("count", digest.count), ("digest", digest.sum)],
+    )
+
+
 def _load(conn: sqlite3.Connection, path: str) -> tuple[Snapshot, str | None]:
     """The snapshot, and why it is damaged (then the snapshot is empty) or None."""
     conn.execute("BEGIN")  # one transaction: the revision, the digest and the rows agree
@@ -368,14 +384,14 @@ def _load(conn: sqlite3.Connection, path: str) -> tuple[Snapshot, str | None]:
         revision = int(meta["revision"])
         rows = conn.execute("SELECT kind, key, value FROM records").fetchall()
         found = digest_of(revision, ((field_name(k, key), bytes(v)) for k, key, v in rows))
-        if "digest" not in meta:
-            # A database written before digests existed: this file is the only copy and is
-            # trusted as it is; from now on every write keeps the digest.
-            conn.execute("INSERT INTO meta (k, v) VALUES ('count', ?)", (found.count,))
-            conn.execute("INSERT INTO meta (k, v) VALUES ('digest', ?)", (found.sum,))
+        stored = meta.get("digest_revision")
+        if stored is None or stored < revision:
+            # Written before digests existed (or by an older version since): this file is
+            # the only copy and is trusted as it is; from now on every write keeps the digest.
+            _set_digest(conn, found)
             why = None
         else:
-            why = mismatch(Digest(revision, int(meta["count"]), int(meta["digest"])), found)
+            why = mismatch(Digest(int(stored), int(meta["count"]), int(meta["digest"])), found)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

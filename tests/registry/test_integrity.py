@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from registry import Change, Store
+from registry import Change, Datacenter, Store
 from registry.digest import Digest, digest_of, field_name
 from registry.errors import (
     ConflictError,
@@ -26,7 +27,7 @@ from registry.errors import (
 )
 from registry.redis import RedisStore, store_error
 from registry.sqlite import SQLiteStore
-from tests.servers import RedisServer
+from tests.servers import RedisServer, wait_until
 
 from .test_store_contract import SVC, dc, ep, seed, svc
 
@@ -101,6 +102,33 @@ async def test_a_registry_written_before_digests_gets_one_on_its_next_write(
     with raw_client(redis_server) as r:
         stored = Digest.decode(r.get(prefix + "digest"))
         assert stored == digest_of(rev + 1, r.hgetall(prefix + "records").items())
+
+
+async def test_a_write_by_a_version_without_digests_is_trusted_during_an_upgrade(
+    redis_server: RedisServer, redis_pair: tuple[RedisStore, str]
+) -> None:
+    store, prefix = redis_pair
+    rev = await seeded(store)
+    # An older node commits as it always did: records and revision, no digest update.
+    with raw_client(redis_server) as r:
+        old = Datacenter.from_dict("old", {}).to_dict()
+        r.hset(prefix + "records", "datacenter\x1fold", json.dumps(old))
+        r.set(prefix + "revision", rev + 1)
+    other = await fresh(redis_server, prefix)
+    try:
+        assert "old" in (await other.snapshot()).datacenters
+        await other.check()
+        cs = await other.apply([dc("new")])  # the first write by this version: digest again
+    finally:
+        await other.close()
+    with raw_client(redis_server) as r:
+        stored = Digest.decode(r.get(prefix + "digest"))
+        assert stored == digest_of(cs.revision, r.hgetall(prefix + "records").items())
+    # A digest ahead of the revision is no upgrade: damaged.
+    with raw_client(redis_server) as r:
+        r.set(prefix + "revision", rev)
+    with pytest.raises(StoreDamagedError, match="digest was written at revision"):
+        await store.check()
 
 
 # -- damaged Redis content is never adopted ------------------------------------------------------
@@ -281,6 +309,31 @@ async def test_redis_over_maxmemory_refuses_writes_with_a_clear_error(tmp_path: 
         assert (await store.apply([dc("dc3")])).revision == rev + 1
     finally:
         await store.close()
+        server.stop()
+
+
+async def test_redis_that_cannot_persist_refuses_writes_saying_misconf(small_disk: Path) -> None:
+    server = RedisServer(
+        small_disk / "redis", args=("--dir", str(small_disk), "--save", "3600 1")
+    ).start()
+    store = await RedisStore.open(server.url)
+    try:
+        rev = await seeded(store)
+        fill(small_disk)
+        with raw_client(server) as r:
+            r.bgsave()
+            wait_until(
+                lambda: r.info("persistence")["rdb_last_bgsave_status"] == "err", 10, "failed save"
+            )
+        with pytest.raises(StoreFullError, match="cannot persist to disk") as err:
+            await store.apply([dc("dc3")])
+        assert "MISCONF" in err.value.detail and "nothing was applied" in err.value.detail
+        with raw_client(server) as r:
+            assert int(r.get("httpdns:revision")) == rev
+    finally:
+        await store.close()
+        with raw_client(server) as r:
+            r.config_set("save", "")  # or its final save fails too and it will not stop
         server.stop()
 
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from registry.errors import RegistryError, StoreDamagedError
 
@@ -49,16 +49,16 @@ def version() -> str:
         return "unknown"
 
 
-def public_addresses(addresses: Sequence[str]) -> list[str]:
-    """Listener URLs with a wildcard host (0.0.0.0, ::) replaced by this host's name."""
+def public_addresses(listeners: Sequence[tuple[str, str, int]]) -> list[str]:
+    """``scheme://host:port`` of each listener, a wildcard host (0.0.0.0, ::) replaced by
+    this host's name, IPv6 literals in brackets."""
     out = []
-    for url in addresses:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+    for scheme, host, port in listeners:
         if host in ("0.0.0.0", "::", ""):
-            netloc = f"{socket.getfqdn()}:{parts.port}" if parts.port else socket.getfqdn()
-            url = urlunsplit(parts._replace(netloc=netloc))
-        out.append(url)
+            host = socket.getfqdn()
+        elif ":" in host:
+            host = f"[{host}]"
+        out.append(f"{scheme}://{host}:{port}")
     return out
 
 
@@ -86,7 +86,7 @@ class Fleet:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.node = node
-        self.addresses = public_addresses(addresses)
+        self.addresses = list(addresses)
         port = urlsplit(self.addresses[0]).port if self.addresses else None
         # Host and port name the node for people; the pid keeps workers sharing a port apart.
         self.id = node_id or f"{socket.gethostname()}:{port or 0}/{os.getpid()}"

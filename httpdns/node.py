@@ -172,12 +172,15 @@ class Node:
         node._task = asyncio.create_task(node._follow(), name="httpdns-follow")
         return node
 
-    def announce(self, addresses: Sequence[str], node_id: str | None = None) -> None:
-        """Start heartbeating into the store (the fleet view) with the node's addresses."""
-        from .fleet import Fleet
+    def announce(
+        self, listeners: Sequence[tuple[str, str, int]], node_id: str | None = None
+    ) -> None:
+        """Start heartbeating into the store (the fleet view); ``listeners`` are the node's
+        ``(scheme, host, port)``."""
+        from .fleet import Fleet, public_addresses
 
         if self.fleet is None:
-            self.fleet = Fleet(self, addresses, node_id)
+            self.fleet = Fleet(self, public_addresses(listeners), node_id)
             self.fleet.start()
 
     async def stop(self) -> None:

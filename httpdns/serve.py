@@ -123,7 +123,7 @@ async def run(
             servers.append(tcp)
             transports.append(udp)
             log.info("serving DNS on udp+tcp %s:%d", host, port)
-        node.announce([f"{s}://{h}:{p}" for s, (h, p), _tls in listeners])  # the fleet view
+        node.announce([(s, h, p) for s, (h, p), _tls in listeners])  # the fleet view
         log.info(
             "registry %s at revision %d (from the %s), %d services; admin writes %s",
             cfg.store, node.revision, node.started_from, len(node.table.services),

@@ -371,8 +371,8 @@ class Node:
 
     @property
     def reasons(self) -> list[str]:
-        """Why the node is not ``ok``, one line per kind of trouble."""
-        return [self._problems[k] for k in _ORDER if k in self._problems]
+        """Why the node is not ``ok``, one line per kind of trouble (the same line once)."""
+        return list(dict.fromkeys(self._problems[k] for k in _ORDER if k in self._problems))
 
     def health(self) -> dict[str, Any]:
         """The ``/healthz`` body (HTTP 503 when ``status`` is ``unavailable``)."""

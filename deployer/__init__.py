@@ -9,22 +9,28 @@ Traffic moves only through the registry.
 
 from __future__ import annotations
 
-from .addresses import Pool, allocate, mac_for
-from .config import DeployerConfig
-from .container import ContainerSpec, container_name
-from .controller import Controller
-from .engine import Container, Engine, MemoryEngine, Stats
-from .errors import (
-    DeployerError,
-    EngineError,
-    EngineUnavailableError,
-    IntentRefusedError,
-    NoRolloutError,
-    PoolExhaustedError,
-    SpecError,
-)
-from .rollout import Facts, Plan, advance
-from .spec import ReleaseSpec
+import importlib
+from typing import Any
+
+# Names resolve on first use: a node that only serves the rollouts API (deployer.plugin)
+# must not load the controller, the Docker SDK and the engines it never runs.
+_HOMES = {
+    "Pool": "addresses", "allocate": "addresses", "mac_for": "addresses",
+    "DeployerConfig": "config", "ContainerSpec": "container", "container_name": "container",
+    "Controller": "controller", "Container": "engine", "Engine": "engine",
+    "MemoryEngine": "engine", "Stats": "engine", "DeployerError": "errors",
+    "EngineError": "errors", "EngineUnavailableError": "errors", "IntentRefusedError": "errors",
+    "NoRolloutError": "errors", "PoolExhaustedError": "errors", "SpecError": "errors",
+    "Facts": "rollout", "Plan": "rollout", "advance": "rollout", "ReleaseSpec": "spec",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'deployer' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{home}", __name__), name)
+
 
 __all__ = [
     "Container",

@@ -6,11 +6,8 @@ own table shows the change.
 
 from __future__ import annotations
 
-import hmac
-import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from registry.changes import Change, Kind
@@ -21,53 +18,14 @@ from registry.validation import dns_name, identifier, token
 from registry.validation import traffic as traffic_table
 
 from . import fleet
-from .dialects.base import Query, client
+from .dialects.base import Query, client, is_decimal
 from .dialects.google import qtype_of
-from .errors import AdminDisabled, BadRequest, Unauthorized
-from .openapi import OPENAPI
+from .errors import BadRequest
+from .handlers import CONTEXT, NODE, actor, authorize, expected_revision, json_body, json_response
+from .routes import Route
 from .table import AAAA, A
-from .web import CONFIG, CONTEXT, NODE, json_response
 
-_ACTOR = re.compile(r"^[\w.@:+-]{1,64}$")
-
-
-def _authorize(request: web.Request) -> None:
-    expected = request.app[CONFIG].admin_token
-    if expected is None:
-        if request.method in ("GET", "HEAD"):
-            return  # no token configured: reads stay open (bind to loopback), writes are refused
-        raise AdminDisabled()
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), expected.encode()
-    ):
-        raise Unauthorized()
-
-
-def _expected_revision(request: web.Request) -> int | None:
-    raw = request.headers.get("If-Match")
-    if raw is None:
-        return None
-    raw = raw.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
-        raise BadRequest(f"If-Match: {raw!r} is not a revision number")
-    return int(raw)
-
-
-def _actor(request: web.Request) -> str:
-    actor = request.headers.get("X-Actor", "admin")
-    return actor if _ACTOR.match(actor) else "admin"
-
-
-async def _body(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise BadRequest("the request needs a JSON body")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+P = "/api/v1"
 
 
 async def _write(
@@ -76,7 +34,7 @@ async def _write(
     node = request.app[NODE]
     wait = _wait_param(request)  # checked before writing: bad input applies nothing
     cs = await node.write(
-        changes, expected_revision=_expected_revision(request), actor=_actor(request)
+        changes, expected_revision=expected_revision(request), actor=actor(request)
     )
     if wait is not None:
         result = {**result, "applied": await fleet.wait_applied(node, cs.revision, wait)}
@@ -96,49 +54,49 @@ def _service(request: web.Request) -> Service:
 
 
 async def _state(request: web.Request) -> web.Response:
-    _authorize(request)
+    authorize(request)
     return json_response(_snapshot(request).to_dict())
 
 
 async def _put_datacenter(request: web.Request) -> web.Response:
-    _authorize(request)
-    dc = Datacenter.from_dict(request.match_info["dc"], await _body(request))
+    authorize(request)
+    dc = Datacenter.from_dict(request.match_info["dc"], await json_body(request))
     created = dc.name not in _snapshot(request).datacenters
     return await _write(request, [Change.put(dc)], {"datacenter": dc.to_dict()}, created)
 
 
 async def _put_region(request: web.Request) -> web.Response:
-    _authorize(request)
-    region = Region.from_dict(request.match_info["region"], await _body(request))
+    authorize(request)
+    region = Region.from_dict(request.match_info["region"], await json_body(request))
     created = region.name not in _snapshot(request).regions
     return await _write(request, [Change.put(region)], {"region": region.to_dict()}, created)
 
 
 async def _put_service(request: web.Request) -> web.Response:
-    _authorize(request)
-    svc = Service.from_dict(request.match_info["name"], await _body(request))
+    authorize(request)
+    svc = Service.from_dict(request.match_info["name"], await json_body(request))
     created = svc.name not in _snapshot(request).services
     return await _write(request, [Change.put(svc)], {"service": svc.to_dict()}, created)
 
 
 async def _put_traffic(request: web.Request) -> web.Response:
-    _authorize(request)
+    authorize(request)
     svc = _service(request)
-    new = Service(svc.name, traffic_table("traffic", await _body(request)), svc.access, svc.ttl,
+    new = Service(svc.name, traffic_table("traffic", await json_body(request)), svc.access, svc.ttl,
                   svc.answers, svc.all_down)  # fmt: skip
     return await _write(request, [Change.put(new)], {"service": new.to_dict()})
 
 
 async def _put_release(request: web.Request) -> web.Response:
-    _authorize(request)
-    rel = Release.from_dict(request.match_info["name"], await _body(request))
+    authorize(request)
+    rel = Release.from_dict(request.match_info["name"], await json_body(request))
     return await _write(request, [Change.put(rel)], {"release": rel.to_dict()})
 
 
 async def _put_endpoint(request: web.Request) -> web.Response:
-    _authorize(request)
+    authorize(request)
     ep = Endpoint.from_dict(
-        request.match_info["name"], request.match_info["id"], await _body(request)
+        request.match_info["name"], request.match_info["id"], await json_body(request)
     )
     created = ep.id not in _snapshot(request).endpoints_of(ep.service)
     return await _write(request, [Change.put(ep)], {"endpoint": ep.to_dict()}, created)
@@ -146,7 +104,7 @@ async def _put_endpoint(request: web.Request) -> web.Response:
 
 def _deleter(kind: Kind) -> Any:
     async def handler(request: web.Request) -> web.Response:
-        _authorize(request)
+        authorize(request)
         info = request.match_info
         if kind == "datacenter":
             key = identifier("dc", info["dc"])
@@ -162,8 +120,8 @@ def _deleter(kind: Kind) -> Any:
 
 
 async def _shift(request: web.Request) -> web.Response:
-    _authorize(request)
-    body = await _body(request)
+    authorize(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationError("body", "must be a JSON object")
     unknown = sorted(set(body) - {"from", "to", "percent", "services"})
@@ -198,7 +156,7 @@ async def _shift(request: web.Request) -> web.Response:
 
 
 async def _explain(request: web.Request) -> web.Response:
-    _authorize(request)
+    authorize(request)
     q = Query(params=request.query, peer=None)
     name = dns_name("name", request.query.get("name") or "")
     qtype = qtype_of(request.query.get("type") or "A")
@@ -211,12 +169,11 @@ async def _explain(request: web.Request) -> web.Response:
 
 
 async def _audit(request: web.Request) -> web.Response:
-    _authorize(request)
-    try:
-        since = int(request.query.get("since", "0"))
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        raise BadRequest("since and limit must be integers") from None
+    authorize(request)
+    since_text, limit_text = request.query.get("since", "0"), request.query.get("limit", "100")
+    if not (is_decimal(since_text) and is_decimal(limit_text)) or len(since_text) > 18:
+        raise BadRequest("since and limit must be non-negative integers")
+    since, limit = int(since_text), int(limit_text)
     if since < 0 or not 1 <= limit <= 10000:
         raise BadRequest("since >= 0, limit 1-10000")
     node = request.app[NODE]
@@ -225,39 +182,9 @@ async def _audit(request: web.Request) -> web.Response:
 
 
 async def _restore(request: web.Request) -> web.Response:
-    _authorize(request)
-    revision = await request.app[NODE].restore(_actor(request))
+    authorize(request)
+    revision = await request.app[NODE].restore(actor(request))
     return json_response({"revision": revision, "restored": True})
-
-
-async def _openapi(request: web.Request) -> web.Response:
-    return json_response(OPENAPI)
-
-
-def add_admin_routes(app: web.Application) -> None:
-    """Register ``/api/v1`` on ``app``."""
-    r = app.router
-    p = "/api/v1"
-    r.add_get(f"{p}/openapi.json", _openapi)
-    r.add_get(f"{p}/state", _state)
-    r.add_put(f"{p}/datacenters/{{dc}}", _put_datacenter)
-    r.add_delete(f"{p}/datacenters/{{dc}}", _deleter("datacenter"))
-    r.add_put(f"{p}/regions/{{region}}", _put_region)
-    r.add_delete(f"{p}/regions/{{region}}", _deleter("region"))
-    r.add_put(f"{p}/services/{{name}}", _put_service)
-    r.add_delete(f"{p}/services/{{name}}", _deleter("service"))
-    r.add_put(f"{p}/services/{{name}}/traffic", _put_traffic)
-    r.add_put(f"{p}/services/{{name}}/release", _put_release)
-    r.add_put(f"{p}/services/{{name}}/endpoints/{{id}}", _put_endpoint)
-    r.add_delete(f"{p}/services/{{name}}/endpoints/{{id}}", _deleter("endpoint"))
-    r.add_post(f"{p}/traffic/shift", _shift)
-    r.add_get(f"{p}/explain", _explain)
-    r.add_get(f"{p}/audit", _audit)
-    r.add_post(f"{p}/registry/restore", _restore)
-    r.add_get(f"{p}/nodes", _nodes)
-    from .rollouts_api import add_rollout_routes  # the deployer's intents (imports this module)
-
-    add_rollout_routes(app)
 
 
 # -- the fleet view (httpdns/fleet.py) ------------------------------------------------------
@@ -282,6 +209,45 @@ def _wait_param(request: web.Request) -> float | None:
 
 async def _nodes(request: web.Request) -> web.Response:
     """``GET /api/v1/nodes``: every live node's heartbeat."""
-    _authorize(request)
+    authorize(request)
     node = request.app[NODE]
     return json_response({"revision": node.revision, "nodes": await fleet.members(node)})
+
+
+# Writes through ``_write`` take ``?wait=1[&timeout=S]``: the answer then says how many live
+# nodes have applied the change, ``"applied": {"nodes": N, "of": M}``.
+_WAIT = ("wait", "timeout")
+
+ADMIN_ROUTES: tuple[Route, ...] = (
+    Route("GET", f"{P}/state", handler=_state, summary="the whole registry snapshot"),
+    Route("PUT", f"{P}/datacenters/{{dc}}", handler=_put_datacenter, body="Datacenter", write=True,
+          query=_WAIT, summary="create or replace a datacenter"),
+    Route("DELETE", f"{P}/datacenters/{{dc}}", handler=_deleter("datacenter"), write=True,
+          query=_WAIT, summary="delete an unused datacenter"),
+    Route("PUT", f"{P}/regions/{{region}}", handler=_put_region, body="Region", write=True,
+          query=_WAIT, summary="create or replace a region"),
+    Route("DELETE", f"{P}/regions/{{region}}", handler=_deleter("region"), write=True, query=_WAIT,
+          summary="delete an unused region"),
+    Route("PUT", f"{P}/services/{{name}}", handler=_put_service, body="Service", write=True,
+          query=_WAIT, summary="create or replace a service"),
+    Route("DELETE", f"{P}/services/{{name}}", handler=_deleter("service"), write=True, query=_WAIT,
+          summary="delete a service with its endpoints and release"),
+    Route("PUT", f"{P}/services/{{name}}/traffic", handler=_put_traffic, body="Traffic",
+          write=True, query=_WAIT, summary="replace a service's traffic tables"),
+    Route("PUT", f"{P}/services/{{name}}/release", handler=_put_release, body="Release",
+          write=True, query=_WAIT, summary="set stable / canary versions"),
+    Route("PUT", f"{P}/services/{{name}}/endpoints/{{id}}", handler=_put_endpoint,
+          body="Endpoint", write=True, query=_WAIT, summary="create or replace an endpoint"),
+    Route("DELETE", f"{P}/services/{{name}}/endpoints/{{id}}", handler=_deleter("endpoint"),
+          write=True, query=_WAIT, summary="delete an endpoint"),
+    Route("POST", f"{P}/traffic/shift", handler=_shift, body="Shift", write=True, query=_WAIT,
+          summary="move a percentage of weight between datacenters"),
+    Route("GET", f"{P}/explain", handler=_explain, query=("name", "ip", "uid", "type"),
+          summary="the steering trace for one query"),
+    Route("GET", f"{P}/audit", handler=_audit, query=("since", "limit"),
+          summary="committed changes after a revision"),
+    Route("POST", f"{P}/registry/restore", handler=_restore, write=True,
+          summary="re-seed a store that lost data or is damaged (Redis) from this node's snapshot"),
+    Route("GET", f"{P}/nodes", handler=_nodes,
+          summary="the fleet: every live node's id, address, version, revision, status, seen"),
+)  # fmt: skip

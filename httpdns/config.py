@@ -58,6 +58,13 @@ class Config:
     demo: bool = False
     max_cached_answers: int = 200_000
     snapshot: str | None = None  # the node's local registry copy (fail static across restarts)
+    # Limits for a node on the open internet ("Running on the internet" in the README).
+    header_timeout: float = 10.0  # seconds for a request head to arrive
+    keepalive_timeout: float = 30.0  # seconds an idle connection stays open
+    max_connections: int = 0  # open HTTP connections per process; 0 = from RLIMIT_NOFILE
+    http_rate: float = 0.0  # requests per second per client address; 0 = no limit
+    rrl_rate: float = 0.0  # DNS identical responses per second per client prefix; 0 = off
+    rrl_slip: int = 2  # every K-th rate-limited response goes out truncated (TC); 0 = none
 
     def __repr__(self) -> str:  # never print the token or secrets
         return f"Config(http={self.http}, https={self.https}, store={self.store!r})"
@@ -131,6 +138,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
     known = {
         "http", "https", "tls_cert", "tls_key", "store", "admin_token", "trusted_proxies",
         "accounts", "zones", "demo", "max_cached_answers", "snapshot", "dns", "workers",
+        *_LIMITS,
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -147,6 +155,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
         "snapshot",
         "dns",
         "workers",
+        *_LIMITS,
     ):
         value = env.get("HTTPDNS_" + key.upper())
         if value:
@@ -194,4 +203,36 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
         if not isinstance(n, int) or n < 1000:
             raise ConfigError("max_cached_answers: must be an integer >= 1000")
         cfg = replace(cfg, max_cached_answers=n)
-    return cfg
+    return _limits(cfg, data)
+
+
+# key: (type, lowest, highest)
+_LIMITS: dict[str, tuple[type, float, float]] = {
+    "header_timeout": (float, 0.1, 3600),
+    "keepalive_timeout": (float, 0.1, 86400),
+    "max_connections": (int, 0, 10_000_000),
+    "http_rate": (float, 0, 1e9),
+    "rrl_rate": (float, 0, 1e9),
+    "rrl_slip": (int, 0, 100),
+}
+
+
+def _limits(cfg: Config, data: Mapping[str, Any]) -> Config:
+    """The connection and rate limits, each a number in its range."""
+    values: dict[str, Any] = {}
+    for key, (kind, lo, hi) in _LIMITS.items():
+        if key not in data:
+            continue
+        raw = data[key]
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = kind(raw) if not isinstance(raw, str) else kind(raw.strip())
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{key}: {raw!r} is not a{'n integer' if kind is int else ' number'}"
+            ) from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{key}: {raw!r} must be between {lo:g} and {hi:g}")
+        values[key] = value
+    return replace(cfg, **values)

@@ -1,30 +1,66 @@
 """Plain DNS over UDP and TCP (``--dns HOST:PORT``), answered from the routing table.
 
-Front cache: a reply (less its ID) is kept per (query less its ID, peer address,
-transport) together with the services it was computed from, and reused while
-those services are unchanged; a repeated query costs one dict lookup. Misses go
-through ``dnswire.answer``. Malformed queries get FORMERR (or are dropped when not
-even a header arrived); nothing a client sends can raise out of the handlers.
-TCP connections close after ``IDLE_TIMEOUT`` seconds without a complete query.
+What is never answered: messages shorter than a header, responses (QR=1, so a
+forged reply from the node's own address cannot start a loop between nodes or
+with itself), and anything from source port 0 or from the listener's own
+address and port. Malformed queries (trailing bytes after the last record
+included) get FORMERR and are never cached.
+
+Front cache: a reply (less its ID) is kept per normalized query — the message
+less its ID with the name lower-cased and the flags that do not change the
+answer masked — plus the peer and transport, together with the services it was
+computed from, and reused while those services are unchanged. The query's own
+ID and name (in its own letter case) are spliced into the kept reply. Bounded
+by entries and bytes, evicting a little at a time.
+
+Response rate limiting (``rrl_rate``, like BIND's RRL): over UDP, at most
+``rrl_rate`` identical responses per second go to one client /24 (IPv4) or /56
+(IPv6) — identical meaning the same normalized query, so the name, type and
+ECS subnet; over the limit responses are dropped, except every ``rrl_slip``-th,
+which goes out truncated (TC) so a real resolver retries over TCP, where the
+source address cannot be forged.
+
+TCP connections close after ``IDLE_TIMEOUT`` seconds without a complete query;
+a peer that does not read its replies stops being read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
+import time
 from typing import Any
 
 from . import dnswire
+from .cache import BoundedCache
 from .config import Config
-from .steering import CompiledService
+from .logs import client_log
 from .table import Client, RoutingTable
 
 log = logging.getLogger("httpdns.dns")
 
 IDLE_TIMEOUT = 10.0
 MAX_CACHED = 20_000
+MAX_CACHED_BYTES = 16 << 20
+MAX_RRL_ENTRIES = 200_000
+WRITE_HIGH = 256 * 1024
 
-Deps = tuple[tuple[str, CompiledService | None], ...]
+Key = tuple[bytes, str, bool]
+
+
+def normalized(data: bytes) -> tuple[bytes, int] | None:
+    """``(the query less its ID, lower-cased name, masked flags; the name's end)``.
+
+    Only the opcode and RD flag bits change an answer; the name ends at its first zero
+    byte (a zero inside a binary label ends it early, which only leaves some of the
+    name's case as sent — still the same name). None when there is no name.
+    """
+    z = data.find(b"\0", 12)
+    if z < 0:
+        return None
+    return bytes((data[2] & 0x79, 0)) + data[4:12] + data[12:z].lower() + data[z:], z
 
 
 class DnsEngine:
@@ -33,31 +69,80 @@ class DnsEngine:
     def __init__(self, table: RoutingTable, config: Config) -> None:
         self.table = table
         self.config = config
-        self._cache: dict[tuple[bytes, str, bool], tuple[Deps, bytes]] = {}
+        self.cache: BoundedCache[Key, tuple[object, bytes]] = BoundedCache(
+            MAX_CACHED, MAX_CACHED_BYTES
+        )
+        self.rrl_rate = config.rrl_rate
+        self.rrl_slip = config.rrl_slip
+        self._rrl: BoundedCache[tuple[bytes, bytes], list[float]] = BoundedCache(MAX_RRL_ENTRIES)
+        self.limited = 0  # responses dropped or slipped by RRL
 
     def respond(self, wire: bytes, peer: str, udp: bool) -> bytes | None:
         """The reply to ``wire`` from ``peer``, or None to stay silent."""
-        key = (wire[2:], peer, udp)
-        hit = self._cache.get(key)
-        if hit is not None and self.table.still_valid(hit[0]):
-            return wire[:2] + hit[1]
-        table = self.table
-        deps: list[tuple[str, CompiledService | None]] = []
-        table.recording = deps
+        if len(wire) < 12 or wire[2] & 0x80:
+            return None  # not even a header, or a response: never answered
+        norm = normalized(wire)
+        if norm is not None:
+            key, z = norm
+            hit = self.cache.get((key, peer, udp))
+            if hit is not None and self.table.still_valid(hit[0]):  # type: ignore[arg-type]
+                rest = hit[1]
+                return wire[:2] + rest[:10] + wire[12:z] + rest[z - 2 :]
         try:
-            out = dnswire.answer(wire, table, self.config, lambda ecs: Client.of(ecs or peer), udp)
-        except dnswire.MalformedMessage:
+            out = dnswire.answer(
+                wire, self.table, self.config, lambda ecs: Client.of(ecs or peer), udp
+            )
+        except dnswire.MalformedMessage as exc:
+            client_log.note("dns_formerr", exc.detail)
             return dnswire.formerr(wire)
         except Exception:  # a bug must cost one query, never the listener
-            log.exception("failed to answer a DNS query")
+            client_log.bug("answering a DNS query")
             return dnswire.formerr(wire)
-        finally:
-            table.recording = None
-        if deps:
-            if len(self._cache) >= MAX_CACHED:
-                self._cache.clear()
-            self._cache[key] = (tuple(deps), out.wire[2:])
+        if norm is not None and out.deps:
+            self.cache.put((norm[0], peer, udp), (out.deps, out.wire[2:]), len(out.wire) * 2)
         return out.wire
+
+    def over_rate(self, wire: bytes, peer: str) -> bool | None:
+        """RRL for one UDP response: False to send it, True to send it truncated
+        (a slip), None to drop it."""
+        norm = normalized(wire)
+        if norm is None:
+            return False
+        key = (_prefix(peer), norm[0])
+        now = time.monotonic()
+        slot = self._rrl.get(key)
+        if slot is None or now - slot[0] >= 1.0:
+            self._rrl.put(key, [now, 1.0])
+            return False
+        slot[1] += 1
+        if slot[1] <= self.rrl_rate:
+            return False
+        self.limited += 1
+        if slot[1] - self.rrl_rate == 1:
+            client_log.note("dns_rrl", f"over {self.rrl_rate:g}/s to {peer}")
+        if self.rrl_slip and int(slot[1] - self.rrl_rate) % self.rrl_slip == 0:
+            return True
+        return None
+
+
+def _prefix(peer: str) -> bytes:
+    """The client's /24 (IPv4) or /56 (IPv6), as bytes."""
+    try:
+        return socket.inet_pton(socket.AF_INET, peer)[:3]
+    except OSError:
+        try:
+            return socket.inet_pton(socket.AF_INET6, peer.split("%")[0])[:7]
+        except OSError:
+            return peer.encode()
+
+
+def truncated(wire: bytes) -> bytes | None:
+    """An empty reply with TC set: "ask again over TCP" (the RRL slip)."""
+    norm = normalized(wire)
+    if norm is None or len(wire) < norm[1] + 5:
+        return None
+    flags = 0x8000 | (wire[2] & 0x79) << 8 | 0x0200  # QR, opcode and RD as asked, TC
+    return wire[:2] + flags.to_bytes(2, "big") + b"\0\1\0\0\0\0\0\0" + wire[12 : norm[1] + 5]
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -66,28 +151,32 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, engine: DnsEngine) -> None:
         self.engine = engine
         self.transport: asyncio.DatagramTransport | None = None
+        self.own: set[tuple[str, int]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        host, port = transport.get_extra_info("sockname")[:2]
+        self.own = {(host, port)}
+        if ipaddress.ip_address(host).is_unspecified:  # bound to every address: loopbacks too
+            self.own |= {("127.0.0.1", port), ("::1", port)}
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         transport = self.transport
-        if transport is None:
-            return
+        if transport is None or addr[1] == 0 or (addr[0], addr[1]) in self.own:
+            return  # never answer port 0 or ourselves (a forged loop)
         engine = self.engine
-        # The front cache, inlined: this is the whole cost of a repeated query.
-        hit = engine._cache.get((data[2:], addr[0], True))
-        if hit is not None:
-            services = engine.table.services
-            for name, svc in hit[0]:
-                if services.get(name) is not svc:
-                    break
-            else:
-                transport.sendto(data[:2] + hit[1], addr)
-                return
         reply = engine.respond(data, addr[0], True)
-        if reply is not None:
-            transport.sendto(reply, addr)
+        if reply is None:
+            return
+        if engine.rrl_rate:
+            verdict = engine.over_rate(data, addr[0])
+            if verdict is None:
+                return
+            if verdict:
+                reply = truncated(data)
+                if reply is None:
+                    return
+        transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)
@@ -107,6 +196,7 @@ class TcpProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
+        transport.set_write_buffer_limits(high=WRITE_HIGH)  # type: ignore[attr-defined]
         self._arm()
 
     def _arm(self) -> None:
@@ -119,6 +209,14 @@ class TcpProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()  # the peer does not read: stop reading it
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data
         while len(buf) >= 2:
@@ -128,8 +226,9 @@ class TcpProtocol(asyncio.Protocol):
             msg, buf = buf[2 : 2 + size], buf[2 + size :]
             self._arm()
             reply = self.engine.respond(msg, self.peer, False)
-            if reply is None:  # not even a header: nothing sensible to say on this stream
+            if reply is None:  # no header, or a response: nothing sensible on this stream
                 self._timeout()
+                self.buf = b""
                 return
             if self.transport is not None:
                 self.transport.write(len(reply).to_bytes(2, "big") + reply)

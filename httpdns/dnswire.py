@@ -15,7 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dnslib import AAAA as AAAA_RD
-from dnslib import EDNS0, QTYPE, RCODE, RR, SOA, DNSLabel, DNSRecord, EDNSOption
+from dnslib import (
+    EDNS0,
+    QTYPE,
+    RCODE,
+    RR,
+    SOA,
+    DNSBuffer,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+    EDNSOption,
+)
 from dnslib import A as A_RD
 
 from registry.errors import ValidationError
@@ -23,12 +35,13 @@ from registry.validation import dns_name
 
 from .config import Config
 from .errors import BadRequest
-from .table import AAAA, A, Client, RoutingTable
+from .table import AAAA, A, Client, Deps, RoutingTable
 
 ECS_OPTION = 8
 NEGATIVE_TTL = 30
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 recommendation
 BADVERS = 16  # extended rcode: 1 in the OPT record, 0 in the header
+MAX_NAME = 255  # octets of a name in wire form (RFC 1035 §2.3.4)
 
 
 class MalformedMessage(BadRequest):
@@ -44,6 +57,7 @@ class WireReply:
     wire: bytes
     rcode: int
     min_ttl: int  # smallest answer TTL, or the negative TTL when there are none
+    deps: tuple[tuple[str, object], ...] = ()  # what the answer was computed from
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +71,28 @@ class Ecs:
 
 
 def parse(wire: bytes) -> DNSRecord:
-    """Decode a DNS message or raise MalformedMessage."""
+    """Decode a DNS message or raise MalformedMessage.
+
+    Strict: every byte must belong to a section the header announces (no trailing
+    bytes), and no name may exceed 255 octets.
+    """
     if len(wire) < 12:
         raise MalformedMessage(f"a DNS message is at least 12 bytes, got {len(wire)}")
+    buffer = DNSBuffer(wire)
     try:
-        return DNSRecord.parse(wire)
+        header = DNSHeader.parse(buffer)
+        questions = [DNSQuestion.parse(buffer) for _ in range(header.q)]
+        sections = [
+            [RR.parse(buffer) for _ in range(n)] for n in (header.a, header.auth, header.ar)
+        ]
     except Exception as exc:  # dnslib raises many kinds on hostile input; all mean "malformed"
         raise MalformedMessage(f"cannot decode the DNS message: {type(exc).__name__}") from None
+    if buffer.remaining():
+        raise MalformedMessage(f"{buffer.remaining()} bytes after the last record")
+    for q in questions:
+        if sum(len(label) + 1 for label in q.qname.label) + 1 > MAX_NAME:
+            raise MalformedMessage("the question's name is over 255 octets")
+    return DNSRecord(header, questions, sections[0], auth=sections[1], ar=sections[2])
 
 
 def _ecs(record: DNSRecord) -> Ecs | None:
@@ -114,6 +143,7 @@ def answer(
     """
     request = parse(wire)
     header = request.header
+    deps: Deps = []
     reply = DNSRecord(
         header=type(header)(id=header.id, qr=1, aa=1, ra=0, rd=header.rd, opcode=header.opcode),
         q=request.q if request.questions else None,
@@ -148,7 +178,7 @@ def answer(
             if opt is not None:
                 short.add_ar(opt)
             packed = bytes(short.pack())
-        return WireReply(packed, rcode, min_ttl)
+        return WireReply(packed, rcode, min_ttl, tuple(deps))
 
     if header.qr:
         raise MalformedMessage("the message is a response, not a query")
@@ -169,7 +199,9 @@ def answer(
         name = None  # legal in DNS (a wildcard, the root) but never a service name
     client = who(ecs.address if ecs else None)
     qtype = question.qtype
-    svc_choice = table.resolve(name, A if qtype != QTYPE.AAAA else AAAA, client) if name else None
+    svc_choice = (
+        table.resolve(name, A if qtype != QTYPE.AAAA else AAAA, client, deps) if name else None
+    )
     scope = client.prefix_len if ecs else None
     if svc_choice is None:
         zone = config.zone_of(text) if text else None
@@ -189,19 +221,12 @@ def answer(
         if zone is not None:
             reply.add_auth(soa(zone, table.revision))
         return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
-    # The same query (less its ID) for the same answer and ECS scope encodes the same way.
-    key = (limit, scope, wire[2:])
-    cached = svc_choice.encoded.get(key)
-    if cached is not None:
-        return WireReply(wire[:2] + cached, RCODE.NOERROR, svc_choice.ttl)
     rdata = A_RD if qtype != QTYPE.AAAA else AAAA_RD
     rtype = QTYPE.A if qtype != QTYPE.AAAA else QTYPE.AAAA
     label = DNSLabel(question.qname)
     for addr in svc_choice.addresses:
         reply.add_answer(RR(label, rtype, ttl=svc_choice.ttl, rdata=rdata(addr)))
-    out = done(RCODE.NOERROR, svc_choice.ttl, scope, ecs)
-    svc_choice.remember(key, out.wire[2:])
-    return out
+    return done(RCODE.NOERROR, svc_choice.ttl, scope, ecs)
 
 
 def formerr(wire: bytes) -> bytes | None:
@@ -210,8 +235,3 @@ def formerr(wire: bytes) -> bytes | None:
         return None
     flags = 0x8000 | (wire[2] & 0x78) << 8 | int(RCODE.FORMERR)  # QR, the query's opcode
     return wire[:2] + flags.to_bytes(2, "big") + bytes(8)
-
-
-def rcode_name(rcode: int) -> str:
-    """``NOERROR``, ``NXDOMAIN``, ... for an rcode."""
-    return str(RCODE.get(rcode))

@@ -12,17 +12,22 @@
      ├── NotFound                     (404 not_found)
      ├── MethodNotAllowed             (405 method_not_allowed)
      ├── PayloadTooLarge              (413 payload_too_large)
-     └── UnsupportedMediaType         (415 unsupported_media_type)
+     ├── UnsupportedMediaType         (415 unsupported_media_type)
+     └── TooManyRequests              (429 too_many_requests)
 
-Registry errors (``registry.errors``) carry their own status and code and are
-mapped by ``error_body`` the same way.
+Registry errors (``registry.errors``) and plugin errors (the deployer's) carry their
+own status and code and are mapped the same way. ``reply_for`` is the one place
+where any exception becomes a reply, on every front end.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from registry.errors import RegistryError
+
+from .logs import client_log
 
 
 class HttpdnsError(Exception):
@@ -106,9 +111,41 @@ class UnsupportedMediaType(HttpdnsError):
     code = "unsupported_media_type"
 
 
+class TooManyRequests(HttpdnsError):
+    """Too many requests from this client; retry later."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 def error_body(exc: HttpdnsError | RegistryError) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON body for an error of either package."""
     body: dict[str, Any] = {"error": exc.code, "detail": exc.detail}
     if isinstance(exc, HttpdnsError):
         body.update(exc.extra)
     return exc.status, body
+
+
+def reply_for(exc: BaseException, where: str = "") -> tuple[int, dict[str, Any]]:
+    """The one mapping of any exception to an HTTP status and ``{"error","detail"}`` body.
+
+    Errors of the node, the registry and plugins (anything with ``status``, ``code`` and
+    ``detail``) are client-facing and answered as they say, 4xx counted by kind in the
+    rate-limited client log; anything else is a bug: logged with its traceback (rate
+    limited) and answered 500 without detail. Call it from an ``except`` block.
+    """
+    if isinstance(exc, HttpdnsError | RegistryError) or _is_error_like(exc):
+        status, body = error_body(exc)  # type: ignore[arg-type]
+        level = logging.INFO if status < 500 else logging.WARNING
+        client_log.note(str(body["error"]), str(body["detail"])[:200], level)
+        return status, body
+    client_log.bug(where)
+    return 500, {"error": "internal", "detail": "internal error (logged on the node)"}
+
+
+def _is_error_like(exc: BaseException) -> bool:
+    return (
+        isinstance(getattr(exc, "status", None), int)
+        and isinstance(getattr(exc, "code", None), str)
+        and isinstance(getattr(exc, "detail", None), str)
+    )

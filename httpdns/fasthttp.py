@@ -1,16 +1,28 @@
 """The query hot path: a lean HTTP/1.1 server for the query routes.
 
-Each connection starts on ``FastHTTP``, an asyncio protocol that frames
-requests itself and answers ``/d``, ``/{account}/d|resolve|sign_d|sign_resolve``,
-``/resolve``, ``/dns-query`` (GET and POST) and ``/healthz`` through the same
-dialect functions as the aiohttp application. Any other request (the admin
-API, HEAD, chunked bodies, ``Expect``, anything odd) hands the connection, with
-the bytes of that request, to aiohttp's own protocol, which serves everything
-else on the same port.
+Each connection starts on ``FastHTTP``, an asyncio protocol that frames requests
+with llhttp (``httptools``, the parser uvicorn uses: strict RFC 9112 framing —
+duplicate or malformed ``Content-Length``, whitespace before a colon, bare LF,
+NUL bytes, ``Transfer-Encoding`` with ``Content-Length`` are all errors) and
+answers the query routes of the route table (``httpdns.routes``) itself. Any
+other request (the admin API, plugin routes, ``Expect``, upgrades) hands the
+connection, with the bytes of that request, to aiohttp's
+own protocol, which serves everything else on the same port. A framing error is
+one 400 and a closed connection, never a second response.
+
+Limits (``Limits``): a request head must arrive within ``header_timeout`` of the
+connection opening or of the previous response, an idle keep-alive connection
+closes after ``keepalive_timeout``, at most ``max_connections`` are open (the
+oldest idle ones are shed first), a connection whose peer does not read its
+responses stops being read, and ``http_rate`` optionally caps requests per
+second per client address (429 with ``Retry-After``).
 
 Front cache: a response is kept per (request target, peer, forwarded-for) with
 the compiled services it was computed from, and reused while those services
-are unchanged — a repeated query is a dict lookup and one write.
+are unchanged — a repeated query is a dict lookup and one write. Only
+canonical requests are kept (every parameter one that changes the answer, each
+once, a short target), so junk parameters or padding can never fill it; it is
+bounded by entries and bytes and evicts a little at a time.
 """
 
 from __future__ import annotations
@@ -18,61 +30,148 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
 from urllib.parse import parse_qsl
 
+import httptools
 import orjson
 
-from registry.errors import RegistryError
-
-from . import dialects
-from .config import Config
+from .cache import BoundedCache
 from .dialects import Context, Query, Reply
-from .errors import HttpdnsError, error_body
-from .steering import CompiledService
+from .errors import reply_for
+from .logs import client_log
+from .routes import Route, Router, reply_headers
 
 log = logging.getLogger("httpdns.fasthttp")
 
 MAX_HEAD = 96 * 1024  # request line + headers (a DoH GET carries up to 64 KiB of base64)
-MAX_BODY = 65535
-MAX_CACHED = 50_000
-# Query answers are public: web pages on any origin may read them (browser clients).
-CORS = b"Access-Control-Allow-Origin: *\r\n"
+MAX_BODY = 65535  # a DNS message; anything larger goes to aiohttp (which refuses it)
+MAX_CACHED = 50_000  # front cache entries
+MAX_CACHED_BYTES = 48 << 20  # and bytes (targets + responses)
+MAX_CACHED_TARGET = 1024  # longer request targets are answered, never kept
+WRITE_HIGH = 256 * 1024  # output buffered for one connection before it stops being read
+SWEEP = 1.0  # seconds between timeout sweeps
 
-Deps = tuple[tuple[str, CompiledService | None], ...]
-Dialect = Callable[[Query, Context], Reply]
-
-_ROOT: dict[bytes, Dialect] = {
-    b"/d": dialects.resolve_d,
-    b"/resolve": dialects.resolve_json,
-    b"/dns-query": dialects.resolve_doh,
-}
-_ACCOUNT: dict[bytes, Dialect] = {
-    b"d": dialects.resolve_one,
-    b"resolve": dialects.resolve_many,
-    b"sign_d": lambda q, c: dialects.resolve_one(q, c, True),
-    b"sign_resolve": lambda q, c: dialects.resolve_many(q, c, True),
-}
 _REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
-            405: b"Method Not Allowed", 413: b"Payload Too Large", 415: b"Unsupported Media Type",
+            405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
+            415: b"Unsupported Media Type", 429: b"Too Many Requests",
             431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
             503: b"Service Unavailable"}  # fmt: skip
 
+# Connection states, for the timeouts: waiting for a new request (keep-alive timeout), or
+# in the middle of one (header timeout, from its first byte: a slow body counts too).
+_IDLE, _HEAD = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-listener limits (``serve`` flags)."""
+
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 30.0
+    max_connections: int = 4096
+    http_rate: float = 0.0  # requests per second per client address; 0 = off
+
+
+_Key = tuple[bytes, str | None, bytes | None]  # target, peer, forwarded-for
+_Kept = tuple[tuple[tuple[str, object], ...], bytes, bytes]  # deps, status line, the rest
+
+
+class _HandOff(Exception):
+    """Raised inside the parser: the current request goes to the slow path."""
+
+
+class _Stop(Exception):
+    """Raised inside the parser: the connection is finished (an error was answered)."""
+
 
 class FastServer:
-    """Shared state of every fast connection of one listener."""
+    """Shared state of every fast connection of one node: routes, front cache, limits."""
 
-    def __init__(self, context: Context, health: Callable[[], dict[str, Any]],
-                 slow: Callable[[], asyncio.Protocol]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        context: Context,
+        routes: Sequence[Route],
+        slow: Callable[[], asyncio.Protocol],
+        limits: Limits | None = None,
+    ) -> None:
         self.context = context
-        self.config: Config = context.config
-        self.health = health
+        self.table = context.table
+        self.config = context.config
+        self.router = Router(routes)
         self.slow = slow
-        self.cache: dict[tuple[bytes, str | None, bytes | None], tuple[Deps, bytes, bytes]] = {}
+        self.limits = limits or Limits()
+        self.cache: BoundedCache[_Key, _Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
+        self.connections: dict[FastHTTP, None] = {}  # insertion order = age
+        self.handed_off: dict[asyncio.BaseTransport, None] = {}
+        self.now = time.monotonic()  # refreshed by the sweep: connections stamp with it
+        self.shed = 0  # connections closed to admit new ones
+        self.timeouts = 0
+        self._rates: BoundedCache[str, list[float]] = BoundedCache(100_000)
         self._date = b""
         self._date_at = 0.0
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    # -- connections and timeouts ---------------------------------------------
+
+    def start(self) -> None:
+        """Start the periodic timeout sweep (call from the event loop)."""
+        self._sweeper = asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
+    def close(self) -> None:
+        """Stop the sweep."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def open_connections(self) -> int:
+        """Connections open now, handed-off ones included."""
+        return len(self.connections) + len(self.handed_off)
+
+    def admit(self, conn: FastHTTP) -> bool:
+        """Register a new connection; shed the oldest idle one when at the cap."""
+        if self.open_connections() >= self.limits.max_connections:
+            for old in self.connections:  # oldest first: no partial request = idle
+                if not old.buf and old is not conn:
+                    self.shed += 1
+                    old.close()
+                    break
+            else:
+                self.shed += 1
+                client_log.note("connection_limit", f"{self.limits.max_connections} open")
+                return False
+        self.connections[conn] = None
+        return True
+
+    def _sweep(self) -> None:
+        self.now = now = time.monotonic()
+        head, idle = self.limits.header_timeout, self.limits.keepalive_timeout
+        expired = []
+        for conn in self.connections:
+            waited = now - conn.since
+            if waited > (head if conn.state == _HEAD else idle):
+                expired.append(conn)
+        for conn in expired:
+            self.timeouts += 1
+            conn.expire()
+        for t in [t for t in self.handed_off if t.is_closing()]:
+            del self.handed_off[t]
+        self._sweeper = asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
+    def over_rate(self, peer: str | None) -> bool:
+        """Whether ``peer`` is over ``http_rate`` requests in the current second."""
+        key = peer or ""
+        now = self.now
+        slot = self._rates.get(key)
+        if slot is None or now - slot[0] >= 1.0:
+            self._rates.put(key, [now, 1.0])
+            return False
+        slot[1] += 1
+        return slot[1] > self.limits.http_rate
+
+    # -- answering ------------------------------------------------------------
 
     def date(self) -> bytes:
         """The ``Date`` header line, formatted at most once a second."""
@@ -82,100 +181,101 @@ class FastServer:
             self._date = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
         return self._date
 
-    def route(self, method: bytes, path: bytes) -> tuple[Dialect | None, str | None] | None:
-        """The dialect for a fast route, ``(None, None)`` for /healthz, or None (slow)."""
-        if method == b"GET":
-            fn = _ROOT.get(path)
-            if fn is not None:
-                return fn, None
-            if path == b"/healthz":
-                return None, None
-        elif method == b"POST" and path == b"/dns-query":
-            return dialects.resolve_doh, None
-        if method == b"GET" and path.count(b"/") == 2:
-            _, account, leaf = path.split(b"/")
-            fn = _ACCOUNT.get(leaf)
-            if fn is not None and account.isalnum():
-                return fn, account.decode()
-        return None
-
-    def respond(self, method: bytes, target: bytes, headers: bytes, body: bytes,
-                peer: str | None) -> bytes | None:  # fmt: skip
-        """The full response for one request, or None to hand it to the slow path."""
-        path, _, query = target.partition(b"?")
-        found = self.route(method, path)
-        if found is None:
-            return None
-        fn, account = found
-        if fn is None:
-            health = self.health()  # 503 only when the node has nothing to serve
-            status = 503 if health["status"] == "unavailable" else 200
-            return self._encode(status, "application/json", orjson.dumps(health), ())
+    def respond(
+        self,
+        route: Route,
+        account: str | None,
+        method: bytes,
+        target: bytes,
+        headers: bytes,
+        body: bytes,
+        peer: str | None,
+    ) -> bytes:
+        """The full response (less connection headers) for one request to a query route."""
+        if self.limits.http_rate and self.over_rate(peer):
+            client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
+            return self.error(429, {"error": "too_many_requests",
+                                    "detail": "too many requests from this address"},
+                              (("Retry-After", "1"),))  # fmt: skip
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         key = None
-        table = self.context.table
-        if method == b"GET" and not path.endswith((b"/sign_d", b"/sign_resolve")):
-            # (signed answers are not kept: each must be checked against its expiry)
+        if route.cacheable:
             key = (target, peer, forwarded)
             hit = self.cache.get(key)
-            if hit is not None and table.still_valid(hit[0]):
+            if hit is not None and self.table.still_valid(hit[0]):
                 return hit[1] + self.date() + hit[2]
-        content_type = _header(headers, b"content-type") if method == b"POST" else None
-        q = Query(
-            params=_params(query),
-            peer=peer,
-            forwarded_for=forwarded.decode("latin-1") if forwarded else None,
-            account=account,
-            body=body if method == b"POST" else None,
-            content_type=content_type.decode("latin-1") if content_type else None,
-            method=method.decode(),
-        )
-        deps: list[tuple[str, CompiledService | None]] = []
-        table.recording = deps
+        query = target.partition(b"?")[2]
+        content_type = _header(headers, b"content-type") if body else None
         try:
-            reply = fn(q, self.context)
-        except (HttpdnsError, RegistryError) as exc:
-            status, err = error_body(exc)
-            reply = Reply(status, "application/json", orjson.dumps(err))
-        except Exception:  # never drop the connection for one bad request; log it
-            log.exception("failed to answer %s", target[:200])
-            reply = Reply(
-                500, "application/json", b'{"error":"internal","detail":"internal error"}'
+            params = _params(query)
+            q = Query(
+                params=params,
+                peer=peer,
+                forwarded_for=forwarded.decode("latin-1") if forwarded else None,
+                account=account,
+                body=body if method == b"POST" else None,
+                content_type=content_type.decode("latin-1") if content_type else None,
+                method=method.decode(),
             )
-        finally:
-            table.recording = None
-        head, tail = self._parts(reply)
-        if key is not None and deps and reply.status == 200:
-            if len(self.cache) >= MAX_CACHED:
-                self.cache.clear()
-            self.cache[key] = (tuple(deps), head, tail)
+            assert route.dialect is not None
+            reply = route.dialect(q, self.context)
+        except Exception as exc:  # every error, the unexpected one included: one mapping
+            status, err = reply_for(exc, target[:200].decode("latin-1"))
+            reply = Reply(status, "application/json", orjson.dumps(err))
+            params = {}
+        head, tail = self._parts(route, reply)
+        if (
+            key is not None
+            and reply.deps
+            and reply.status == 200
+            and len(target) <= MAX_CACHED_TARGET
+            and _canonical(params, query, route.params)
+            and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
+        ):
+            self.cache.put(key, (reply.deps, head, tail), len(target) + len(head) + len(tail))
         return head + self.date() + tail
 
-    def _parts(self, reply: Reply) -> tuple[bytes, bytes]:
-        head = b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"Error"))
-        extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in reply.headers)
-        tail = b"Content-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
-            reply.content_type.encode(), len(reply.body), CORS, extra, reply.body)  # fmt: skip
-        return head, tail
-
-    def _encode(
-        self, status: int, ctype: str, body: bytes, headers: tuple[tuple[str, str], ...]
+    def error(
+        self, status: int, body: dict[str, str], headers: tuple[tuple[str, str], ...] = ()
     ) -> bytes:
-        head, tail = self._parts(Reply(status, ctype, body, headers))
+        """A JSON error response."""
+        reply = Reply(status, "application/json", orjson.dumps(body), headers)
+        head, tail = self._parts(None, reply)
         return head + self.date() + tail
+
+    def _parts(self, route: Route | None, reply: Reply) -> tuple[bytes, bytes]:
+        head = b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"Error"))
+        pairs = reply_headers(route, reply) if route is not None else list(reply.headers)
+        extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in pairs)
+        tail = b"Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+            reply.content_type.encode(), len(reply.body), extra, reply.body)  # fmt: skip
+        return head, tail
 
 
 def _header(block: bytes, name: bytes) -> bytes | None:
-    """The value of header ``name`` (lower-case) in a raw CRLF-separated block, or None."""
+    """The value of header ``name`` (lower-case) in a raw CRLF-separated block, or None.
+
+    The block has passed llhttp, so every line is ``name: value`` with no stray bytes.
+    """
     lower = block.lower()
-    needle = name + b":"
-    i = lower.find(needle)
-    while i > 0 and lower[i - 2 : i] != b"\r\n":  # must start a line
-        i = lower.find(needle, i + 1)
+    i = lower.find(b"\r\n" + name + b":")
     if i < 0:
         return None
+    i += len(name) + 3
     j = block.find(b"\r\n", i)
-    return block[i + len(needle) : j if j >= 0 else len(block)].strip()
+    return block[i : j if j >= 0 else len(block)].strip()
+
+
+def _chunked_end(buf: bytes, at: int) -> int:
+    """Where a chunked body that starts at ``at`` ends (llhttp has accepted all of it:
+    size lines, data, the last chunk and the trailer section are well formed)."""
+    while True:
+        line_end = buf.index(b"\r\n", at)
+        size = int(buf[at:line_end].split(b";", 1)[0], 16)
+        at = line_end + 2
+        if size == 0:
+            return buf.index(b"\r\n\r\n", at - 2) + 4  # the (possibly empty) trailer section
+        at += size + 2
 
 
 def _params(query: bytes) -> dict[str, str]:
@@ -186,90 +286,199 @@ def _params(query: bytes) -> dict[str, str]:
     return out
 
 
+def _canonical(params: dict[str, str], query: bytes, known: tuple[str, ...]) -> bool:
+    """Whether a query string holds only parameters that change the answer, each once."""
+    if not query:
+        return True
+    return len(params) == query.count(b"&") + 1 and all(k in known for k in params)
+
+
 class FastHTTP(asyncio.Protocol):
     """One client connection on the fast path."""
 
-    __slots__ = ("buf", "peer", "server", "transport")
+    __slots__ = ("buf", "chunks", "parser", "parser_error", "paused", "peer", "request",
+                 "server", "since", "start", "state", "transport")  # fmt: skip
 
     def __init__(self, server: FastServer) -> None:
         self.server = server
-        self.buf = b""
+        self.buf = b""  # bytes received and not yet answered, from ``start`` on
+        self.start = 0  # where the current request begins in ``buf``
         self.peer: str | None = None
         self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        # (route, account, method, target, headers, body offset) of the request in progress
+        self.request: tuple[Route, str | None, bytes, bytes, bytes, int] | None = None
+        self.state = _HEAD  # a new connection owes its first request head in header_timeout
+        self.since = server.now
+        self.paused = False
+        self.parser_error: Exception | None = None  # what a callback raised, and why
+        self.chunks: list[bytes] | None = None  # a chunked request's body so far
+
+    # -- asyncio protocol -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else None
+        self.since = self.server.now
+        if not self.server.admit(self):
+            transport.close()
+            return
+        transport.set_write_buffer_limits(high=WRITE_HIGH)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.pop(self, None)
+        self.buf = b""
+
+    def pause_writing(self) -> None:
+        # The peer does not read: stop reading its requests until it does (back-pressure).
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf + data if self.buf else data
+        self.buf = self.buf + data if self.buf else data
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if isinstance(self.parser_error, _HandOff):
+                self._hand_off(self.buf[self.start :])
+                return
+            if not isinstance(self.parser_error, _Stop):  # a bug of ours: one 500, close
+                self._fail(500, "internal", "internal error")
+            return
+        except httptools.HttpParserUpgrade:
+            self._hand_off(self.buf[self.start :])
+            return
+        except httptools.HttpParserError as exc:
+            client_log.note("http_framing", str(exc))
+            self._fail(400, "bad_request", f"malformed HTTP request: {exc}")
+            return
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.start:
+            self.buf = self.buf[self.start :]
+            self.start = 0
+        if self.buf:
+            if self.state == _IDLE:  # the first bytes of a request: its head timeout starts
+                self.state, self.since = _HEAD, self.server.now
+            if self.request is None and len(self.buf) > MAX_HEAD:
+                self._fail(431, "header_too_large", "request head over 96 KiB")
+            elif self.request is not None and len(self.buf) > MAX_HEAD + MAX_BODY:
+                self._fail(413, "payload_too_large", f"a body is at most {MAX_BODY} bytes")
+
+    # -- llhttp callbacks ------------------------------------------------------------
+
+    def _raise(self, exc: Exception) -> None:
+        self.parser_error = exc
+        raise exc
+
+    def on_headers_complete(self) -> None:
+        buf, start = self.buf, self.start
+        while buf[start : start + 1] in (b"\r", b"\n"):  # empty lines before a request (RFC 9112)
+            start += 1
+        self.start = start
+        line_end = buf.find(b"\r\n", start)
+        head_end = buf.find(b"\r\n\r\n", line_end)
+        method, target, version = buf[start:line_end].split(b" ")
+        headers = buf[line_end : head_end + 2]  # starts with CRLF: "\r\nname: value\r\n..."
+        path = target.partition(b"?")[0]
+        found = self.server.router.match(method, path)
+        lower = headers.lower()
+        if found is None or self.parser.should_upgrade() or b"\r\nexpect:" in lower:
+            self._raise(_HandOff())
+        if version == b"HTTP/1.1" and b"\r\nhost:" not in lower:
+            self._fail(400, "bad_request", "a Host header is required (RFC 9112 section 3.2)")
+            self._raise(_Stop())
+        # A chunked body: llhttp decodes it (on_body); _chunked_end finds where it ends.
+        self.chunks = [] if b"\r\ntransfer-encoding:" in lower else None
+        length = _header(headers, b"content-length")
+        if length is not None and int(length) > MAX_BODY:  # llhttp checked: one decimal value
+            self._fail(413, "payload_too_large", f"a body is at most {MAX_BODY} bytes")
+            self._raise(_Stop())
+        assert found is not None
+        route, account = found
+        # the body's offset from the request's start: ``buf`` is trimmed between reads
+        self.request = (route, account, method, target, headers, head_end + 4 - start)
+
+    def on_body(self, data: bytes) -> None:
+        if self.chunks is not None:
+            self.chunks.append(data)
+            if sum(map(len, self.chunks)) > MAX_BODY:
+                self._fail(413, "payload_too_large", f"a body is at most {MAX_BODY} bytes")
+                self._raise(_Stop())
+
+    def on_message_complete(self) -> None:
+        request = self.request
+        assert request is not None
+        route, account, method, target, headers, body_at = request
+        self.request = None
+        body_at += self.start
+        chunks = self.chunks
+        if chunks is None:
+            length = _header(headers, b"content-length")
+            end = body_at + (int(length) if length else 0)
+            body = self.buf[body_at:end]
+        else:
+            end, body = _chunked_end(self.buf, body_at), b"".join(chunks)
+            self.chunks = None
+        server = self.server
+        response = server.respond(route, account, method, target, headers, body, self.peer)
+        self.start = end
+        keep = self.parser.should_keep_alive()
+        if not keep:
+            response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+        elif self.parser.get_http_version() == "1.0":  # 1.0 clients reuse only when told
+            response = response.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
         transport = self.transport
         assert transport is not None
-        while buf:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD:
-                    transport.write(self.server._encode(
-                        431, "application/json",
-                        b'{"error":"header_too_large","detail":"request head over 96 KiB"}', (),
-                    ) + b"")  # fmt: skip
-                    transport.close()
-                    return
-                break
-            line_end = buf.find(b"\r\n")
-            parts = buf[:line_end].split(b" ")
-            headers = buf[line_end + 2 : end + 2]
-            if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not parts[1]:
-                transport.write(
-                    self.server._encode(
-                        400, "application/json",
-                        b'{"error":"bad_request","detail":"malformed HTTP request line"}', (),
-                    ).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
-                )  # fmt: skip
-                transport.close()
-                self.buf = b""
-                return
-            method, target, version = parts
-            lower = headers.lower()
-            body_len = 0
-            if b"content-length:" in lower:
-                raw = _header(headers, b"content-length") or b""
-                if not raw.isdigit() or int(raw) > MAX_BODY:
-                    return self._hand_off(buf)  # aiohttp answers 400/413 in JSON
-                body_len = int(raw)
-            if b"transfer-encoding:" in lower or b"expect:" in lower or b"upgrade:" in lower:
-                return self._hand_off(buf)
-            total = end + 4 + body_len
-            if len(buf) < total:
-                break
-            response = self.server.respond(method, target, headers, buf[end + 4 : total], self.peer)
-            if response is None:
-                return self._hand_off(buf)
-            if version == b"HTTP/1.0":
-                keep = b"connection: keep-alive" in lower
-                if keep:  # HTTP/1.0 clients reuse a connection only when told so
-                    response = response.replace(
-                        b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1
-                    )
-            else:
-                keep = b"connection: close" not in lower
-            if not keep:
-                response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
-            transport.write(response)
-            if not keep:
-                transport.close()
-                self.buf = b""
-                return
-            buf = buf[total:]
-        self.buf = buf
+        transport.write(response)
+        self.state, self.since = _IDLE, server.now
+        if not keep:
+            transport.close()
+            self._raise(_Stop())
+
+    # -- endings -----------------------------------------------------------------------
+
+    def _fail(self, status: int, code: str, detail: str) -> None:
+        """Answer one error and close: nothing after a framing error is a request."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        response = self.server.error(status, {"error": code, "detail": detail})
+        transport.write(response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+        transport.close()
+        self.buf = b""
+
+    def expire(self) -> None:
+        """The header or keep-alive timeout passed."""
+        if self.state == _HEAD and self.buf:
+            client_log.note("header_timeout", f"no complete request head from {self.peer}")
+            self._fail(408, "request_timeout", "the request head did not arrive in time")
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection (shed, or idle too long)."""
+        self.server.connections.pop(self, None)
+        if self.transport is not None:
+            self.transport.close()
 
     def _hand_off(self, raw: bytes) -> None:
         """Give this connection, from this request on, to the full application."""
         transport = self.transport
         assert transport is not None
         self.buf = b""
-        protocol = self.server.slow()
+        server = self.server
+        server.connections.pop(self, None)
+        server.handed_off[transport] = None
+        protocol = server.slow()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        protocol.data_received(raw)
+        if raw:
+            protocol.data_received(raw)

@@ -21,9 +21,13 @@ Every node and every run must agree, so nothing here uses Python's ``hash()``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from hashlib import blake2b
 
+# The version of the steering function (hashing + rendezvous rules) that answers are
+# computed with. Every node of a fleet must use the same one, or clients move mid-upgrade;
+# a change is an explicit, recorded choice (tests/httpdns/golden), never a refactoring.
+STEERING_VERSION = 1
 BUCKET_BITS = 16
 BUCKETS = 1 << BUCKET_BITS
 M64 = _M64 = (1 << 64) - 1
@@ -41,16 +45,31 @@ def bucket(key: str) -> int:
     return int.from_bytes(blake2b(key.encode(), digest_size=8).digest()[:2], "big")
 
 
+def mix64s(zs: Iterable[int]) -> list[int]:
+    """The SplitMix64 finaliser of each value: a bijection on 64-bit integers with full
+    avalanche. The one place it is written; every draw and score goes through it."""
+    out: list[int] = []
+    append = out.append
+    for z in zs:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        append(z ^ (z >> 31))
+    return out
+
+
 def mix64(z: int) -> int:
-    """SplitMix64 finaliser: a bijection on 64-bit integers with full avalanche."""
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return z ^ (z >> 31)
+    """SplitMix64 finaliser of one value (``mix64s`` of one)."""
+    return mix64s((z,))[0]
+
+
+def spread(bucket: int) -> int:
+    """The bucket spread over 64 bits (Fibonacci hashing), XORed into each salt."""
+    return (bucket * _GOLDEN) & _M64
 
 
 def draw(bucket: int, salt: int) -> float:
     """Uniform in the open interval (0, 1) for (bucket, salt)."""
-    return ((mix64(salt ^ ((bucket * _GOLDEN) & _M64)) >> 12) + 0.5) / _TWO52
+    return ((mix64(salt ^ spread(bucket)) >> 12) + 0.5) / _TWO52
 
 
 def score(bucket: int, salt: int, weight: int) -> float:
@@ -59,20 +78,14 @@ def score(bucket: int, salt: int, weight: int) -> float:
 
 
 def scores(bucket: int, salts: Sequence[int], weights: Sequence[int] | None) -> list[float]:
-    """``score`` for many candidates at once (the same arithmetic, inlined for speed).
+    """``score`` for many candidates at once (the same arithmetic, one call).
 
     With ``weights`` None (all weights equal) the ranking is the same as the
-    draw's, so the draws themselves are returned and the logarithm is skipped.
+    draw's, so the draws (times 2**52) are returned and the logarithm is skipped.
     """
-    spread = (bucket * _GOLDEN) & _M64
-    out: list[float] = []
-    append = out.append
-    for salt in salts:
-        z = salt ^ spread
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-        append(((z ^ (z >> 31)) >> 12) + 0.5)
+    s = (bucket * _GOLDEN) & _M64
+    draws = [(m >> 12) + 0.5 for m in mix64s([salt ^ s for salt in salts])]
     if weights is None:
-        return out
+        return draws
     log = math.log
-    return [-w / log(d / _TWO52) for d, w in zip(out, weights, strict=True)]
+    return [-w / log(d / _TWO52) for d, w in zip(draws, weights, strict=True)]

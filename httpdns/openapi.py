@@ -1,8 +1,16 @@
-"""The OpenAPI 3.1 document served at ``/api/v1/openapi.json``."""
+"""The OpenAPI 3.1 document served at ``/api/v1/openapi.json``, generated from the
+route table (``httpdns.routes``): every admin and plugin route with a summary, and
+``/healthz``. Plugins add their request schemas through ``Route.body`` naming a
+schema here or one they register with ``schemas``.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .routes import Route
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -10,7 +18,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _op(summary: str, body: str | None = None, params: list[str] | None = None,
-        write: bool = False) -> dict[str, Any]:  # fmt: skip
+        write: bool = False, query: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {
@@ -30,6 +38,8 @@ def _op(summary: str, body: str | None = None, params: list[str] | None = None,
     }
     parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                   for p in params or []]  # fmt: skip
+    parameters += [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                   for n in query]  # fmt: skip
     if write:
         op["responses"]["409"] = {"description": "If-Match revision moved, or record in use"}
         op["responses"]["503"] = {"description": "store unavailable; nothing applied"}
@@ -57,12 +67,7 @@ _weights = {
     "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 10000},
 }
 
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "httpdns admin API", "version": "1"},
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {
+SCHEMAS: dict[str, Any] = {
             "Error": {"type": "object", "required": ["error", "detail"],
                       "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
             "Datacenter": {"type": "object", "additionalProperties": False, "properties": {
@@ -91,40 +96,29 @@ OPENAPI: dict[str, Any] = {
                 "from": {"type": "string"}, "to": {"type": "string"},
                 "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
                 "services": {"type": ["array", "null"], "items": {"type": "string"}}}},
+        }  # fmt: skip
+
+
+_PARAM = re.compile(r"{(\w+)}")
+
+
+def document(routes: Sequence[Route], schemas: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI document of ``routes`` (those with a summary)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        if not r.summary:
+            continue
+        op = _op(r.summary, r.body, _PARAM.findall(r.path), r.write, r.query)
+        if r.public:
+            op["security"] = []
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "httpdns admin API", "version": "1"},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {**SCHEMAS, **(schemas or {})},
         },
-    },
-    "security": [{"bearer": []}],
-    "paths": {
-        "/api/v1/state": {"get": _op("the whole registry snapshot")},
-        "/api/v1/datacenters/{dc}": {
-            "put": _op("create or replace a datacenter", "Datacenter", ["dc"], True),
-            "delete": _op("delete an unused datacenter", None, ["dc"], True)},
-        "/api/v1/regions/{region}": {
-            "put": _op("create or replace a region", "Region", ["region"], True),
-            "delete": _op("delete an unused region", None, ["region"], True)},
-        "/api/v1/services/{name}": {
-            "put": _op("create or replace a service", "Service", ["name"], True),
-            "delete": _op("delete a service with its endpoints and release", None, ["name"], True)},
-        "/api/v1/services/{name}/traffic": {
-            "put": _op("replace a service's traffic tables", "Traffic", ["name"], True)},
-        "/api/v1/services/{name}/release": {
-            "put": _op("set stable / canary versions", "Release", ["name"], True)},
-        "/api/v1/services/{name}/endpoints/{id}": {
-            "put": _op("create or replace an endpoint", "Endpoint", ["name", "id"], True),
-            "delete": _op("delete an endpoint", None, ["name", "id"], True)},
-        "/api/v1/traffic/shift": {
-            "post": _op("move a percentage of weight between datacenters", "Shift", None, True)},
-        "/api/v1/explain": {"get": {**_op("the steering trace for one query"), "parameters": [
-            {"name": n, "in": "query", "required": n == "name", "schema": {"type": "string"}}
-            for n in ("name", "ip", "uid", "type")]}},
-        "/api/v1/audit": {"get": {**_op("committed changes after a revision"), "parameters": [
-            {"name": n, "in": "query", "required": False, "schema": {"type": "integer"}}
-            for n in ("since", "limit")]}},
-        "/api/v1/registry/restore": {
-            "post": _op("re-seed a store that lost data (Redis) from this node's snapshot", None, None, True)},
-        "/api/v1/nodes": {"get": _op("the fleet: every live node's id, address, version, revision, status and last heartbeat (`seen`); writes take `?wait=1[&timeout=S]` to answer `applied: {nodes, of}`")},
-        "/healthz": {"get": {"summary": "node health: ok | degraded (200, `reasons`) | unavailable (503, nothing to serve)", "security": [],
-                             "responses": {"200": {"description": "status, reasons, revision, store, stale_seconds"},
-                                           "503": {"description": "status unavailable: no registry to serve"}}}},
-    },
-}  # fmt: skip
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
+import resource
 import signal
 import ssl
 import subprocess
@@ -17,36 +19,59 @@ from typing import Any
 import click
 from aiohttp import web
 
+from deployer.plugin import plugin  # the wiring plugs the deployer in; nothing else imports it
 from registry.errors import RegistryError
 from registry.store import open_store
 
 from . import config as config_mod
+from .admin import ADMIN_ROUTES
 from .config import DEFAULT_HOST, DEFAULT_PORT, Account, Config, ConfigError
 from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
 from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
-from .fasthttp import FastHTTP, FastServer
+from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
+from .logs import ClientErrorsOnly
 from .node import Node
+from .plugins import Plugin
+from .routes import QUERY_ROUTES
 from .snapshotfile import SnapshotFile
 from .web import make_app
 
 log = logging.getLogger("httpdns")
 
-MAX_REQUEST_LINE = 96 * 1024
+FD_RESERVE = 64  # descriptors kept for the store, the DNS sockets, logs and files
 
 
 class ServeError(Exception):
     """A start-up failure reported as one line."""
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; the resulting soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def limits(cfg: Config, fd_limit: int) -> Limits:
+    """The HTTP limits: ``max_connections`` 0 means what the descriptor limit allows."""
+    cap = cfg.max_connections or max(16, fd_limit - FD_RESERVE)
+    return Limits(cfg.header_timeout, cfg.keepalive_timeout, cap, cfg.http_rate)
+
+
 async def run(
     cfg: Config,
     stop: asyncio.Event | None = None,
     reuse_port: bool = False,
-    controller: bool = False,
+    plugins: tuple[Plugin, ...] = (),
 ) -> None:
-    """Run a node until ``stop`` is set (or SIGTERM/SIGINT when not given); with
-    ``controller``, also the deployer's rollout controller (``rolling controller``)."""
+    """Run a node until ``stop`` is set (or SIGTERM/SIGINT when not given), with the
+    routes and background tasks of ``plugins``."""
     # Loading allocates a million long-lived objects: collecting during it only costs time
     # (a third of start-up with 10,000 services). Re-enabled, frozen, once the table is built.
     gc.disable()
@@ -59,7 +84,8 @@ async def run(
     node: Node | None = None
     servers: list[asyncio.Server] = []
     transports: list[asyncio.BaseTransport] = []
-    controller_task: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
+    fast: FastServer | None = None
     try:
         if cfg.demo and await load_demo(store):
             log.info("loaded the demo data set (zone %s)", DEMO_ZONE)
@@ -75,13 +101,19 @@ async def run(
         # over a 10,000-service table pause the loop for 100+ ms).
         gc.freeze()
         gc.enable()
+        routes = [*QUERY_ROUTES, *ADMIN_ROUTES, *(r for p in plugins for r in p.routes)]
+        schemas = {k: v for p in plugins for k, v in p.schemas.items()}
+        fd_limit = raise_fd_limit()
+        limit = limits(cfg, fd_limit)
+        logging.getLogger("aiohttp.server").addFilter(ClientErrorsOnly())
         # A DoH GET carries up to 64 KiB of base64 in its request line.
         runner = web.AppRunner(
-            make_app(node, cfg),
+            make_app(node, cfg, routes, schemas),
             access_log=None,
             handle_signals=False,
-            max_line_size=MAX_REQUEST_LINE,
+            max_line_size=MAX_HEAD,
             max_field_size=16384,
+            keepalive_timeout=cfg.keepalive_timeout,
         )
         await runner.setup()
         listeners: list[tuple[str, tuple[str, int], ssl.SSLContext | None]] = [
@@ -97,7 +129,8 @@ async def run(
         loop = asyncio.get_running_loop()
         slow = runner.server
         assert slow is not None
-        fast = FastServer(Context(node.table, cfg), node.health, slow)
+        fast = FastServer(Context(node.table, cfg, health=node.health), routes, slow, limit)
+        fast.start()
         for scheme, (host, port), tls in listeners:
             try:
                 servers.append(
@@ -125,6 +158,10 @@ async def run(
             log.info("serving DNS on udp+tcp %s:%d", host, port)
         node.announce([(s, h, p) for s, (h, p), _tls in listeners])  # the fleet view
         log.info(
+            "descriptor limit %d; at most %d HTTP connections, head timeout %gs, keep-alive %gs",
+            fd_limit, limit.max_connections, limit.header_timeout, limit.keepalive_timeout,
+        )  # fmt: skip
+        log.info(
             "registry %s at revision %d (from the %s), %d services; admin writes %s",
             cfg.store, node.revision, node.started_from, len(node.table.services),
             "need the admin token" if cfg.admin_token else "DISABLED (no admin token configured)",
@@ -133,18 +170,18 @@ async def run(
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-        if controller:
-            # The deployer's reconcile loop in this process, on the node's own store.
-            from deployer.controller import Controller
-
-            controller_task = asyncio.create_task(Controller(store).run(stop), name="controller")
-            log.info("running the rollout controller")
+        for p in plugins:
+            if p.task is not None:
+                tasks.append(asyncio.create_task(p.task(store, stop), name=p.name))
+                log.info("running the %s plugin's task", p.name)
         await stop.wait()
-        if controller_task is not None:
-            await controller_task
+        for task in tasks:
+            await task
         log.info("shutting down")
     finally:
         gc.enable()
+        if fast is not None:
+            fast.close()
         for server in servers:
             server.close()
         for transport in transports:
@@ -189,6 +226,36 @@ async def run(
 @click.option(
     "--snapshot", metavar="FILE", help="local registry copy for starting while the store is down"
 )
+@click.option(
+    "--header-timeout", type=float, metavar="S", help="seconds for a request head [default: 10]"
+)
+@click.option(
+    "--keepalive-timeout", type=float, metavar="S", help="idle connection lifetime [default: 30]"
+)
+@click.option(
+    "--max-connections",
+    type=int,
+    metavar="N",
+    help="open HTTP connections per process [default: descriptor limit - 64]",
+)
+@click.option(
+    "--http-rate",
+    type=float,
+    metavar="N",
+    help="HTTP requests per second per client address, 429 above [default: 0 = off]",
+)
+@click.option(
+    "--rrl-rate",
+    type=float,
+    metavar="N",
+    help="DNS identical responses per second per client /24 (/56) [default: 0 = off]",
+)
+@click.option(
+    "--rrl-slip",
+    type=int,
+    metavar="K",
+    help="every K-th rate-limited DNS response is sent truncated [default: 2]",
+)
 @click.option("--demo", is_flag=True, default=None, help="load demo data into an empty store")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
@@ -208,6 +275,12 @@ def serve(
     worker_id: int | None,
     controller: bool,
     snapshot: str | None,
+    header_timeout: float | None,
+    keepalive_timeout: float | None,
+    max_connections: int | None,
+    http_rate: float | None,
+    rrl_rate: float | None,
+    rrl_slip: int | None,
     demo: bool | None,
     log_level: str,
 ) -> None:
@@ -221,7 +294,9 @@ def serve(
         "http": http, "https": https, "tls_cert": tls_cert, "tls_key": tls_key, "store": store,
         "admin_token": admin_token, "trusted_proxies": list(trusted_proxy) or None,
         "zones": list(zone) or None, "demo": demo, "snapshot": snapshot, "dns": dns,
-        "workers": workers,
+        "workers": workers, "header_timeout": header_timeout,
+        "keepalive_timeout": keepalive_timeout, "max_connections": max_connections,
+        "http_rate": http_rate, "rrl_rate": rrl_rate, "rrl_slip": rrl_slip,
     }  # fmt: skip
     try:
         cfg = config_mod.load(config_file, **flags)
@@ -246,7 +321,8 @@ def serve(
             )
         # With workers, only worker 0 runs the controller: one reconcile loop per node.
         run_controller = controller and (worker_id is None or worker_id == 0)
-        uvloop.run(run(cfg, reuse_port=worker_id is not None, controller=run_controller))
+        plugins = (plugin(controller=run_controller),)
+        uvloop.run(run(cfg, reuse_port=worker_id is not None, plugins=plugins))
     except ServeError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

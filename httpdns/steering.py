@@ -22,15 +22,13 @@ Passing a list as ``trace`` records every step for ``explain``.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from math import log
 from typing import Any
 
 from registry.model import Datacenter, Endpoint, Release, Service
 
-from .hashing import GOLDEN, M64, TWO52, draw, h64, score, scores
+from .hashing import draw, h64, score, scores
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +63,6 @@ class Pool:
         )
 
 
-ENCODED_PER_CHOICE = 16
-
-
 @dataclass(frozen=True, slots=True)
 class Choice:
     """The outcome of one decision: ordered addresses and their TTL."""
@@ -78,18 +73,6 @@ class Choice:
     version: str | None = None
     cohort: str = "stable"
     status: str = "ok"  # ok | failover-open | closed | empty
-    # Encoded forms of this answer (an HTTP body, a DNS reply without its ID), so a
-    # repeated query skips the encoding; dropped with the choice when the service changes.
-    encoded: dict[object, bytes] = field(
-        default_factory=dict, compare=False, hash=False, repr=False
-    )
-
-    def remember(self, key: object, body: bytes) -> bytes:
-        """Keep ``body`` as the encoding for ``key`` (bounded), and return it."""
-        if len(self.encoded) >= ENCODED_PER_CHOICE:
-            self.encoded.clear()
-        self.encoded[key] = body
-        return body
 
 
 @dataclass(slots=True)
@@ -115,8 +98,6 @@ class CompiledService:
     versions_canary: tuple[str | None, ...] = (None,)
     # why a datacenter of a table is not usable, for explain
     excluded: dict[str, str] = field(default_factory=dict)
-    # per-(region, family, bucket) cache of Choice, filled by the routing table
-    cache: dict[int, Choice] = field(default_factory=dict)
 
 
 def compile_service(
@@ -271,22 +252,15 @@ def _pick(
     trace: list[dict[str, Any]] | None,
 ) -> tuple[str, tuple[str, ...]] | None:
     pools = svc.pools
+    present = [c for c in table if (family, c[0], version, healthy_only) in pools]
     best_dc: str | None = None
-    best = -1.0
     dc_scores: dict[str, float] = {}
-    spread = (bucket * GOLDEN) & M64
-    for dc, weight, salt in table:
-        if (family, dc, version, healthy_only) not in pools:
-            continue
-        # score(bucket, salt, weight), inlined: this loop runs on every uncached answer
-        z = salt ^ spread
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-        s = -weight / log((((z ^ (z >> 31)) >> 12) + 0.5) / TWO52)
+    if present:
+        ranked = scores(bucket, [salt for _, _, salt in present], [w for _, w, _ in present])
+        best = max(range(len(present)), key=ranked.__getitem__)  # the first of equals wins
+        best_dc = present[best][0]
         if trace is not None:
-            dc_scores[dc] = s
-        if s > best:
-            best, best_dc = s, dc
+            dc_scores = {c[0]: s for c, s in zip(present, ranked, strict=True)}
     if trace is not None:
         trace.append(
             {
@@ -317,18 +291,3 @@ def _pick(
             }
         )
     return best_dc, tuple(pool.addresses[i] for i in order)
-
-
-def client_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, uid: str | None) -> str:
-    """The client key (DESIGN §3.1): ``uid:<id>``, else ``4:<top 24 bits>`` or
-    ``6:<top 56 bits>`` of the address, as decimal integers.
-
-    The reference form; the routing table computes the same string faster.
-    """
-    if uid:
-        return "uid:" + uid
-    if ip is None:
-        return "none"
-    if ip.version == 4:
-        return f"4:{int(ip) >> 8}"
-    return f"6:{int(ip) >> 72}"

@@ -1,10 +1,15 @@
 """The compiled routing table: the query hot path (DESIGN §4).
 
 Built from a registry snapshot, it keeps one ``CompiledService`` per service
-and caches each decision per (region, family, client bucket) inside it. A
-change to one service replaces that service's compiled entry, which drops its
-cache with it; a datacenter or region change rebuilds everything and swaps the
-whole table in one assignment. Queries never touch the store.
+and caches each decision per (service, region, family, client bucket) in one
+bounded cache. A cached decision is used only while its service's compiled
+entry is the one it was computed from, so a change to one service (which
+replaces that entry) retires its decisions at once; a datacenter or region
+change rebuilds everything and swaps the whole table in one assignment.
+Queries never touch the store.
+
+Front ends that keep answers of their own (encoded HTTP bodies, DNS replies)
+pass a ``deps`` list to ``resolve`` and later ask ``still_valid(deps)``.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ from typing import Any
 from registry.model import Region
 from registry.snapshot import Snapshot
 
+from .cache import BoundedCache
 from .hashing import bucket as bucket_of
 from .steering import Choice, CompiledService, compile_service, decide
 
 A, AAAA = 1, 28
 MAX_BUCKET_MEMO = 100_000  # client key -> bucket memo (hashing is the dominant miss cost)
+MAX_DECISIONS = 200_000  # cached decisions (Config.max_cached_answers)
+
+Deps = list[tuple[str, CompiledService | None]]
 _FAMILY = {A: 4, AAAA: 6}
 
 
@@ -60,7 +69,8 @@ class Client:
 
     @property
     def key(self) -> str:
-        """The steering key (DESIGN §3.1); see ``steering.client_key``."""
+        """The steering key (DESIGN §3.1): ``uid:<id>``, else ``4:<top 24 bits>`` or
+        ``6:<top 56 bits>`` of the address as a decimal integer, else ``none``."""
         if self.uid:
             return "uid:" + self.uid
         if self.ip is None:
@@ -132,13 +142,13 @@ class Regions:
 class RoutingTable:
     """All services compiled for queries, with per-bucket answer caches."""
 
-    def __init__(self, snapshot: Snapshot, *, max_cached: int = 200_000) -> None:
+    def __init__(self, snapshot: Snapshot, *, max_cached: int = MAX_DECISIONS) -> None:
         self.max_cached = max_cached
-        self._cached = 0
-        self._buckets: dict[int | str, int] = {}
-        # When a list, every resolve appends (name, compiled service or None): front ends
-        # use it to know which services a cached response depends on.
-        self.recording: list[tuple[str, CompiledService | None]] | None = None
+        self._buckets: BoundedCache[int | str, int] = BoundedCache(MAX_BUCKET_MEMO)
+        # (name, region/family/bucket) -> (the compiled service it came from, decision)
+        self._decisions: BoundedCache[tuple[str, int], tuple[CompiledService, Choice]] = (
+            BoundedCache(max_cached)
+        )
         self._rebuild(snapshot)
 
     # -- building -----------------------------------------------------------
@@ -150,7 +160,7 @@ class RoutingTable:
         # One assignment each: a query sees either the old table or the new one.
         self.snapshot, self.regions, self.services = snap, regions, services
         self.revision = snap.revision
-        self._cached = 0
+        self._decisions.clear()
 
     @staticmethod
     def _compile(snap: Snapshot, name: str) -> CompiledService:
@@ -176,8 +186,6 @@ class RoutingTable:
                 self.services.pop(name, None)
                 if old is not None:
                     self._ancestors.subtract(_ancestors(name))
-            if old is not None:
-                self._cached -= len(old.cache)
         self.snapshot = snapshot
         self.revision = snapshot.revision
 
@@ -210,47 +218,54 @@ class RoutingTable:
             memo = client.ip >> 8 if client.family == 4 else (client.ip >> 72) + (1 << 56)
         b = self._buckets.get(memo)
         if b is None:
-            if len(self._buckets) >= MAX_BUCKET_MEMO:
-                self._buckets.clear()
-            b = self._buckets[memo] = bucket_of(client.key)
+            b = bucket_of(client.key)
+            self._buckets.put(memo, b)
         return b
 
-    def resolve(self, name: str, qtype: int, client: Client) -> Choice | None:
-        """Addresses for ``name`` (lower-case, no trailing dot); None if not served."""
+    def resolve(
+        self, name: str, qtype: int, client: Client, deps: Deps | None = None
+    ) -> Choice | None:
+        """Addresses for ``name`` (lower-case, no trailing dot); None if not served.
+
+        With ``deps``, appends (name, the compiled service or None) to it: what an
+        answer built from this decision depends on (see ``still_valid``).
+        """
         svc = self.services.get(name)
-        if self.recording is not None:
-            self.recording.append((name, svc))
+        if deps is not None:
+            deps.append((name, svc))
         if svc is None:
             return None
         family = _FAMILY[qtype]
         region = self.regions.match(client.ip, client.family)
         b = self.bucket(client)
-        ck = (region << 17) | ((family == 6) << 16) | b
-        choice = svc.cache.get(ck)
-        if choice is None:
-            choice = decide(svc, family, self.regions.names[region], b)
-            if self._cached >= self.max_cached:
-                self._drop_caches()
-            svc.cache[ck] = choice
-            self._cached += 1
+        key = (name, (region << 17) | ((family == 6) << 16) | b)
+        hit = self._decisions.get(key)
+        if hit is not None and hit[0] is svc:
+            return hit[1]
+        choice = decide(svc, family, self.regions.names[region], b)
+        self._decisions.put(key, (svc, choice))
         return choice
 
     def has_descendants(self, name: str) -> bool:
         """Whether a served name lies below ``name`` (an empty non-terminal when unserved)."""
         return self._ancestors[name] > 0
 
-    def still_valid(self, deps: tuple[tuple[str, CompiledService | None], ...]) -> bool:
-        """Whether an answer computed from ``deps`` (a recording) is still current."""
+    def still_valid(self, deps: Iterable[tuple[str, object]]) -> bool:
+        """Whether an answer computed from ``deps`` (see ``resolve``) is still current."""
         services = self.services
         for name, svc in deps:  # noqa: SIM110 - a loop, not all(): runs on every cached answer
             if services.get(name) is not svc:
                 return False
         return True
 
-    def _drop_caches(self) -> None:
-        for svc in self.services.values():
-            svc.cache.clear()
-        self._cached = 0
+    def cached_decisions(self, name: str) -> dict[int, Choice]:
+        """The decisions cached for ``name`` that are still current (tests, debugging)."""
+        svc = self.services.get(name)
+        return {
+            key[1]: choice
+            for key, (of, choice) in self._decisions.items()
+            if key[0] == name and of is svc
+        }
 
     def explain(self, name: str, qtype: int, client: Client) -> dict[str, Any] | None:
         """The full decision trace for one query; None if the name is not served."""
@@ -285,6 +300,6 @@ class RoutingTable:
         """Sizes for health and metrics."""
         return {
             "services": len(self.services),
-            "cached_answers": self._cached,
+            "cached_answers": len(self._decisions),
             "revision": self.revision,
         }

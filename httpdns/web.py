@@ -1,38 +1,28 @@
-"""The aiohttp application: query routes, ``/healthz``, the admin API, error mapping.
+"""The aiohttp application of a node, built from the route table.
 
-Query handlers only translate between aiohttp and the dialect functions in
-``httpdns.dialects``; every error of any kind becomes ``{"error","detail"}``
-through ``error_middleware``, the one place where that mapping happens.
+It serves every route: the query routes (the same dialect functions as the
+fast path, for connections the fast path hands over), ``/healthz``, the admin
+API, plugin routes and the OpenAPI document. Every error of any kind becomes
+``{"error","detail"}`` through ``errors.reply_for`` in ``error_middleware``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import orjson
 from aiohttp import web
 
-from registry.errors import RegistryError
-
-from . import dialects
+from .admin import ADMIN_ROUTES
 from .config import Config
 from .dialects import Context, Query, Reply
-from .errors import HttpdnsError, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
+from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, reply_for
+from .handlers import CONFIG, CONTEXT, MAX_BODY, NODE, json_response
 from .node import Node
+from .openapi import document
+from .routes import QUERY_ROUTES, Dialect, Handler, Route, reply_headers
 
-log = logging.getLogger("httpdns.web")
-
-NODE = web.AppKey("node", Node)
-CONFIG = web.AppKey("config", Config)
-CONTEXT = web.AppKey("context", Context)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_response(body: object, status: int = 200) -> web.Response:
-    """A JSON response encoded with orjson."""
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+MAX_QUERY_BODY = 65535  # a DNS message (DoH POST)
 
 
 @web.middleware
@@ -40,31 +30,32 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Map every error to a JSON ``{"error","detail"}`` response; never a traceback."""
     try:
         return await handler(request)
-    except (HttpdnsError, RegistryError) as exc:
-        status, body = error_body(exc)
     except web.HTTPException as exc:
-        if exc.status == 404:
-            status, body = error_body(NotFound(f"no route for {request.path}"))
-        elif exc.status == 405:
-            status, body = error_body(
-                MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
-            )
-        elif exc.status == 413:
-            status, body = error_body(PayloadTooLarge())
-        elif exc.status < 400:
+        if exc.status < 400:
             raise
-        else:
-            status = exc.status
-            body = {
-                "error": (exc.reason or "error").lower().replace(" ", "_"),
-                "detail": exc.text or "",
-            }
+        status, body = reply_for(_http_error(exc, request), request.path)
+    except Exception as exc:  # the one place: known errors by kind, bugs as 500 (logged)
+        status, body = reply_for(exc, f"{request.method} {request.path[:200]}")
     if request.path.startswith("/api/"):
         body["revision"] = request.app[NODE].revision  # what to retry against
     return json_response(body, status)
 
 
-def _query(request: web.Request, body: bytes | None = None) -> Query:
+def _http_error(exc: web.HTTPException, request: web.Request) -> Exception:
+    """aiohttp's own errors (routing, body size) as the node's."""
+    if exc.status == 404:
+        return NotFound(f"no route for {request.path[:200]}")
+    if exc.status == 405:
+        return MethodNotAllowed(f"{request.method} is not allowed on {request.path[:200]}")
+    if exc.status == 413:
+        return PayloadTooLarge()
+    err = NotFound(exc.text or "")
+    err.status = exc.status
+    err.code = (exc.reason or "error").lower().replace(" ", "_")
+    return err
+
+
+def _query(request: web.Request, body: bytes | None) -> Query:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     return Query(
         params=request.query,
@@ -77,73 +68,50 @@ def _query(request: web.Request, body: bytes | None = None) -> Query:
     )
 
 
-def _respond(reply: Reply) -> web.Response:
+def _respond(route: Route, reply: Reply) -> web.Response:
     resp = web.Response(body=reply.body, status=reply.status)
     resp.headers["Content-Type"] = reply.content_type
-    resp.headers["Access-Control-Allow-Origin"] = "*"  # public answers, readable by any page
-    for k, v in reply.headers:
+    for k, v in reply_headers(route, reply):
         resp.headers[k] = v
     return resp
 
 
-def _route(fn: Callable[[Query, Context], Reply]) -> Handler:
+def _query_handler(route: Route, fn: Dialect) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return _respond(fn(_query(request), request.app[CONTEXT]))
+        body = None
+        if request.method == "POST":
+            if request.content_length is not None and request.content_length > MAX_QUERY_BODY:
+                raise PayloadTooLarge(f"a DNS message is at most {MAX_QUERY_BODY} bytes")
+            body = await request.content.read(MAX_QUERY_BODY + 1)
+        return _respond(route, fn(_query(request, body), request.app[CONTEXT]))
 
     return handler
 
 
-async def _doh_post(request: web.Request) -> web.StreamResponse:
-    if request.content_length is not None and request.content_length > dialects.doh.MAX_MESSAGE:
-        raise PayloadTooLarge(f"a DNS message is at most {dialects.doh.MAX_MESSAGE} bytes")
-    ctype = request.content_type
-    if ctype != dialects.doh.MEDIA_TYPE:
-        # refuse before reading the body
-        return _respond(dialects.resolve_doh(_query(request, b""), request.app[CONTEXT]))
-    body = await request.content.read(dialects.doh.MAX_MESSAGE + 1)
-    return _respond(dialects.resolve_doh(_query(request, body), request.app[CONTEXT]))
-
-
-async def _preflight(request: web.Request) -> web.StreamResponse:
-    """CORS preflight for browser DoH POSTs (application/dns-message is not a simple type)."""
-    return web.Response(
-        status=204,
-        headers={
-            "Access-Control-Allow-Origin": "*",
-            "Access-Control-Allow-Methods": "GET, POST",
-            "Access-Control-Allow-Headers": "Content-Type",
-            "Access-Control-Max-Age": "86400",
-        },
-    )
-
-
-async def _healthz(request: web.Request) -> web.StreamResponse:
-    body = request.app[NODE].health()
-    return json_response(body, 503 if body["status"] == "unavailable" else 200)
-
-
-def _signed(fn: Callable[[Query, Context, bool], Reply]) -> Callable[[Query, Context], Reply]:
-    return lambda q, ctx: fn(q, ctx, True)
-
-
-def make_app(node: Node, config: Config) -> web.Application:
-    """The whole HTTP application for one node."""
-    from .admin import add_admin_routes
-
-    app = web.Application(middlewares=[error_middleware], client_max_size=1 << 20)
+def make_app(
+    node: Node,
+    config: Config,
+    routes: Sequence[Route] | None = None,
+    schemas: Mapping[str, Any] | None = None,
+) -> web.Application:
+    """The whole HTTP application for one node: ``routes`` (default: the query routes
+    and the admin API; the wiring adds plugin routes) and the OpenAPI document."""
+    routes = list(routes if routes is not None else (*QUERY_ROUTES, *ADMIN_ROUTES))
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[NODE] = node
     app[CONFIG] = config
-    app[CONTEXT] = Context(node.table, config)
-    r = app.router
-    r.add_get("/healthz", _healthz)
-    r.add_get("/d", _route(dialects.resolve_d))
-    r.add_get("/resolve", _route(dialects.resolve_json))
-    r.add_get("/dns-query", _route(dialects.resolve_doh))
-    r.add_post("/dns-query", _doh_post)
-    r.add_route("OPTIONS", "/dns-query", _preflight)
-    add_admin_routes(app)
-    r.add_get("/{account}/d", _route(dialects.resolve_one))
-    r.add_get("/{account}/resolve", _route(dialects.resolve_many))
-    r.add_get("/{account}/sign_d", _route(_signed(dialects.resolve_one)))
-    r.add_get("/{account}/sign_resolve", _route(_signed(dialects.resolve_many)))
+    app[CONTEXT] = Context(node.table, config, health=node.health)
+    openapi = document(routes, schemas)
+
+    async def _openapi(request: web.Request) -> web.StreamResponse:
+        return json_response(openapi)
+
+    app.router.add_get("/api/v1/openapi.json", _openapi)
+    # Literal paths first: "/{account}/resolve" must not shadow "/api/v1/..." routes.
+    for r in sorted(routes, key=lambda r: r.path.startswith("/{")):
+        handler = r.handler if r.handler is not None else None
+        if handler is None:
+            assert r.dialect is not None, f"route {r.method} {r.path} has nothing to serve"
+            handler = _query_handler(r, r.dialect)
+        app.router.add_route(r.method, r.path, handler)
     return app

@@ -64,10 +64,6 @@ class Snapshot:
         found = [r for r in self.rollouts.values() if r.service == service]
         return sorted(found, key=lambda r: (r.created, len(r.id), r.id))
 
-    def allocations_in(self, dc: str) -> dict[str, Allocation]:
-        """Allocations of datacenter ``dc`` by address."""
-        return {a.address: a for a in self.allocations.values() if a.dc == dc}
-
     def apply(
         self, changes: Iterable[Change], revision: int
     ) -> tuple[Snapshot, tuple[Change, ...]]:

@@ -143,8 +143,14 @@ class Node:
     """An ``httpdns serve`` subprocess on a free port."""
 
     def __init__(
-        self, store: str, workdir: Path, token: str = "T", args: tuple[str, ...] = ()
+        self,
+        store: str,
+        workdir: Path,
+        token: str = "T",
+        args: tuple[str, ...] = (),
+        wrap: tuple[str, ...] = (),
     ) -> None:
+        self.wrap = wrap  # a command to run the node under (e.g. prlimit ...)
         self.port = free_port()
         self.store = store
         self.workdir = workdir
@@ -159,7 +165,7 @@ class Node:
 
     def start(self, wait: bool = True) -> Node:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cmd = [*httpdns_command(), "serve", "--http", f"127.0.0.1:{self.port}", "--store", self.store,
+        cmd = [*self.wrap, *httpdns_command(), "serve", "--http", f"127.0.0.1:{self.port}", "--store", self.store,
                "--admin-token", self.token, *self.args]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("HTTPDNS_")}
         with open(self.log, "ab") as log:

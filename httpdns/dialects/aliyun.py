@@ -21,8 +21,8 @@ import orjson
 
 from ..config import Account
 from ..errors import BadRequest, InvalidSignature, NotFound, SignatureExpired
-from ..table import AAAA, A, Client
-from .base import Context, Query, Reply, client, param, qname
+from ..table import AAAA, A, Client, Deps
+from .base import Context, Query, Reply, client, is_decimal, param, qname
 
 MAX_HOSTS = 5
 MAX_AHEAD = 86400
@@ -54,7 +54,7 @@ def _families(q: Query) -> tuple[int, ...]:
 def _verify(q: Query, ctx: Context, acct: Account, host: str) -> None:
     t_text = param(q, "t", required=True) or ""
     s = param(q, "s", required=True) or ""
-    if not t_text.isdigit():
+    if not is_decimal(t_text):
         raise BadRequest("t: must be a unix time in seconds")
     if acct.secret is None:
         raise InvalidSignature(f"account {acct.id} has no signing secret configured")
@@ -65,17 +65,20 @@ def _verify(q: Query, ctx: Context, acct: Account, host: str) -> None:
     if t > now + MAX_AHEAD:
         raise InvalidSignature("t is more than 24 hours ahead")
     expected = hashlib.md5(f"{host}-{acct.secret}-{t_text}".encode()).hexdigest()
-    if not hmac.compare_digest(expected, s.lower()):
+    # bytes, not str: compare_digest refuses non-ASCII text (a 500 from any client)
+    if not hmac.compare_digest(expected.encode(), s.lower().encode("utf-8", "surrogateescape")):
         raise InvalidSignature()
 
 
-def _entry(ctx: Context, host: str, qtypes: tuple[int, ...], who: Client) -> dict[str, Any]:
+def _entry(
+    ctx: Context, host: str, qtypes: tuple[int, ...], who: Client, deps: Deps
+) -> dict[str, Any]:
     name = qname("host", host)
     ips: list[str] = []
     ipsv6: list[str] = []
     ttl = None
     for qtype in qtypes:
-        choice = ctx.table.resolve(name, qtype, who)
+        choice = ctx.table.resolve(name, qtype, who, deps)
         if choice is None:
             break
         (ips if qtype == A else ipsv6).extend(choice.addresses)
@@ -91,8 +94,8 @@ def _entry(ctx: Context, host: str, qtypes: tuple[int, ...], who: Client) -> dic
     }
 
 
-def _json(body: Any) -> Reply:
-    return Reply(200, "application/json", orjson.dumps(body))
+def _json(body: Any, deps: Deps) -> Reply:
+    return Reply(200, "application/json", orjson.dumps(body), (), tuple(deps))
 
 
 def resolve_one(q: Query, ctx: Context, signed: bool = False) -> Reply:
@@ -103,7 +106,8 @@ def resolve_one(q: Query, ctx: Context, signed: bool = False) -> Reply:
         _verify(q, ctx, acct, host)
     elif acct.require_signature:
         raise InvalidSignature(f"account {acct.id} accepts signed queries only (sign_d)")
-    return _json(_entry(ctx, host, _families(q), client(q, ctx)))
+    deps: Deps = []
+    return _json(_entry(ctx, host, _families(q), client(q, ctx), deps), deps)
 
 
 def resolve_many(q: Query, ctx: Context, signed: bool = False) -> Reply:
@@ -119,4 +123,5 @@ def resolve_many(q: Query, ctx: Context, signed: bool = False) -> Reply:
         raise InvalidSignature(f"account {acct.id} accepts signed queries only (sign_resolve)")
     qtypes = _families(q)
     who = client(q, ctx)
-    return _json({"dns": [_entry(ctx, h, qtypes, who) for h in hosts]})
+    deps: Deps = []
+    return _json({"dns": [_entry(ctx, h, qtypes, who, deps) for h in hosts]}, deps)

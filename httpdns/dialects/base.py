@@ -18,7 +18,7 @@ from registry.validation import dns_name
 
 from ..config import Config
 from ..errors import BadRequest
-from ..table import Client, RoutingTable
+from ..table import Client, Deps, RoutingTable
 
 _UID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
@@ -38,21 +38,38 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP reply: status, media type, body and extra headers."""
+    """An HTTP reply: status, media type, body and extra headers.
+
+    ``deps`` names the services the answer was computed from (``RoutingTable.resolve``):
+    a front end may keep the encoded reply while ``table.still_valid(deps)``.
+    """
 
     status: int
     content_type: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    deps: tuple[tuple[str, object], ...] = ()
+
+
+def _no_health() -> dict[str, object]:
+    return {"status": "ok"}
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What dialects read: the live routing table, the config and a clock."""
+    """What dialects read: the live routing table, the config, a clock and the node's
+    health (``/healthz``)."""
 
     table: RoutingTable
     config: Config
     clock: Callable[[], float] = field(default=time.time)
+    health: Callable[[], Mapping[str, object]] = field(default=_no_health)
+
+
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts superscripts, which ``int`` refuses,
+    and other scripts' digits."""
+    return text.isascii() and text.isdigit()
 
 
 def param(q: Query, name: str, required: bool = False) -> str | None:
@@ -120,6 +137,6 @@ def ecs_subnet(text: str) -> str:
         raise BadRequest(f"edns_client_subnet: {text!r} is not an address or subnet") from None
 
 
-def text_reply(body: str, status: int = 200) -> Reply:
-    """A text/plain reply."""
-    return Reply(status, "text/plain; charset=utf-8", body.encode())
+def text_reply(body: str, deps: Deps, status: int = 200) -> Reply:
+    """A text/plain reply computed from ``deps``."""
+    return Reply(status, "text/plain; charset=utf-8", body.encode(), (), tuple(deps))

@@ -7,7 +7,7 @@ Text answer ``ip1;ip2`` (``,TTL`` with ``ttl=1``; ``|CLIENTIP`` with
 from __future__ import annotations
 
 from ..errors import BadRequest
-from ..table import AAAA, A
+from ..table import AAAA, A, Deps
 from .base import Context, Query, Reply, client, param, qname, text_reply
 
 _TYPES = {"a": (A,), "aaaa": (AAAA,), "addrs": (A, AAAA)}
@@ -23,17 +23,18 @@ def resolve_d(q: Query, ctx: Context) -> Reply:
     who = client(q, ctx)
     parts: list[str] = []
     ttl = None
+    deps: Deps = []
     for qtype in qtypes:
-        choice = ctx.table.resolve(name, qtype, who)
+        choice = ctx.table.resolve(name, qtype, who, deps)
         if choice is None:
-            return text_reply("")
+            return text_reply("", deps)
         parts.append(";".join(choice.addresses))
         ttl = choice.ttl if ttl is None else min(ttl, choice.ttl)
     if not any(parts):
-        return text_reply("")
+        return text_reply("", deps)
     body = "-".join(parts)
     if q.params.get("ttl") == "1":
         body += f",{ttl}"
     if q.params.get("clientip") == "1":
         body += "|" + (who.address_text() or "")
-    return text_reply(body)
+    return text_reply(body, deps)

@@ -14,8 +14,8 @@ import orjson
 from dnslib import QTYPE, RCODE
 
 from ..errors import BadRequest
-from ..table import AAAA, A
-from .base import Context, Query, Reply, client, ecs_subnet, param, qname
+from ..table import AAAA, A, Deps
+from .base import Context, Query, Reply, client, ecs_subnet, is_decimal, param, qname
 
 NEGATIVE_TTL = 30
 _KNOWN_TYPES: dict[str, int] = {str(name): int(code) for code, name in QTYPE.forward.items()}
@@ -23,7 +23,7 @@ _KNOWN_TYPES: dict[str, int] = {str(name): int(code) for code, name in QTYPE.for
 
 def qtype_of(text: str) -> int:
     """A record type from a mnemonic (``AAAA``) or number (``28``)."""
-    if text.isdigit():
+    if is_decimal(text):
         value = int(text)
         if not 1 <= value <= 65535:
             raise BadRequest(f"type: {text} is outside 1-65535")
@@ -59,7 +59,8 @@ def resolve_json(q: Query, ctx: Context) -> Reply:
         "CD": cd,
         "Question": [{"name": name + ".", "type": qtype}],
     }
-    choice = ctx.table.resolve(name, AAAA if qtype == QTYPE.AAAA else A, who)
+    deps: Deps = []
+    choice = ctx.table.resolve(name, AAAA if qtype == QTYPE.AAAA else A, who, deps)
     if choice is None:
         zone = ctx.config.zone_of(name)
         exists = zone is not None and (name == zone or ctx.table.has_descendants(name))
@@ -73,7 +74,7 @@ def resolve_json(q: Query, ctx: Context) -> Reply:
         ]
     if subnet:
         body["edns_client_subnet"] = str(ipaddress.ip_network(subnet, strict=False))
-    return Reply(200, "application/json", orjson.dumps(body))
+    return Reply(200, "application/json", orjson.dumps(body), (), tuple(deps))
 
 
 def _soa_json(zone: str, revision: int) -> dict[str, Any]:

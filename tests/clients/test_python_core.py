@@ -34,6 +34,7 @@ from httpdns_client.protocol import (
     http_request,
     parse_http_response,
     parse_server,
+    reply_status,
     response_complete,
 )
 
@@ -244,6 +245,28 @@ def test_parse_aliyun_batch_by_host() -> None:
 
 
 @pytest.mark.parametrize(
+    ("dialect", "body", "status"),
+    [
+        ("json", b'{"Status": 0, "Answer": []}', "NOERROR"),
+        ("json", b'{"Status": 2}', "SERVFAIL"),
+        ("json", b'{"Status": 3, "Authority": []}', "NXDOMAIN"),
+        ("json", b'{"Status": 5}', "REFUSED"),
+        ("json", b'{"Status": 9}', "9"),
+        ("d", b"", "NOERROR"),  # d and aliyun have no status: a name not served is empty
+        ("aliyun", b'{"host":"a.example","ips":[],"ttl":30}', "NOERROR"),
+    ],
+)
+def test_reply_status(dialect: str, body: bytes, status: str) -> None:
+    assert reply_status(dialect, body) == status
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'{"Answer": []}', b'{"Status": "x"}', b"\xff"])
+def test_reply_status_unreadable(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        reply_status("json", body)
+
+
+@pytest.mark.parametrize(
     ("status", "body", "error"),
     [
         (
@@ -270,6 +293,21 @@ def test_parse_errors(status: int, body: bytes, error: type[Exception]) -> None:
     with pytest.raises(error) as info:
         proto.parse(Request("/x", "A", ("a.example",)), status, body, "http://s")
     assert type(info.value) is error
+
+
+@pytest.mark.parametrize(
+    ("dialect", "body"),
+    [
+        ("aliyun", b"[1, 2]"),
+        ("aliyun", b'"x"'),
+        ("json", b"[]"),
+        ("json", b'{"Status": 0, "Answer": [1]}'),
+    ],
+)
+def test_parse_wrong_json_shape_is_a_server_error(dialect: str, body: bytes) -> None:
+    proto = Protocol(dialect, account="100000" if dialect == "aliyun" else None)
+    with pytest.raises(ServerError, match="unreadable answer"):
+        proto.parse(Request("/x", "A", ("a.example",)), 200, body, "http://s")
 
 
 def test_signature_error_message_is_clear() -> None:

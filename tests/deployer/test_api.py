@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from deployer.api import ROUTES
 from httpdns import config as config_mod
+from httpdns.admin import ADMIN_ROUTES
 from httpdns.node import Node
+from httpdns.routes import QUERY_ROUTES
 from httpdns.web import make_app
 from registry import Change, Datacenter, Service
 from registry.store import open_store
@@ -27,7 +30,8 @@ async def client(aiohttp_client: Callable[..., Awaitable[TestClient]]) -> AsyncI
                        Change.put(Service(SERVICE, {"default": {"idc": 1}}))])  # fmt: skip
     node = await Node.start(store)
     try:
-        yield await aiohttp_client(make_app(node, config_mod.load(None, env={}, admin_token="T")))
+        config = config_mod.load(None, env={}, admin_token="T")
+        yield await aiohttp_client(make_app(node, config, [*QUERY_ROUTES, *ADMIN_ROUTES, *ROUTES]))
     finally:
         await node.stop()
         await store.close()

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,12 @@ LONG = ".".join(["a" * 60] * 4) + ".example.org"  # 256 characters
 assert len(LONG) > 253
 LABEL64 = "a" * 64 + ".example.org"
 BAD_NAMES = {"long": LONG, "empty-label": "a..b", "label64": LABEL64, "bad-char": "bad_char!"}
+# four 63-octet labels: a name of 257 octets in wire form (dnslib cannot even pack it)
+LONG_WIRE = (
+    b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    + (b"\x3f" + b"a" * 63) * 4 + b"\x00\x00\x01\x00\x01"
+)  # fmt: skip
+SOON = int(time.time()) + 3600
 SIX_HOSTS = ",".join(f"h{i}.example.org" for i in range(6))
 DNS_MSG = {"Content-Type": "application/dns-message"}
 JSON_CT = {"Content-Type": "application/json"}
@@ -156,6 +163,23 @@ CASES = [
     ),
     case("aliyun-sign-t-word", "GET", f"/{ACCOUNT}/sign_d?host={SHOP}&t=soon&s=x", 400, BAD),
     case("aliyun-sign-no-s", "GET", f"/{ACCOUNT}/sign_d?host={SHOP}&t=1", 400, BAD),
+    # str.isdigit() says yes to "²", int() says no: once a 500
+    case(
+        "aliyun-sign-t-superscript", "GET", f"/{ACCOUNT}/sign_d?host={SHOP}&t=%C2%B2&s=x", 400, BAD
+    ),
+    # compare_digest() refuses non-ASCII text: once a 500
+    case(
+        "aliyun-sign-s-non-ascii",
+        "GET",
+        f"/{ACCOUNT}/sign_d?host={SHOP}&t={SOON}&s=%C3%A9",
+        403,
+        "invalid_signature",
+    ),
+    case("doh-get-name-over-255", "GET", f"/dns-query?dns={_b64(LONG_WIRE)}", 400, MALFORMED),
+    case("doh-post-name-over-255", "POST", "/dns-query", 400, MALFORMED, LONG_WIRE, DNS_MSG),
+    case(
+        "doh-get-trailing-bytes", "GET", f"/dns-query?dns={_b64(QUERY + b'junk')}", 400, MALFORMED
+    ),
     case("d-missing-dn", "GET", "/d", 400, BAD),
     case("d-empty-dn", "GET", "/d?dn=", 400, BAD),
     case("resolve-missing-name", "GET", "/resolve?type=A", 400, BAD),
@@ -272,6 +296,33 @@ CASES = [
         BAD,
         {"kind": "idc"},
         {"If-Match": "latest"},
+    ),
+    case(
+        "admin-if-match-arabic-digits",
+        "PUT",
+        "/api/v1/datacenters/idc",
+        400,
+        BAD,
+        {"kind": "idc"},
+        {"If-Match": "\u0661\u0662"},
+    ),
+    case(
+        "admin-if-match-superscript",
+        "PUT",
+        "/api/v1/datacenters/idc",
+        400,
+        BAD,
+        {"kind": "idc"},
+        {"If-Match": "\u00b2"},
+    ),
+    case(
+        "admin-bearer-non-ascii",
+        "PUT",
+        "/api/v1/datacenters/idc",
+        401,
+        "unauthorized",
+        {"kind": "idc"},
+        {"Authorization": "Bearer \u00e9\u00ff"},
     ),
     case(
         "admin-if-match-negative",

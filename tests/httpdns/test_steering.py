@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from httpdns.hashing import BUCKETS
-from httpdns.steering import Choice, CompiledService, client_key, compile_service, decide
+from httpdns.steering import Choice, CompiledService, compile_service, decide
 from httpdns.steering import in_canary as in_canary_cohort
 from httpdns.table import AAAA, A, Client, RoutingTable
 from registry import Change, ChangeSet, Datacenter, Endpoint, Region, Release, Service, Snapshot
@@ -89,17 +89,19 @@ def addresses_of(endpoints: Iterable[Endpoint]) -> set[str]:
 def test_client_key_forms_match_the_reference() -> None:
     cases = [
         ("10.1.2.3", None, "4:" + str(int(ipaddress.ip_address("10.1.2.0")) >> 8), 24),
-        ("2001:db8:0:1200::1", None, None, 56),
+        (
+            "2001:db8:0:1200::1",
+            None,
+            "6:" + str(int(ipaddress.ip_address("2001:db8:0:1200::")) >> 72),
+            56,
+        ),
         ("10.1.2.3", "dev-1", "uid:dev-1", 0),
         (None, "dev-1", "uid:dev-1", 0),
         (None, None, "none", 0),
     ]
     for ip, uid, key, plen in cases:
         c = Client.of(ip, uid)
-        ref = client_key(None if ip is None else ipaddress.ip_address(ip), uid)
-        assert c.key == ref
-        if key is not None:
-            assert c.key == key
+        assert c.key == key
         assert c.prefix_len == plen
     assert Client.of("10.1.2.3").key == Client.of("10.1.2.250").key
     assert Client.of("10.1.2.3").key != Client.of("10.1.3.3").key
@@ -727,8 +729,8 @@ def test_update_one_service_recompiles_only_that_service() -> None:
     table = RoutingTable(snap)
     warm(table)
     old_svc, old_other = table.services[SVC], table.services[OTHER]
-    other_cache = dict(old_other.cache)
-    assert old_svc.cache and other_cache
+    other_cache = table.cached_decisions(OTHER)
+    assert table.cached_decisions(SVC) and other_cache
     cached_choice = table.resolve(OTHER, A, CLIENTS[0])
 
     new_snap, services = commit(snap, Service(SVC, {"default": {"cloud": 100}}))
@@ -737,15 +739,15 @@ def test_update_one_service_recompiles_only_that_service() -> None:
 
     assert table.revision == new_snap.revision == 2
     assert table.services[OTHER] is old_other  # untouched, with its cache
-    assert old_other.cache == other_cache
+    assert table.cached_decisions(OTHER) == other_cache
     assert table.resolve(OTHER, A, CLIENTS[0]) is cached_choice  # served from the old cache
     assert table.services[SVC] is not old_svc
-    assert table.services[SVC].cache == {}
-    assert table.stats()["cached_answers"] == len(old_other.cache)
+    assert table.cached_decisions(SVC) == {}
     for c in CLIENTS:
         ch = table.resolve(SVC, A, c)
         assert ch is not None and ch.dc == "cloud"
-    assert table.stats()["cached_answers"] == len(old_other.cache) + len(table.services[SVC].cache)
+    assert len(table.cached_decisions(SVC)) == len(CLIENTS)
+    assert table.cached_decisions(OTHER) == other_cache
 
 
 def test_update_endpoint_health_recompiles_only_that_service() -> None:
@@ -757,7 +759,7 @@ def test_update_endpoint_health_recompiles_only_that_service() -> None:
     new_snap, services = commit(snap, *down)
     assert services == frozenset({SVC})
     table.update(new_snap, services)
-    assert table.services[OTHER] is old_other and old_other.cache
+    assert table.services[OTHER] is old_other and table.cached_decisions(OTHER)
     for c in CLIENTS:
         ch = table.resolve(SVC, A, c)
         assert ch is not None and ch.dc == "cloud"
@@ -784,7 +786,7 @@ def test_update_adds_and_removes_services() -> None:
     table.update(removed, services)
     assert table.resolve(OTHER, A, CLIENTS[0]) is None
     assert table.resolve(SVC, A, CLIENTS[0]) is not None
-    assert table.stats()["cached_answers"] == sum(len(s.cache) for s in table.services.values())
+    assert table.cached_decisions(OTHER) == {}
 
 
 def test_datacenter_change_rebuilds_everything() -> None:
@@ -800,7 +802,7 @@ def test_datacenter_change_rebuilds_everything() -> None:
     assert table.revision == 2
     for name in (SVC, OTHER):
         assert table.services[name] is not old[name]
-        assert table.services[name].cache == {}
+        assert table.cached_decisions(name) == {}
     assert table.stats()["cached_answers"] == 0
     for name in (SVC, OTHER):
         for c in CLIENTS:

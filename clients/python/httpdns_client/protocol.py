@@ -167,7 +167,14 @@ class Protocol:
             if self.dialect == "json":
                 return {request.names[0]: self._parse_json(request.qtype, body)}
             return self._parse_aliyun(request, body)
-        except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            IndexError,
+            AttributeError,  # JSON of the wrong shape: a list where an object belongs
+            UnicodeDecodeError,
+        ) as exc:
             raise ServerError(server, f"unreadable answer: {exc}", status) from None
 
     def _parse_d(self, body: bytes) -> Record:
@@ -238,6 +245,29 @@ def _addresses(items: Any) -> tuple[str, ...]:
         text = str(item).strip()
         out.append(str(ipaddress.ip_address(text)))
     return tuple(dict.fromkeys(out))
+
+
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+"""The names of the DNS response codes a ``json`` reply's ``Status`` may carry."""
+
+
+def reply_status(dialect: str, body: bytes) -> str:
+    """The DNS status of a successful (HTTP 200) reply, as an rcode name.
+
+    ``Protocol.parse`` gives the addresses; this tells a name that does not exist
+    (``NXDOMAIN``) or is not served (``REFUSED``) from one with no address. Only the
+    ``json`` dialect carries a status (its ``Status``; an unknown code is given as its
+    number); ``d`` and ``aliyun`` answer such names with an empty answer, so theirs is
+    always ``NOERROR``. Raises ``ValueError`` for a json body without an integer ``Status``.
+    """
+    if dialect != "json":
+        return "NOERROR"
+    try:
+        data = json.loads(body)
+        code = int(data["Status"])
+    except (KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"no Status in the answer: {exc!r}") from None
+    return RCODE_NAMES.get(code, str(code))
 
 
 # -- HTTP/1.1 on the wire --------------------------------------------------------------------

@@ -60,6 +60,8 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found
             431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
             503: b"Service Unavailable"}  # fmt: skip
 
+_clock = time.monotonic
+
 # Connection states, for the timeouts: waiting for a new request (keep-alive timeout), or
 # in the middle of one (header timeout, from its first byte: a slow body counts too).
 _IDLE, _HEAD = 0, 1
@@ -106,7 +108,7 @@ class FastServer:
         self.cache: BoundedCache[_Key, _Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         self.connections: dict[FastHTTP, None] = {}  # insertion order = age
         self.handed_off: dict[asyncio.BaseTransport, None] = {}
-        self.now = time.monotonic()  # refreshed by the sweep: connections stamp with it
+        self.now = time.monotonic()  # refreshed by the sweep (rate windows)
         self.shed = 0  # connections closed to admit new ones
         self.timeouts = 0
         self._rates: BoundedCache[str, list[float]] = BoundedCache(100_000)
@@ -309,7 +311,7 @@ class FastHTTP(asyncio.Protocol):
         # (route, account, method, target, headers, body offset) of the request in progress
         self.request: tuple[Route, str | None, bytes, bytes, bytes, int] | None = None
         self.state = _HEAD  # a new connection owes its first request head in header_timeout
-        self.since = server.now
+        self.since = _clock()
         self.paused = False
         self.parser_error: Exception | None = None  # what a callback raised, and why
         self.chunks: list[bytes] | None = None  # a chunked request's body so far
@@ -320,7 +322,7 @@ class FastHTTP(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else None
-        self.since = self.server.now
+        self.since = _clock()
         if not self.server.admit(self):
             transport.close()
             return
@@ -366,7 +368,7 @@ class FastHTTP(asyncio.Protocol):
             self.start = 0
         if self.buf:
             if self.state == _IDLE:  # the first bytes of a request: its head timeout starts
-                self.state, self.since = _HEAD, self.server.now
+                self.state, self.since = _HEAD, _clock()
             if self.request is None and len(self.buf) > MAX_HEAD:
                 self._fail(431, "header_too_large", "request head over 96 KiB")
             elif self.request is not None and len(self.buf) > MAX_HEAD + MAX_BODY:
@@ -438,7 +440,7 @@ class FastHTTP(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         transport.write(response)
-        self.state, self.since = _IDLE, server.now
+        self.state, self.since = _IDLE, _clock()
         if not keep:
             transport.close()
             self._raise(_Stop())

@@ -404,6 +404,11 @@ class RedisStore:
                             f"{snap.revision}, and its content matches its digest"
                         )
                     revision = max(snap.revision, current + 1) if why else snap.revision
+                    # The history may have outlived the revision key (evicted, deleted): the
+                    # restore must come after every revision it already holds.
+                    top = await self._stream_top(pipe)
+                    if top >= revision:
+                        revision = top + 1
                     if why:
                         log.warning("restoring a damaged registry (%s) at revision %d",
                                     why, revision)  # fmt: skip
@@ -544,6 +549,19 @@ class RedisStore:
         except RedisError as exc:
             raise store_error(exc, self.k_changes) from exc
         return cast(list[tuple[bytes, dict[bytes, bytes]]], entries or [])
+
+    async def _stream_top(self, client: Any) -> int:
+        """The revision of the last entry of the change history (0 if none or unreadable)."""
+        try:
+            last = await client.xrevrange(self.k_changes, "+", "-", count=1)
+        except ResponseError:  # WRONGTYPE: the restore replaces it
+            return 0
+        if not last:
+            return 0
+        try:
+            return int(bytes(last[0][0]).split(b"-")[0])
+        except ValueError:
+            return 0
 
     async def _revision(self, client: Any = None) -> int:
         self._check_open()

@@ -250,6 +250,24 @@ async def test_restore_is_allowed_when_the_content_does_not_match_its_digest(
         await other.close()
 
 
+async def test_restore_after_the_revision_was_lost_but_the_history_kept_goes_past_it(
+    redis_server: RedisServer, redis_pair: tuple[RedisStore, str]
+) -> None:
+    store, prefix = redis_pair
+    rev = await seeded(store)
+    good = await store.snapshot()
+    with raw_client(redis_server) as r:  # as an eviction may leave it: the stream survives
+        r.delete(prefix + "revision", prefix + "records", prefix + "digest")
+    assert await store.restore(good) == rev + 1
+    other = await fresh(redis_server, prefix)
+    try:
+        back = await other.snapshot()
+        assert back.revision == rev + 1 and set(back.endpoints_of(SVC)) == {"e1", "e3"}
+        assert (await other.apply([dc("dc3")])).revision == rev + 2
+    finally:
+        await other.close()
+
+
 async def test_restore_repairs_keys_of_the_wrong_type(
     redis_server: RedisServer, redis_pair: tuple[RedisStore, str]
 ) -> None:

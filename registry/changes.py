@@ -6,9 +6,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .model import Allocation, Datacenter, Endpoint, Record, Region, Release, Rollout, Service
+from .model import (
+    Allocation,
+    Datacenter,
+    Endpoint,
+    Heartbeat,
+    Record,
+    Region,
+    Release,
+    Rollout,
+    Service,
+)
 
-Kind = Literal["datacenter", "region", "service", "endpoint", "release", "rollout", "allocation"]
+Kind = Literal[
+    "datacenter", "region", "service", "endpoint", "release", "rollout", "allocation", "heartbeat"
+]
 Op = Literal["put", "delete"]
 
 _LOADERS: dict[str, Any] = {
@@ -19,11 +31,12 @@ _LOADERS: dict[str, Any] = {
     "release": Release.load,
     "rollout": Rollout.load,
     "allocation": Allocation.load,
+    "heartbeat": Heartbeat.load,
 }
 
 # Kinds that never change an answer: the deployer's bookkeeping. A batch of them
 # recompiles nothing (and never forces a rebuild of the whole routing table).
-UNROUTED: frozenset[str] = frozenset({"rollout", "allocation"})
+UNROUTED: frozenset[str] = frozenset({"rollout", "allocation", "heartbeat"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +143,14 @@ def kind_of(record: Record) -> Kind:
         return "rollout"
     if isinstance(record, Allocation):
         return "allocation"
+    if isinstance(record, Heartbeat):
+        return "heartbeat"
     return "release"
 
 
 def key_of(record: Record) -> str:
     """The store key for a record."""
-    if isinstance(record, Endpoint | Rollout | Allocation):
+    if isinstance(record, Endpoint | Rollout | Allocation | Heartbeat):
         return record.key
     if isinstance(record, Release):
         return record.service

@@ -707,6 +707,7 @@ def _as_changes(snap: Snapshot) -> list[Change]:
     out += [Change.put(e) for eps in snap.endpoints.values() for e in eps.values()]
     out += [Change.put(r) for r in snap.rollouts.values()]
     out += [Change.put(a) for a in snap.allocations.values()]
+    out += [Change.put(h) for h in snap.heartbeats.values()]
     return out
 
 

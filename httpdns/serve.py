@@ -156,6 +156,7 @@ async def run(
             servers.append(tcp)
             transports.append(udp)
             log.info("serving DNS on udp+tcp %s:%d", host, port)
+        node.announce([(s, h, p) for s, (h, p), _tls in listeners])  # the fleet view
         log.info(
             "descriptor limit %d; at most %d HTTP connections, head timeout %gs, keep-alive %gs",
             fd_limit,

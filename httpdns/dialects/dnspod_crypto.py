@@ -244,7 +244,12 @@ def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
         return _empty(exc.status if 400 <= exc.status < 500 else 400)
     if reply.status != 200 or not reply.body:  # nothing to encrypt: the name is not served
         return _empty(reply.status)
-    return Reply(200, reply.content_type, c.encrypt(reply.body).hex().encode(), NO_STORE)
+    body = c.encrypt(reply.body).hex().encode()
+    if alg == "des":
+        # DES-ECB is deterministic: the same request always gets the same ciphertext, so the
+        # front cache may keep it like a plain answer (while its services are unchanged).
+        return Reply(200, reply.content_type, body, (), reply.deps)
+    return Reply(200, reply.content_type, body, NO_STORE)  # AES: a fresh IV every time
 
 
 _OURS = frozenset(("id", "alg", "dn", "ip"))

@@ -29,12 +29,14 @@ from .config import DEFAULT_HOST, DEFAULT_PORT, Account, Config, ConfigError
 from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
 from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
+from .events import ROUTES as EVENT_ROUTES
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
 from .logs import ClientErrorsOnly
 from .node import Node
 from .plugins import Plugin
 from .routes import QUERY_ROUTES
 from .snapshotfile import SnapshotFile
+from .ui import UI_ROUTES
 from .web import make_app
 
 log = logging.getLogger("httpdns")
@@ -101,7 +103,8 @@ async def run(
         # over a 10,000-service table pause the loop for 100+ ms).
         gc.freeze()
         gc.enable()
-        routes = [*QUERY_ROUTES, *ADMIN_ROUTES, *(r for p in plugins for r in p.routes)]
+        routes = [*QUERY_ROUTES, *ADMIN_ROUTES, *EVENT_ROUTES, *UI_ROUTES,
+                  *(r for p in plugins for r in p.routes)]  # fmt: skip
         schemas = {k: v for p in plugins for k, v in p.schemas.items()}
         fd_limit = raise_fd_limit()
         limit = limits(cfg, fd_limit)

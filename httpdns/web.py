@@ -17,10 +17,12 @@ from .admin import ADMIN_ROUTES
 from .config import Config
 from .dialects import Context, Query, Reply
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, reply_for
+from .events import ROUTES as EVENT_ROUTES
 from .handlers import CONFIG, CONTEXT, MAX_BODY, NODE, json_response
 from .node import Node
 from .openapi import document
 from .routes import QUERY_ROUTES, Dialect, Handler, Route, reply_headers
+from .ui import UI_ROUTES
 
 MAX_QUERY_BODY = 65535  # a DNS message (DoH POST)
 
@@ -95,8 +97,10 @@ def make_app(
     schemas: Mapping[str, Any] | None = None,
 ) -> web.Application:
     """The whole HTTP application for one node: ``routes`` (default: the query routes
-    and the admin API; the wiring adds plugin routes) and the OpenAPI document."""
-    routes = list(routes if routes is not None else (*QUERY_ROUTES, *ADMIN_ROUTES))
+    the admin API, its event stream and the console; the wiring adds plugin routes) and the
+    OpenAPI document."""
+    default = (*QUERY_ROUTES, *ADMIN_ROUTES, *EVENT_ROUTES, *UI_ROUTES)
+    routes = list(routes if routes is not None else default)
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[NODE] = node
     app[CONFIG] = config

@@ -129,7 +129,7 @@ function overview() {
     h("tr", { class: d.drained ? "bad" : "" }, h("td", {}, name), h("td", {}, d.kind),
       h("td", {}, d.writable ? "writable" : "read-only"), h("td", {}, d.drained ? "drained" : "serving")));
   const nodes = S.nodes === null ? h("p", { class: "note" }, "This node does not list the fleet (no GET /api/v1/nodes).")
-    : h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Node", "Address", "Version", "Revision", "Status"].map((t) => h("th", { scope: "col" }, t)))),
+    : h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Nodes table" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Node", "Address", "Version", "Revision", "Status"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, S.nodes.map((n) => h("tr", { class: n.status === "ok" ? "" : "bad" },
         h("td", {}, n.id), h("td", {}, n.address || ""), h("td", {}, n.version || ""), h("td", {}, n.revision),
         h("td", {}, n.status === "ok" ? "ok" : h("span", { class: "tag", title: (n.reasons || []).join("; ") }, `${n.status}: ${(n.reasons || []).join("; ")}`)))))));
@@ -143,7 +143,7 @@ function overview() {
         h("p", { class: "note" }, "Mean of each service's default-region weights."))),
     h("section", { class: "card", "aria-labelledby": "nodes-h" }, h("h2", { id: "nodes-h" }, "Nodes"), nodes),
     h("section", { class: "card", "aria-labelledby": "svc-h" }, h("h2", { id: "svc-h" }, "Services"),
-      h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Service", "Access", "Default split", "Answers"].map((t) => h("th", { scope: "col" }, t)))),
+      h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Services table" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Service", "Access", "Default split", "Answers"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, Object.entries(st.services).map(([name, svc]) => h("tr", { class: empty.has(name) ? "bad" : "" },
           h("td", {}, h("a", { href: `#/service/${enc(name)}` }, name)), h("td", {}, svc.access),
           h("td", {}, bar(shares(svc.traffic.default || {}), order, `${name} default split`)),
@@ -197,9 +197,9 @@ function weightForm(name, svc) {
     } catch (err) { showError("traffic-error", err); }
   };
   form.addEventListener("submit", (ev) => { ev.preventDefault(); });
-  form.append(h("div", { class: "row" },
+  form.append(...[h("div", { class: "row" },
     dry ? writeButton("Preview", preview) : (S.write.ok ? h("span", { class: "note" }, "Preview is not available: this node does not offer dry runs (?dry_run=1).") : null),
-    writeButton("Apply", apply, "primary")), errorBox("traffic-error"), result, readOnlyNote());
+    writeButton("Apply", apply, "primary")), errorBox("traffic-error"), result, readOnlyNote()].filter(Boolean));
   return form;
 }
 
@@ -273,12 +273,12 @@ async function historyView(name, holder) {
   try {
     const has = S.feat.param("GET", "/api/v1/audit", "service");
     const rev = S.state.revision;
-    const data = has ? await call("GET", `/api/v1/audit?service=${enc(name)}&limit=30`)
+    const data = has ? await call("GET", `/api/v1/audit?service=${enc(name)}&limit=12`)
       : await call("GET", `/api/v1/audit?since=${Math.max(0, rev - 200)}&limit=200`);
     let entries = data.entries;
     if (!has) {
       entries = entries.map((e) => ({ ...e, changes: e.changes.filter((c) => c.key === name || c.key.startsWith(`${name}/`)) }))
-        .filter((e) => e.changes.length).reverse().slice(0, 30);
+        .filter((e) => e.changes.length).reverse().slice(0, 12);
     }
     const canRevert = S.feat.has("POST", "/api/v1/registry/revert");
     const revertDry = S.feat.param("POST", "/api/v1/registry/revert", "dry_run");
@@ -295,10 +295,10 @@ async function historyView(name, holder) {
         try { await call("POST", "/api/v1/registry/revert", { to }); await reload(); render(); }
         catch (err) { showError(errId, err); }
       }, "", S.write, { "data-revision": e.revision }) : null;
-      return h("li", { "data-revision": e.revision }, h("div", {}, `revision ${e.revision} · ${e.actor} · ${new Date(e.time * 1000).toLocaleString()}`),
+      return h("li", { "data-revision": e.revision }, h("div", {}, `revision ${e.revision} · ${e.actor} · ${new Date(e.time * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`),
         h("ul", {}, e.changes.map(describe)), revert, errorBox(errId));
     })) : h("p", { class: "note" }, "No changes recorded for this service."),
-    canRevert ? null : h("p", { class: "note" }, "Revert is not available: this node has no POST /api/v1/registry/revert."));
+    ...(canRevert ? [] : [h("p", { class: "note" }, "Revert is not available: this node has no POST /api/v1/registry/revert.")]));
   } catch (err) {
     holder.replaceChildren(h("p", { class: "error", role: "alert" }, `History: ${err.message}`));
   }
@@ -315,7 +315,7 @@ function servicePage(name) {
       [h("span", {}, region), bar(shares(t), order, `${region} split`)])),
     h("h3", {}, "Weights"), old("weights") || weightForm(name, svc));
   const eps = h("section", { class: "card", "aria-labelledby": "ep-h" }, h("h2", { id: "ep-h" }, "Endpoints"),
-    h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Id", "Datacenter", "Address", "Version", "Weight", "Health"].map((t) => h("th", { scope: "col" }, t)))),
+    h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Endpoints table" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Id", "Datacenter", "Address", "Version", "Weight", "Health"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, Object.entries(svc.endpoints || {}).map(([id, e]) => h("tr", { class: e.healthy ? "" : "bad" },
         h("td", {}, id), h("td", {}, e.dc), h("td", {}, `${e.address}:${e.port}`), h("td", {}, e.version), h("td", {}, e.weight),
         h("td", {}, e.healthy ? "healthy" : "unhealthy")))))));
@@ -355,7 +355,7 @@ function rolloutsPage() {
       h("p", {}, `phase ${r.phase}${r.paused ? " (paused)" : ""} · step ${r.step ?? "—"} of ${r.steps} · canary ${r.percent ?? 0} % · intent ${r.intent || "none"}`),
       h("label", { for: `prog-${r.service}` }, "Canary progress"),
       h("progress", { id: `prog-${r.service}`, max: 100, value: r.percent || 0 }, `${r.percent || 0} %`),
-      h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Datacenter"), h("th", { scope: "col" }, "Healthy / total"))),
+      h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": `Datacenters of the ${r.service} rollout` }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Datacenter"), h("th", { scope: "col" }, "Healthy / total"))),
         h("tbody", {}, Object.entries(r.datacenters || {}).map(([dc, c]) => h("tr", { class: c.healthy < c.total ? "bad" : "" }, h("td", {}, dc), h("td", {}, `${c.healthy} / ${c.total}`)))))),
       r.message ? h("p", { class: "note" }, r.message) : null,
       h("p", { class: "note" }, "Canary share of answers over time (this session):"), chart(pts, `canary percent of ${r.service} over time`),

@@ -22,7 +22,9 @@ export function pct(x) { return `${(Math.round(x * 1000) / 10).toString()} %`; }
 
 /** Shares {dc: fraction} as one horizontal bar with an accessible description. */
 export function bar(shares, order, label) {
-  const entries = Object.entries(shares).filter(([, v]) => v > 0);
+  // Datacenters always in the same order (and colour), "none" (answered empty) last.
+  const rank = (dc) => (dc === "none" ? 1e9 : order.indexOf(dc) < 0 ? 1e8 : order.indexOf(dc));
+  const entries = Object.entries(shares).filter(([, v]) => v > 0).sort((a, b) => rank(a[0]) - rank(b[0]));
   const text = entries.map(([dc, v]) => `${dc} ${pct(v)}`).join(", ") || "nothing";
   const el = h("div", { class: "bar", role: "img", "aria-label": `${label}: ${text}` });
   for (const [dc, v] of entries) {

@@ -1,0 +1,456 @@
+"""The ops console at ``/ui`` in a real browser: Playwright for Python driving Debian's
+chromium against a real ``httpdns serve`` subprocess (SQLite store, the deployer's routes).
+
+Screenshots go to the test artifacts (``$HTTPDNS_ARTIFACTS``, else pytest's temporary
+directory); with ``HTTPDNS_UPDATE_SCREENSHOTS=1`` the run also rewrites the README's
+pictures ``docs/console-service.png`` and ``docs/console-rollout.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from tests.deployer.fakes import spec
+from tests.servers import Node, seed_test_registry, wait_until
+
+from .conftest import PAY, SHOP
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+TOKEN = "T"
+
+
+def api(node: Node, method: str, path: str, body: Any = None, token: str | None = TOKEN) -> Any:
+    """One admin call (raises on a non-2xx answer)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(node.url + path, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def traffic(node: Node, name: str = SHOP) -> dict[str, dict[str, int]]:
+    return api(node, "GET", "/api/v1/state")["services"][name]["traffic"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(f"sqlite:///{tmp_path}/r.db", tmp_path, token=TOKEN, args=("--zone", "example.org"))
+    n.start()
+    try:
+        seed_test_registry(n.url)
+        yield n
+        log = n.log.read_text(errors="replace")
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        n.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed (scripts/install installs it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
+        )  # fmt: skip
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = os.environ.get("HTTPDNS_ARTIFACTS")
+    path = Path(where) if where else tmp_path_factory.getbasetemp() / "console"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# The console learns what a token may change by a POST with no body, refused before
+# anything is written (400 when admitted, 401/403 otherwise): the browser logs those answers.
+PROBES = ("/api/v1/traffic/shift", "/api/v1/rollouts/-/pause")
+
+
+class Console:
+    """A page with its browser errors collected (console errors and uncaught exceptions),
+    except the refused answers of ``PROBES`` and of the paths a test expects refused."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.refused: set[str] = set(PROBES)
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+
+    def _console(self, msg: ConsoleMessage) -> None:
+        if msg.type != "error":
+            return
+        url = urllib.parse.urlsplit(msg.location.get("url", "")).path
+        if msg.text.startswith("Failed to load resource") and url in self.refused:
+            return
+        self.errors.append(f"console: {msg.text} ({url})")
+
+
+@pytest.fixture
+def console(browser: Browser) -> Iterator[Console]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(5000)
+    c = Console(page)
+    try:
+        yield c
+        assert c.errors == []
+    finally:
+        context.close()
+
+
+def sign_in(page: Page, node: Node, token: str = TOKEN) -> None:
+    page.goto(node.url + "/ui")
+    page.get_by_label("Admin token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    expect(page.locator("#live")).to_have_text("Live")
+
+
+def shot(page: Page, artifacts: Path, name: str) -> None:
+    path = artifacts / name
+    page.screenshot(path=str(path))  # the first screen, as an operator sees it
+    assert path.stat().st_size > 10_000
+    if os.environ.get("HTTPDNS_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(path, ROOT / "docs" / name)
+
+
+def feature(node: Node, method: str, path: str, param: str | None = None) -> bool:
+    """Whether the node's OpenAPI document has this operation (and query parameter)."""
+    doc = api(node, "GET", "/api/v1/openapi.json", token=None)
+    op = doc["paths"].get(path, {}).get(method.lower())
+    if op is None or param is None:
+        return op is not None
+    return any(p["name"] == param for p in op.get("parameters", []))
+
+
+# -- the assets ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/ui", "/ui/", "/ui/app.js", "/ui/api.js", "/ui/views.js", "/ui/app.css"]
+)
+def test_assets_are_served_same_origin_with_a_strict_policy(node: Node, path: str) -> None:
+    with urllib.request.urlopen(node.url + path, timeout=5) as resp:
+        body = resp.read()
+        headers = resp.headers
+    assert resp.status == 200 and body
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe" not in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "Access-Control-Allow-Origin" not in headers
+    expected = {"js": "text/javascript", "css": "text/css"}.get(
+        path.rsplit(".", 1)[-1], "text/html"
+    )
+    assert headers["Content-Type"].startswith(expected)
+    if path.startswith("/ui/") and path.endswith(".js"):
+        # Nothing from other hosts: no module, fetch or stylesheet names an absolute URL.
+        assert not re.search(rb"""(from|import|fetch\(|href=|src=)\s*["'`]https?:""", body)
+
+
+def test_admin_routes_answer_without_cors_and_unknown_assets_are_404(node: Node) -> None:
+    req = urllib.request.Request(node.url + "/api/v1/state", headers={
+        "Authorization": f"Bearer {TOKEN}", "Origin": "https://evil.example"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert "Access-Control-Allow-Origin" not in resp.headers
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(node.url + "/ui/../api/v1/state", timeout=5)
+    assert err.value.code in (401, 404)
+    err.value.close()
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(node.url + "/ui/secrets.txt", timeout=5)
+    assert err.value.code == 404
+    err.value.close()
+
+
+# -- the page ---------------------------------------------------------------------------------
+
+
+def test_a_wrong_token_is_refused_in_words_next_to_the_field(node: Node, console: Console) -> None:
+    page = console.page
+    console.refused.add("/api/v1/state")
+    page.goto(node.url + "/ui")
+    page.get_by_label("Admin token").fill("wrong")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signin-error")).to_contain_text(["unknown token", "admin token"][1])
+    assert page.evaluate("sessionStorage.getItem('httpdns.token')") is None
+    assert page.context.cookies() == []
+
+
+def test_overview_lists_datacenters_nodes_and_services(node: Node, console: Console) -> None:
+    page = console.page
+    sign_in(page, node)
+    dcs = page.get_by_role("region", name="Datacenters")
+    expect(dcs.get_by_role("row", name="cloud cloud read-only serving")).to_be_visible()
+    expect(
+        page.get_by_role(
+            "img",
+            name="Configured share of the default region over all services: cloud 50 %, idc 50 %",
+        )
+    ).to_be_visible()
+    nodes = page.get_by_role("region", name="Nodes")
+    expect(nodes.get_by_role("cell", name="ok", exact=True)).to_have_count(1)
+    services = page.get_by_role("region", name="Services")
+    expect(services.get_by_role("link", name=SHOP)).to_be_visible()
+    # A service that loses its last healthy endpoint stands out as answering empty.
+    state = api(node, "GET", "/api/v1/state")
+    for eid, ep in state["services"][PAY]["endpoints"].items():
+        body = {k: ep[k] for k in ("dc", "address", "port", "version", "weight")}
+        api(
+            node,
+            "PUT",
+            f"/api/v1/services/{PAY}/endpoints/{eid}?force=1",
+            {**body, "healthy": False},
+        )
+    expect(services.get_by_role("row", name=f"{PAY}")).to_contain_text(
+        "answering empty", timeout=2000
+    )
+
+
+def test_preview_and_apply_a_split_changes_the_registry_only_after_confirm(
+    node: Node, console: Console, artifacts: Path
+) -> None:
+    page = console.page
+    sign_in(page, node)
+    page.get_by_role("link", name=SHOP).click()
+    expect(page.get_by_role("heading", name=SHOP, level=1)).to_be_visible()
+    weights = page.locator("#weights")
+    expect(weights).not_to_contain_text("null")
+    default = weights.get_by_role("group", name="Region default")
+    default.get_by_label("idc", exact=True).fill("70")
+    default.get_by_label("cloud", exact=True).fill("30")
+    if feature(node, "PUT", "/api/v1/services/{name}/traffic", "dry_run"):
+        page.get_by_role("button", name="Preview").click()
+        expect(page.locator("#preview")).to_contain_text("Clients whose answer would change")
+        expect(page.get_by_role("img", name="default after: cloud 30 %, idc 70 %")).to_be_visible()
+    else:
+        expect(page.get_by_role("button", name="Preview")).to_have_count(0)
+        expect(weights).to_contain_text("does not offer dry runs")
+    before = traffic(node)
+    page.get_by_role("button", name="Apply", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("default: cloud 30, idc 70")
+    assert traffic(node) == before  # nothing written before Confirm
+    shot(page, artifacts, "console-service.png")
+    dialog.get_by_role("button", name="Confirm").click()
+    wait_until(lambda: traffic(node)["default"] == {"idc": 70, "cloud": 30}, 5, "the new split")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("img", name="default split: cloud 30 %, idc 70 %")).to_be_visible()
+
+
+def test_cancel_and_escape_write_nothing(node: Node, console: Console) -> None:
+    page = console.page
+    sign_in(page, node)
+    page.goto(f"{node.url}/ui#/service/{SHOP}")
+    page.locator("#weights").get_by_role("group", name="Region default").get_by_label(
+        "idc", exact=True
+    ).fill("1")
+    before = traffic(node)
+    apply = page.get_by_role("button", name="Apply", exact=True)
+    apply.click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    apply.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    expect(page.get_by_role("button", name="Confirm")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(apply).to_be_focused()  # focus goes back to the control that opened it
+    assert traffic(node) == before
+
+
+def test_an_api_error_is_shown_next_to_the_control(node: Node, console: Console) -> None:
+    page = console.page
+    console.refused.add(f"/api/v1/services/{SHOP}/traffic")
+    sign_in(page, node)
+    page.goto(f"{node.url}/ui#/service/{SHOP}")
+    region = page.locator("#weights").get_by_role("group", name="Region default")
+    region.get_by_label("idc", exact=True).fill("0")
+    region.get_by_label("cloud", exact=True).fill("0")
+    page.get_by_role("button", name="Apply", exact=True).click()
+    page.get_by_role("button", name="Confirm").click()
+    error = page.locator("#traffic-error")
+    expect(error).not_to_be_empty()
+    assert "HTTP" not in (error.text_content() or "")  # the API's words, not a status code
+
+
+def test_a_change_through_the_api_shows_without_a_reload(node: Node, console: Console) -> None:
+    page = console.page
+    sign_in(page, node)
+    page.get_by_role("link", name=SHOP).click()
+    marker = page.evaluate("window.__marker = Math.random()")
+    api(node, "PUT", f"/api/v1/services/{SHOP}/traffic",
+        {"default": {"idc": 20, "cloud": 80}, "mobile": {"idc": 0, "cloud": 100}})  # fmt: skip
+    expect(page.get_by_role("img", name="default split: cloud 80 %, idc 20 %")).to_be_visible(
+        timeout=1000
+    )
+    assert page.evaluate("window.__marker") == marker  # the same page: no reload
+
+
+def test_the_page_says_when_the_stream_is_lost_and_reconnects(
+    tmp_path: Path, console: Console
+) -> None:
+    n = Node(f"sqlite:///{tmp_path}/r.db", tmp_path / "n", token=TOKEN).start()
+    try:
+        seed_test_registry(n.url)
+        page = console.page
+        # While the node is away the stream, and a reload that raced its stop, are refused.
+        console.refused |= {f"/api/v1/{p}" for p in ("events", "state", "nodes", "rollouts")}
+        sign_in(page, n)
+        port = n.port
+        n.stop()
+        expect(page.locator("#live")).to_contain_text("Live updates lost")
+        n2 = Node(f"sqlite:///{tmp_path}/r.db", tmp_path / "n", token=TOKEN)
+        n2.port = port
+        n2.start()
+        try:
+            expect(page.locator("#live")).to_have_text("Live", timeout=10_000)
+        finally:
+            n2.stop()
+    finally:
+        n.stop()
+
+
+def test_pause_and_abort_a_rollout(node: Node, console: Console, artifacts: Path) -> None:
+    page = console.page
+    api(
+        node,
+        "POST",
+        f"/api/v1/rollouts/{SHOP}",
+        {"version": "v3", "spec": spec("v3", service=SHOP).to_dict()},
+    )
+    sign_in(page, node)
+    page.get_by_role("link", name="Rollouts").click()
+    card = page.locator(f"section[data-service='{SHOP}']")
+    expect(card.get_by_role("heading")).to_have_text(f"{SHOP} → v3")
+    expect(card.get_by_role("progressbar", name="Canary progress")).to_be_visible()
+    card.get_by_role("button", name=f"Pause {SHOP}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    wait_until(
+        lambda: api(node, "GET", f"/api/v1/rollouts/{SHOP}")["rollout"]["paused"], 5, "paused"
+    )
+    expect(card).to_contain_text("(paused)", timeout=1000)
+    shot(page, artifacts, "console-rollout.png")
+    card.get_by_role("button", name=f"Abort {SHOP}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    wait_until(lambda: api(node, "GET", f"/api/v1/rollouts/{SHOP}")["rollout"]["intent"] == "abort",
+               5, "the abort intent")  # fmt: skip
+    expect(card).to_contain_text("intent abort", timeout=1000)
+
+
+def test_revert_from_history(node: Node, console: Console) -> None:
+    page = console.page
+    before = traffic(node)
+    done = api(
+        node, "PUT", f"/api/v1/services/{SHOP}/traffic", {"default": {"idc": 5, "cloud": 95}}
+    )
+    sign_in(page, node)
+    page.goto(f"{node.url}/ui#/service/{SHOP}")
+    history = page.get_by_role("region", name="History")
+    entry = history.locator(f"li[data-revision='{done['revision']}']")
+    expect(entry).to_contain_text('"idc":5')
+    if not feature(node, "POST", "/api/v1/registry/revert"):
+        expect(history).to_contain_text("Revert is not available")
+        return
+    entry.get_by_role("button", name=f"Revert to before revision {done['revision']}").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"revision {done['revision'] - 1}")
+    assert traffic(node)["default"] == {"idc": 5, "cloud": 95}
+    dialog.get_by_role("button", name="Confirm").click()
+    wait_until(lambda: traffic(node) == before, 5, "the reverted split")
+
+
+def test_without_write_rights_no_write_buttons(tmp_path: Path, console: Console) -> None:
+    """A node with no admin token: reads open, writes refused — the page says why."""
+    n = Node(f"sqlite:///{tmp_path}/r.db", tmp_path, token=TOKEN).start()
+    seed_test_registry(n.url)
+    n.stop()
+    ro = Node(f"sqlite:///{tmp_path}/r.db", tmp_path / "ro", token="")
+    ro.start()
+    try:
+        page = console.page
+        page.goto(ro.url + "/ui")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        page.get_by_role("link", name=SHOP).click()
+        expect(page.get_by_role("heading", name=SHOP, level=1)).to_be_visible()
+        for name in ("Apply", "Preview", "Apply release"):
+            expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)
+        expect(page.locator("#weights")).to_contain_text("Read-only:")
+        expect(page.locator("#weights input").first).to_be_disabled()
+        page.get_by_role("link", name="Rollouts").click()
+        expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    finally:
+        ro.stop()
+
+
+# -- accessibility and layout ---------------------------------------------------------------------
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations on the page as it is now."""
+    page.evaluate(AXE.read_text())  # through the driver: the page's CSP forbids inline script
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_no_serious_accessibility_violations(
+    node: Node, browser: Browser, width: int, artifacts: Path
+) -> None:
+    api(
+        node,
+        "POST",
+        f"/api/v1/rollouts/{SHOP}",
+        {"version": "v3", "spec": spec("v3", service=SHOP).to_dict()},
+    )
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        errors = Console(page).errors
+        page.goto(node.url + "/ui")
+        assert axe_violations(page) == []
+        sign_in(page, node)
+        for hash_ in ("#/", f"#/service/{SHOP}", "#/rollouts"):
+            page.goto(f"{node.url}/ui{hash_}")
+            page.wait_for_selector("main h1")
+            expect(page.locator("#live")).to_have_text("Live")
+            assert axe_violations(page) == [], hash_
+            # Nothing wider than the screen: tables scroll inside their own box.
+            assert page.evaluate("document.documentElement.scrollWidth <= innerWidth + 1"), hash_
+        page.goto(f"{node.url}/ui#/service/{SHOP}")
+        page.wait_for_selector("main h1")
+        page.screenshot(path=str(artifacts / f"console-service-{width}.png"), full_page=True)
+        assert errors == []
+    finally:
+        context.close()

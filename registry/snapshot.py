@@ -15,7 +15,7 @@ import orjson
 
 from .changes import _LOADERS, Change
 from .errors import InUseError, NotFoundError, ValidationError
-from .model import Allocation, Datacenter, Endpoint, Region, Release, Rollout, Service
+from .model import Allocation, Datacenter, Endpoint, Region, Release, Rollout, Service, Zone
 
 T = TypeVar("T")
 
@@ -54,6 +54,7 @@ class Snapshot:
     releases: Mapping[str, Release] = field(default_factory=dict)
     rollouts: Mapping[str, Rollout] = field(default_factory=dict)  # by "service/id"
     allocations: Mapping[str, Allocation] = field(default_factory=dict)  # by "dc/address"
+    zones: Mapping[str, Zone] = field(default_factory=dict)
 
     def endpoints_of(self, service: str) -> Mapping[str, Endpoint]:
         """Endpoints of ``service`` by id (empty when none)."""
@@ -82,6 +83,7 @@ class Snapshot:
             "release": _Cow(self.releases),
             "rollout": _Cow(self.rollouts),
             "allocation": _Cow(self.allocations),
+            "zone": _Cow(self.zones),
         }
         eps_cow: _Cow[Mapping[str, Endpoint]] = _Cow(self.endpoints)
         copied: set[str] = set()  # services whose endpoint map is already a private copy
@@ -139,6 +141,7 @@ class Snapshot:
             tables["release"].current,
             tables["rollout"].current,
             tables["allocation"].current,
+            tables["zone"].current,
         )
         new._check_references(effective)
         return new, tuple(effective)
@@ -222,6 +225,7 @@ class Snapshot:
             },
             "rollouts": {k: r.to_dict() for k, r in sorted(self.rollouts.items())},
             "allocations": {k: a.to_dict() for k, a in sorted(self.allocations.items())},
+            "zones": {k: z.to_dict() for k, z in sorted(self.zones.items())},
         }
 
     @classmethod
@@ -243,6 +247,7 @@ class Snapshot:
             tables["release"],
             tables["rollout"],
             tables["allocation"],
+            tables["zone"],
         )
 
     def dump_json(self) -> bytes:
@@ -263,6 +268,7 @@ class Snapshot:
             {k: Release.load(x) for k, x in d["releases"].items()},
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
+            {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )
 
     @classmethod
@@ -284,4 +290,5 @@ class Snapshot:
             releases,
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
+            {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )

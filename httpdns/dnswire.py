@@ -200,7 +200,7 @@ def apex_ns(zone: Zone) -> list[RR]:
     return [RR(zone.name + ".", QTYPE.NS, ttl=NS_TTL, rdata=NS(h + ".")) for h in zone.nameservers]
 
 
-def _exists(name: str, zone: Zone, table: RoutingTable) -> bool:
+def exists(name: str, zone: Zone, table: RoutingTable) -> bool:
     """Whether ``name`` (not a service) exists in ``zone``: the apex, a nameserver, or an
     empty non-terminal above a service or a nameserver (NODATA, not NXDOMAIN: RFC 8020)."""
     if name == zone.name or name in zone.nameservers or table.has_descendants(name):
@@ -339,7 +339,7 @@ def answer(
             if records:
                 return done(RCODE.NOERROR, NS_TTL, 0, ecs)
         reply.add_auth(soa(zone, table.revision))
-        rcode = RCODE.NOERROR if _exists(text, zone, table) else RCODE.NXDOMAIN
+        rcode = RCODE.NOERROR if exists(text, zone, table) else RCODE.NXDOMAIN
         return done(rcode, zone.minimum, 0, ecs)
     reply.header.aa = 1
     if qtype not in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY) or not svc_choice.addresses:

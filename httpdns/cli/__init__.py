@@ -43,6 +43,7 @@ from .release import release
 from .services import service
 from .state import health, state
 from .traffic import traffic
+from .zones import zone
 
 __all__ = ["ApiError", "CliError", "Client", "UnreachableError", "main"]
 
@@ -121,5 +122,6 @@ for _command in (
     explain,
     audit,
     registry_group,
+    zone,
 ):
     main.add_command(_command)

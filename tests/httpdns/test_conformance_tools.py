@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -109,7 +109,7 @@ def parse(text: str) -> Answer:
 
 def dig(pair: Pair, node: Node, name: str, qtype: str, *opts: str) -> Answer:
     port = pair.ports[node.url]
-    cmd = [need("dig"), f"@127.0.0.1", "-p", str(port), name, qtype, "+norecurse", "+time=3",
+    cmd = [need("dig"), "@127.0.0.1", "-p", str(port), name, qtype, "+norecurse", "+time=3",
            "+tries=1", *opts]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
     return parse(out.stdout)
@@ -122,6 +122,8 @@ def kdig(pair: Pair, node: Node, name: str, qtype: str, *opts: str) -> Answer:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
     return parse(out.stdout + out.stderr)
 
+
+Tool = Callable[..., Answer]
 
 QUERIES = [
     (ZONE, "SOA"),
@@ -148,9 +150,9 @@ def test_a_node_without_zone_flags_answers_the_registry_zone_identically(
 
 
 @pytest.mark.parametrize("tool", [dig, kdig])
-def test_apex_ns_with_glue_and_the_soa_names_the_first_nameserver(pair: Pair, tool: object) -> None:
-    ask = tool  # type: ignore[assignment]
-    r: Answer = ask(pair, pair.bare, ZONE, "NS")  # type: ignore[operator]
+def test_apex_ns_with_glue_and_the_soa_names_the_first_nameserver(pair: Pair, tool: Tool) -> None:
+    ask = tool
+    r: Answer = ask(pair, pair.bare, ZONE, "NS")
     assert r.status == "NOERROR" and "aa" in r.flags, r.text
     assert {line.split()[-1] for line in r.answer} == {f"{NS1}.", f"{NS2}."}
     glue = {
@@ -163,7 +165,7 @@ def test_apex_ns_with_glue_and_the_soa_names_the_first_nameserver(pair: Pair, to
         (f"{NS1}.", "2001:db8::53"),
         (f"{NS2}.", "198.51.100.53"),
     }
-    r = ask(pair, pair.bare, ZONE, "SOA")  # type: ignore[operator]
+    r = ask(pair, pair.bare, ZONE, "SOA")
     (soa,) = r.answer
     fields = soa.split()
     assert fields[4:6] == [f"{NS1}.", "dns-admin.example.org."], soa
@@ -189,12 +191,12 @@ def test_udp_zone_transfer_query_is_refused(pair: Pair) -> None:
 
 
 @pytest.mark.parametrize("tool", [dig, kdig])
-def test_the_do_bit_is_copied(pair: Pair, tool: object) -> None:
-    ask = tool  # type: ignore[assignment]
+def test_the_do_bit_is_copied(pair: Pair, tool: Tool) -> None:
+    ask = tool
     for name in (SHOP, f"nope.{ZONE}"):
-        r: Answer = ask(pair, pair.bare, name, "A", "+dnssec")  # type: ignore[operator]
+        r: Answer = ask(pair, pair.bare, name, "A", "+dnssec")
         assert re.search(r"[Vv]ersion: 0[,;] flags: do;", r.text), r.text
-        r = ask(pair, pair.bare, name, "A", "+edns=0")  # type: ignore[operator]
+        r = ask(pair, pair.bare, name, "A", "+edns=0")
         assert re.search(r"[Vv]ersion: 0[,;] flags: ?;", r.text), r.text
 
 
@@ -209,9 +211,9 @@ def test_the_do_bit_is_copied(pair: Pair, tool: object) -> None:
         (kdig, SHOP, "2001:db8:99:aa00::/56", "2001:db8:99:aa00::/56/56"),
     ],
 )
-def test_client_subnet_scope(pair: Pair, tool: object, name: str, subnet: str, echo: str) -> None:
-    ask = tool  # type: ignore[assignment]
-    r: Answer = ask(pair, pair.bare, name, "SOA" if name == ZONE else "A", f"+subnet={subnet}")  # type: ignore[operator]
+def test_client_subnet_scope(pair: Pair, tool: Tool, name: str, subnet: str, echo: str) -> None:
+    ask = tool
+    r: Answer = ask(pair, pair.bare, name, "SOA" if name == ZONE else "A", f"+subnet={subnet}")
     assert f"CLIENT-SUBNET: {echo}" in r.text, r.text
 
 

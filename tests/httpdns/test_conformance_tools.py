@@ -236,3 +236,115 @@ def test_zone_set_list_and_delete_through_the_cli(pair: Pair) -> None:
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("error: ") and "nameservers.ns.third.test" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+# -- Unbound in front of the bare node -------------------------------------------------------
+
+
+@dataclass
+class Resolver:
+    port: int
+    proc: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+def unbound(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Resolver]:
+    """A private Unbound (no daemon, no control, free port) with ``send-client-subnet`` to
+    the bare node, which it reaches through a stub zone."""
+    tmp = tmp_path_factory.mktemp("unbound")
+    port = free_udp_tcp_port()
+    conf = tmp / "unbound.conf"
+    conf.write_text(
+        f"""server:
+    interface: 127.0.0.1
+    port: {port}
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{tmp}"
+    pidfile: "{tmp}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    do-ip6: no
+    do-not-query-localhost: no
+    access-control: 127.0.0.0/8 allow
+    module-config: "subnetcache iterator"
+    send-client-subnet: 127.0.0.1
+    client-subnet-always-forward: yes
+    max-client-subnet-ipv4: 24
+    max-client-subnet-ipv6: 56
+    qname-minimisation: no
+remote-control:
+    control-enable: no
+stub-zone:
+    name: "{ZONE}"
+    stub-addr: 127.0.0.1@{pair.ports[pair.bare.url]}
+"""
+    )
+    check = subprocess.run(
+        [need("unbound-checkconf"), str(conf)], capture_output=True, text=True, timeout=20
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    log = open(tmp / "unbound.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([need("unbound"), "-d", "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        resolver = Resolver(port, proc)
+        wait_until(lambda: _via(resolver, ZONE, "SOA").status == "NOERROR", 10, "unbound")
+        yield resolver
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def _via(resolver: Resolver, name: str, qtype: str, *opts: str) -> Answer:
+    if resolver.proc.poll() is not None:
+        raise RuntimeError(f"unbound exited with {resolver.proc.returncode}")
+    cmd = [need("dig"), "@127.0.0.1", "-p", str(resolver.port), name, qtype, "+time=3",
+           "+tries=1", *opts]  # fmt: skip
+    return parse(subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout)
+
+
+def _addresses(r: Answer) -> set[str]:
+    return {line.split()[-1] for line in r.answer if line.split()[3] in ("A", "AAAA")}
+
+
+@pytest.mark.parametrize(
+    "subnet",
+    ["10.9.8.0/24", "10.20.30.0/24", "100.64.1.0/24", "100.64.200.0/24", "192.0.2.0/24",
+     "172.16.5.0/24"],
+)  # fmt: skip
+def test_unbound_with_client_subnet_gets_the_steered_answer_of_each_subnet(
+    pair: Pair, unbound: Resolver, subnet: str
+) -> None:
+    for qtype in ("A", "AAAA"):
+        direct = dig(pair, pair.bare, SHOP, qtype, f"+subnet={subnet}")
+        through = _via(unbound, SHOP, qtype, f"+subnet={subnet}")
+        assert through.status == "NOERROR", through.text
+        assert _addresses(through) and _addresses(through) == _addresses(direct), (
+            direct.text + through.text
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "status", "count"),
+    [
+        (f"nope.{ZONE}", "A", "NXDOMAIN", 0),
+        ("eu.nope.example.org", "AAAA", "NXDOMAIN", 0),
+        (SHOP, "TXT", "NOERROR", 0),
+        (ZONE, "NS", "NOERROR", 2),
+        (ZONE, "SOA", "NOERROR", 1),
+        (NS1, "AAAA", "NOERROR", 1),
+    ],
+)
+def test_unbound_resolves_the_registry_zone_of_a_node_started_without_it(
+    pair: Pair, unbound: Resolver, name: str, qtype: str, status: str, count: int
+) -> None:
+    r = _via(unbound, name, qtype, "+subnet=10.9.8.0/24")
+    assert r.status == status, r.text
+    assert len(r.answer) == count, r.text

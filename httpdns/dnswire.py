@@ -67,6 +67,9 @@ class WireReply:
     rcode: int
     min_ttl: int  # smallest answer TTL, or the negative TTL when there are none
     deps: tuple[tuple[str, object], ...] = ()  # what the answer was computed from
+    # Built from zone data too (SOA, NS, glue, NXDOMAIN/NODATA/REFUSED): ``deps`` alone do
+    # not say when it goes stale, so a cache must also watch the zones (see DnsEngine).
+    zoned: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +272,9 @@ def answer(
     if udp:
         limit = max(512, min(int(edns.rclass), EDNS_PAYLOAD)) if edns is not None else 512
 
-    def done(rcode: int, min_ttl: int = 0, scope: int = 0, ecs: Ecs | None = None) -> WireReply:
+    def done(
+        rcode: int, min_ttl: int = 0, scope: int = 0, ecs: Ecs | None = None, zoned: bool = True
+    ) -> WireReply:
         reply.header.rcode = rcode & 0xF
         opt = None
         if edns is not None:
@@ -293,7 +298,7 @@ def answer(
             if opt is not None:
                 short.add_ar(opt)
             packed = bytes(short.pack())
-        return WireReply(packed, rcode, min_ttl, tuple(deps))
+        return WireReply(packed, rcode, min_ttl, tuple(deps), zoned)
 
     if header.qr:
         raise MalformedMessage("the message is a response, not a query")
@@ -356,7 +361,7 @@ def answer(
         svc = deps[-1][1]
         if svc is not None and not uniform(svc, 6 if qtype == QTYPE.AAAA else 4):
             scope = client.prefix_len
-    return done(RCODE.NOERROR, svc_choice.ttl, scope, ecs)
+    return done(RCODE.NOERROR, svc_choice.ttl, scope, ecs, zoned=False)
 
 
 def _apex(

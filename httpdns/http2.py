@@ -42,8 +42,16 @@ MAX_RESETS_PER_SECOND = 200  # RST_STREAM frames from the peer before ENHANCE_YO
 TICK = 1.0  # seconds between a connection's timeout checks
 
 _clock = time.monotonic
+# Inbound headers are validated (malformed requests are stream errors); our own outbound
+# headers come from FastServer.respond, well-formed by construction, so h2 need not
+# re-validate or normalize them on every response (a large share of its per-request cost).
 _CONFIG = h2.config.H2Configuration(
-    client_side=False, header_encoding=None, validate_inbound_headers=True
+    client_side=False,
+    header_encoding=None,
+    validate_inbound_headers=True,
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+    split_outbound_cookies=False,
 )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.edns
 import dns.message
 import dns.query
 import dns.rcode
@@ -100,6 +101,17 @@ def test_dnspython_over_h2_and_h1(h2node: H2Node, rdtype: str, post: bool) -> No
         assert r.rcode() == dns.rcode.NOERROR
         answers.append({rd.to_text() for rrset in r.answer for rd in rrset})
     assert answers[0] and answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("version", [dns.query.HTTPVersion.H2, dns.query.HTTPVersion.H1])
+def test_a_bad_client_subnet_over_doh_is_a_dns_formerr_not_an_http_error(
+    h2node: H2Node, version: dns.query.HTTPVersion
+) -> None:
+    """RFC 8484 §4.2.1: a DNS error is a 200 carrying the DNS reply; RFC 7871 §6: FORMERR."""
+    bad = dns.edns.GenericOption(dns.edns.ECS, b"\x00\x01\x28\x00" + bytes(5))  # /40 in IPv4
+    q = dns.message.make_query(SHOP, "A", use_edns=0, options=[bad])
+    r = dns.query.https(q, h2node.url(), verify=h2node.verify(), http_version=version)
+    assert r.rcode() == dns.rcode.FORMERR and not r.answer
 
 
 @pytest.mark.parametrize("mode", ["+https", "+https-get"])

@@ -214,14 +214,17 @@ def exists(name: str, zone: Zone, table: RoutingTable) -> bool:
 
 # -- ECS scope ---------------------------------------------------------------
 
-_uniform_memo: dict[tuple[int, int], tuple[CompiledService, bool]] = {}
+# (service name, family) -> (the compiled service it was computed for, verdict): one
+# entry per name, so it never holds more than the current services (plus the odd
+# replaced one until its name is asked for again).
+_uniform_memo: dict[tuple[str, int], tuple[CompiledService, bool]] = {}
 
 
 def uniform(svc: CompiledService, family: int) -> bool:
     """Whether every client gets the same address set for ``svc`` (then the answer does not
     depend on the client subnet: ECS scope 0). Conservative: no canary, at most one usable
     datacenter reachable from every region, and no pool larger than the answer size."""
-    key = (id(svc), family)
+    key = (svc.name, family)
     hit = _uniform_memo.get(key)
     if hit is not None and hit[0] is svc:
         return hit[1]

@@ -199,7 +199,8 @@ class H2Protocol(asyncio.Protocol):
         found = server.router.match(method, path.partition(b"?")[0])
         if found is None:
             # Not a query route: the admin API and plugins live on aiohttp, HTTP/1.1 only.
-            self.conn.reset_stream(sid, h2.errors.ErrorCodes.HTTP_1_1_REQUIRED)
+            with contextlib.suppress(h2.exceptions.ProtocolError):  # closed meanwhile
+                self.conn.reset_stream(sid, h2.errors.ErrorCodes.HTTP_1_1_REQUIRED)
             return
         route, account = found
         raw = server.respond(route, account, method, path, b"".join(block) + b"\r\n",
@@ -221,7 +222,7 @@ class H2Protocol(asyncio.Protocol):
             if body:
                 self.pending[sid] = memoryview(body)
                 self._resume_pending()
-        except h2.exceptions.StreamClosedError:  # reset meanwhile
+        except h2.exceptions.ProtocolError:  # the stream (or connection) closed meanwhile
             self.pending.pop(sid, None)
 
     def _answer_error(self, sid: int, status: int, code: str, detail: str) -> None:
@@ -239,7 +240,7 @@ class H2Protocol(asyncio.Protocol):
                         break
                     chunk, body = body[:room], body[room:]
                     conn.send_data(sid, chunk.tobytes(), end_stream=not body)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.FlowControlError):
+            except h2.exceptions.ProtocolError:  # closed meanwhile (flow errors included)
                 body = memoryview(b"")
             if body:
                 self.pending[sid] = body

@@ -203,9 +203,10 @@ class H2Protocol(asyncio.Protocol):
                 self.conn.reset_stream(sid, h2.errors.ErrorCodes.HTTP_1_1_REQUIRED)
             return
         route, account = found
-        raw = server.respond(route, account, method, path, b"".join(block) + b"\r\n",
-                             bytes(stream.body), self.peer)  # fmt: skip
-        self._send(sid, raw)
+        head, tail, _ = server.respond(
+            route, account, method, path, b"".join(block) + b"\r\n", bytes(stream.body), self.peer
+        )
+        self._send(sid, head + server.date() + tail)
 
     # -- responses ----------------------------------------------------------------------
 

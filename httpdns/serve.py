@@ -158,15 +158,22 @@ async def run(
             servers.append(tcp)
             transports.append(udp)
             log.info("serving DNS on udp+tcp %s:%d", host, port)
+        node.announce([(s, h, p) for s, (h, p), _tls in listeners])  # the fleet view
         log.info(
             "descriptor limit %d; at most %d HTTP connections, head timeout %gs, keep-alive %gs",
-            fd_limit, limit.max_connections, limit.header_timeout, limit.keepalive_timeout,
-        )  # fmt: skip
+            fd_limit,
+            limit.max_connections,
+            limit.header_timeout,
+            limit.keepalive_timeout,
+        )
         log.info(
             "registry %s at revision %d (from the %s), %d services; admin writes %s",
-            cfg.store, node.revision, node.started_from, len(node.table.services),
+            cfg.store,
+            node.revision,
+            node.started_from,
+            len(node.table.services),
             "need the admin token" if cfg.admin_token else "DISABLED (no admin token configured)",
-        )  # fmt: skip
+        )
         if stop is None:
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -292,13 +299,25 @@ def serve(
         stream=sys.stderr,
     )
     flags: dict[str, Any] = {
-        "http": http, "https": https, "tls_cert": tls_cert, "tls_key": tls_key, "store": store,
-        "admin_token": admin_token, "trusted_proxies": list(trusted_proxy) or None,
-        "zones": list(zone) or None, "demo": demo, "snapshot": snapshot, "dns": dns,
-        "workers": workers, "header_timeout": header_timeout,
-        "keepalive_timeout": keepalive_timeout, "max_connections": max_connections,
-        "http_rate": http_rate, "rrl_rate": rrl_rate, "rrl_slip": rrl_slip,
-    }  # fmt: skip
+        "http": http,
+        "https": https,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "store": store,
+        "admin_token": admin_token,
+        "trusted_proxies": list(trusted_proxy) or None,
+        "zones": list(zone) or None,
+        "demo": demo,
+        "snapshot": snapshot,
+        "dns": dns,
+        "workers": workers,
+        "header_timeout": header_timeout,
+        "keepalive_timeout": keepalive_timeout,
+        "max_connections": max_connections,
+        "http_rate": http_rate,
+        "rrl_rate": rrl_rate,
+        "rrl_slip": rrl_slip,
+    }
     try:
         cfg = config_mod.load(config_file, **flags)
     except ConfigError as exc:

@@ -10,6 +10,7 @@ from .model import (
     Allocation,
     Datacenter,
     Endpoint,
+    Heartbeat,
     Record,
     Region,
     Release,
@@ -19,7 +20,15 @@ from .model import (
 )
 
 Kind = Literal[
-    "datacenter", "region", "service", "endpoint", "release", "rollout", "allocation", "zone"
+    "datacenter",
+    "region",
+    "service",
+    "endpoint",
+    "release",
+    "rollout",
+    "allocation",
+    "heartbeat",
+    "zone",
 ]
 Op = Literal["put", "delete"]
 
@@ -31,12 +40,13 @@ _LOADERS: dict[str, Any] = {
     "release": Release.load,
     "rollout": Rollout.load,
     "allocation": Allocation.load,
+    "heartbeat": Heartbeat.load,
     "zone": Zone.load,
 }
 
 # Kinds that never change an answer: the deployer's bookkeeping. A batch of them
 # recompiles nothing (and never forces a rebuild of the whole routing table).
-UNROUTED: frozenset[str] = frozenset({"rollout", "allocation"})
+UNROUTED: frozenset[str] = frozenset({"rollout", "allocation", "heartbeat"})
 # Kinds read from the snapshot at query time: they change answers but no compiled service.
 UNCOMPILED: frozenset[str] = frozenset({"zone"})
 
@@ -146,6 +156,8 @@ def kind_of(record: Record) -> Kind:
         return "rollout"
     if isinstance(record, Allocation):
         return "allocation"
+    if isinstance(record, Heartbeat):
+        return "heartbeat"
     if isinstance(record, Zone):
         return "zone"
     return "release"
@@ -153,7 +165,7 @@ def kind_of(record: Record) -> Kind:
 
 def key_of(record: Record) -> str:
     """The store key for a record."""
-    if isinstance(record, Endpoint | Rollout | Allocation):
+    if isinstance(record, Endpoint | Rollout | Allocation | Heartbeat):
         return record.key
     if isinstance(record, Release):
         return record.service

@@ -1,5 +1,5 @@
-"""The registry's records: datacenters, regions, services, endpoints, releases, zones, and
-the deployer's rollouts and address allocations.
+"""The registry's records: datacenters, regions, services, endpoints, releases, zones,
+and the deployer's rollouts, address allocations and controller heartbeats.
 
 Records are immutable. ``from_dict`` validates untrusted input (an admin API
 body, a CLI argument) and names the offending field; ``to_dict`` gives the JSON
@@ -547,6 +547,45 @@ class Allocation:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A deployer controller's last reconcile pass: written every pass, so a reader can tell
+    a running controller from one that stopped (none within a few ``every`` periods)."""
+
+    id: str  # the controller, e.g. "host-pid"
+    time: float = 0.0  # when its last pass ended
+    every: float = 1.0  # seconds between its passes
+    actor: str = ""
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"time", "every", "actor"})
+
+    @property
+    def key(self) -> str:
+        """The store key: the controller id."""
+        return self.id
+
+    @classmethod
+    def from_dict(cls, id: str, data: Any) -> Heartbeat:
+        """Validate a body for the heartbeat of controller ``id``."""
+        d = _body("heartbeat", data, cls.FIELDS)
+        actor = d.get("actor", "")
+        return cls(
+            id=v.token("id", id),
+            time=_number("time", d.get("time", 0.0)),
+            every=_number("every", d.get("every", 1.0)),
+            actor=v.token("actor", actor) if actor else "",
+        )
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any]) -> Heartbeat:
+        """Rebuild from the store's JSON (trusted)."""
+        return cls(d["id"], d["time"], d["every"], d["actor"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"id": self.id, "time": self.time, "every": self.every, "actor": self.actor}
+
+
 def _number(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(field, f"must be a number, not {value!r}")
@@ -579,4 +618,6 @@ def _thaw(value: Any) -> Any:
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
-Record = Datacenter | Region | Service | Endpoint | Release | Rollout | Allocation | Zone
+Record = (
+    Datacenter | Region | Service | Endpoint | Release | Rollout | Allocation | Heartbeat | Zone
+)

@@ -9,8 +9,10 @@ the zone, its nameservers and a steered service inside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,10 +57,31 @@ def netns() -> Iterator[str]:
             etc.rmdir()
 
 
-def _in(netns: str, *cmd: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _in(
+    netns: str, *cmd: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [need("ip"), "netns", "exec", netns, *cmd], capture_output=True, text=True, timeout=timeout
+        [need("ip"), "netns", "exec", netns, *cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
+
+
+def _stop_leftovers(marker: str) -> None:
+    """End the processes whose command line names ``marker`` (the ``named`` dnsviz starts
+    for -N under its TMPDIR survives dnsviz when dnsviz is killed), by pid."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGTERM)
 
 
 def _serving(netns: str, node: Node) -> bool:
@@ -105,10 +128,12 @@ def served(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 def test_dnsviz_grok_finds_no_errors_in_a_served_zone(served: str, tmp_path: Path) -> None:
     servers = ",".join(f"{h}={a}" for h, a in NAMESERVERS.items())
     probe = tmp_path / "probe.json"
-    out = _in(
-        served, need("dnsviz"), "probe", "-A", "-E", "-a", ZONE, "-x", f"{ZONE}:{servers}",
-        "-N", f"{ZONE}:{servers}", "-o", str(probe), ZONE, WWW, f"ns1.{ZONE}",
-    )  # fmt: skip
+    scratch = tmp_path / "dnsviz-tmp"  # dnsviz's own temporary files (named for -N)
+    scratch.mkdir()
+    try:
+        out = _probe(served, servers, probe, scratch)
+    finally:
+        _stop_leftovers(str(scratch))
     assert out.returncode == 0, out.stderr
     grok = subprocess.run(
         [need("dnsviz"), "grok", "-r", str(probe)],
@@ -122,6 +147,16 @@ def test_dnsviz_grok_finds_no_errors_in_a_served_zone(served: str, tmp_path: Pat
     assert problems == [], json.dumps(problems, indent=1)[:4000]
     assert set(report) >= {f"{ZONE}.", f"{WWW}."}
     assert report[f"{ZONE}."]["status"] == "NOERROR"
+
+
+def _probe(
+    netns: str, servers: str, probe: Path, scratch: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    return _in(
+        netns, need("dnsviz"), "probe", "-A", "-E", "-a", ZONE, "-x", f"{ZONE}:{servers}",
+        "-N", f"{ZONE}:{servers}", "-o", str(probe), ZONE, WWW, f"ns1.{ZONE}", env=env,
+    )  # fmt: skip
 
 
 def _problems(node: object, path: str = "") -> Iterator[tuple[str, object]]:

@@ -19,6 +19,8 @@ import pytest
 from httpdns import config as config_mod
 from httpdns import dnswire
 from httpdns.config import Config
+from httpdns.dialects import Context, Query
+from httpdns.dialects.google import resolve_json
 from httpdns.table import Client, RoutingTable
 from registry.changes import Change
 from registry.errors import ValidationError
@@ -397,3 +399,36 @@ def test_zone_records_survive_every_snapshot_form() -> None:
     old = snap.to_dict()
     del old["zones"]  # a snapshot file written before zones existed
     assert Snapshot.load(old).zones == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "status", "answer", "authority"),
+    [
+        (ZONE, "NS", 0, {f"{NS1}.", f"{NS2}.", f"{NS_OUT}."}, False),
+        (ZONE, "SOA", 0, {f"{NS1}. dns-admin.example.org. 7 3600 600 86400 60"}, False),
+        (NS1, "AAAA", 0, {"2001:db8::53"}, False),
+        (f"nope.{ZONE}", "A", 3, set(), True),
+        ("eu.example.org", "A", 0, set(), True),
+        (SPLIT, "TXT", 0, set(), True),
+        (STATIC, "NS", 0, set(), True),
+        ("outside.invalid", "A", 5, set(), False),
+    ],
+)
+def test_the_json_dialect_follows_the_same_zone_logic(
+    table: RoutingTable,
+    config: Config,
+    name: str,
+    qtype: str,
+    status: int,
+    answer: set[str],
+    authority: bool,
+) -> None:
+    ctx = Context(table, config)
+    reply = resolve_json(Query(params={"name": name, "type": qtype}, peer=PEER), ctx)
+    body = orjson.loads(reply.body)
+    assert body["Status"] == status
+    assert {a["data"] for a in body.get("Answer", [])} == answer
+    assert ("Authority" in body) is authority
+    if authority:
+        assert body["Authority"][0]["data"].startswith((f"{NS1}. ", f"ns1.{STATIC}. "))
+    assert reply.deps == ()  # zone data: never kept by a front cache

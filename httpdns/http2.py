@@ -8,11 +8,12 @@ the fast path (the admin API, plugins) are refused per stream with
 ``HTTP_1_1_REQUIRED``, which clients (curl, browsers) answer by retrying over
 HTTP/1.1, where aiohttp serves them.
 
-Limits: the connection preface and every request must complete within the
-header timeout; a connection without open streams closes (GOAWAY) after the
-keep-alive timeout; at most ``MAX_STREAMS`` concurrent streams
-(``SETTINGS_MAX_CONCURRENT_STREAMS``), header lists of ``MAX_HEAD`` bytes and
-16 KiB frames are advertised; request bodies are bounded by ``MAX_BODY`` and
+Limits: HTTP/2 connections count toward the listener's ``max_connections``; the
+connection preface and every request must complete within the header timeout; a
+connection without open streams closes (GOAWAY) after the keep-alive timeout
+(only requests count as activity, not PINGs); at most ``MAX_STREAMS`` concurrent
+streams (``SETTINGS_MAX_CONCURRENT_STREAMS``), header lists of ``MAX_HEAD`` bytes
+and 16 KiB frames are advertised; request bodies are bounded by ``MAX_BODY`` and
 flow-controlled (their window is returned as data is consumed); responses
 respect the peer's windows. Rapid reset (CVE-2023-44487): streams the client
 resets cost no work here (answers are computed only once a request is complete,
@@ -125,7 +126,6 @@ class H2Protocol(asyncio.Protocol):
             self._flush()
             self._close()
             return
-        self.active = _clock()
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 self._request(event)
@@ -150,7 +150,9 @@ class H2Protocol(asyncio.Protocol):
     def _request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
         # A request without a body ends in the same frame: StreamEnded follows at once.
+        # Only requests count as activity: PING or SETTINGS frames keep nothing open.
         self.streams[sid] = _Stream(list(event.headers or ()), _clock())
+        self.active = _clock()
 
     def _data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id
@@ -296,9 +298,18 @@ class AlpnSwitch(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tls = transport.get_extra_info("ssl_object")
         alpn = tls.selected_alpn_protocol() if tls is not None else None
-        protocol: asyncio.Protocol = (
-            H2Protocol(self.server) if alpn == "h2" else FastHTTP(self.server)
-        )
+        server = self.server
+        if alpn != "h2":
+            protocol: asyncio.Protocol = FastHTTP(server)
+        elif server.open_connections() >= server.limits.max_connections:
+            # HTTP/2 connections count toward the same cap; with nothing idle to shed
+            # cheaply here, the newcomer is refused (an HTTP/1.1 one sheds the oldest idle).
+            client_log.note("connection_limit", f"{server.limits.max_connections} open")
+            transport.close()
+            return
+        else:
+            protocol = H2Protocol(server)
+            server.handed_off[transport] = None  # counted until the sweep sees it closed
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
 

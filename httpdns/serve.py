@@ -31,6 +31,7 @@ from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
 from .events import ROUTES as EVENT_ROUTES
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
+from .http2 import ALPN, AlpnSwitch
 from .logs import ClientErrorsOnly
 from .node import Node
 from .plugins import Plugin
@@ -128,6 +129,7 @@ async def run(
                 context.load_cert_chain(cfg.tls_cert or "", cfg.tls_key or "")
             except (OSError, ssl.SSLError) as exc:
                 raise ServeError(f"cannot load the TLS certificate/key: {exc}") from None
+            context.set_alpn_protocols(ALPN)  # HTTP/2 for DoH (RFC 8484 §5.2), or 1.1
             listeners.append(("https", cfg.https, context))
         loop = asyncio.get_running_loop()
         slow = runner.server
@@ -138,7 +140,7 @@ async def run(
             try:
                 servers.append(
                     await loop.create_server(
-                        lambda: FastHTTP(fast),
+                        (lambda: AlpnSwitch(fast)) if tls is not None else (lambda: FastHTTP(fast)),
                         host,
                         port,
                         ssl=tls,

@@ -44,6 +44,7 @@ from .release import release
 from .services import service
 from .state import health, state
 from .traffic import traffic
+from .zones import zone
 
 __all__ = ["ApiError", "CliError", "Client", "UnreachableError", "main"]
 
@@ -124,5 +125,6 @@ for _command in (
     registry_group,
     nodes,
     wait,
+    zone,
 ):
     main.add_command(_command)

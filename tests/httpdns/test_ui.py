@@ -8,20 +8,28 @@ pictures ``docs/console-service.png`` and ``docs/console-rollout.png``.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import re
 import shutil
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
+from deployer.container import replicas
+from deployer.spec import ReleaseSpec
+from registry import Change, Endpoint
+from registry.store import open_store
 from tests.deployer.fakes import spec
 from tests.servers import Node, seed_test_registry, wait_until
 
@@ -337,6 +345,31 @@ def test_the_page_says_when_the_stream_is_lost_and_reconnects(
         n.stop()
 
 
+def advance(node: Node, percent: float, text: str) -> None:
+    """Do what the ``rolling`` controller would at a canary step (no Docker here): the new
+    version's endpoints healthy, the rollout at ``percent`` with an event — written to the
+    node's SQLite file, which the node follows like any change."""
+
+    async def write() -> None:
+        store = await open_store(node.store)
+        try:
+            snap = await store.snapshot()
+            r = next(r for r in snap.rollouts.values() if r.service == SHOP and r.version == "v3")
+            s = ReleaseSpec.from_dict(r.spec)
+            eps = [Change.put(Endpoint(SHOP, rep.name, rep.dc, f"10.9.0.{i + 1}", s.port, "v3"))
+                   for i, rep in enumerate(replicas(s, "v3"))]  # fmt: skip
+            event = {"time": time.time(), "phase": "canary", "percent": percent, "text": text}
+            moved = dataclasses.replace(r, phase="canary", step=0 if percent < 50 else 1,
+                                        percent=percent, events=(*r.events, event))  # fmt: skip
+            await store.apply([*eps, Change.put(moved)], actor="rolling")
+        finally:
+            await store.close()
+
+    # Playwright's sync API runs a loop in this thread: the store gets a thread of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(write())).result(10)
+
+
 def test_pause_and_abort_a_rollout(node: Node, console: Console, artifacts: Path) -> None:
     page = console.page
     api(
@@ -348,8 +381,13 @@ def test_pause_and_abort_a_rollout(node: Node, console: Console, artifacts: Path
     sign_in(page, node)
     page.get_by_role("link", name="Rollouts").click()
     card = page.locator(f"section[data-service='{SHOP}']")
-    expect(card.get_by_role("heading")).to_have_text(f"{SHOP} → v3")
-    expect(card.get_by_role("progressbar", name="Canary progress")).to_be_visible()
+    expect(card.get_by_role("heading", level=2)).to_have_text(f"{SHOP} → v3")
+    expect(card).to_contain_text("deploy requested")
+    advance(node, 10.0, "canary step 1: 10 %")
+    expect(card).to_contain_text("canary 10 %", timeout=2000)
+    advance(node, 50.0, "canary step 2: 50 %, waiting for promote")
+    expect(card.get_by_role("progressbar", name="Canary progress")).to_have_attribute("value", "50")
+    expect(card.get_by_role("row", name="idc 2 / 2")).to_be_visible()
     card.get_by_role("button", name=f"Pause {SHOP}").click()
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
     wait_until(

@@ -5,7 +5,7 @@ import { bar, chart, confirmDialog, h, pct, shares } from "./views.js";
 const S = {
   state: null, nodes: null, rollouts: null, feat: null,
   write: { ok: false, reason: "" }, deploy: { ok: false, reason: "" },
-  stop: null, reloading: null, dirty: new Set(), percents: {},
+  stop: null, reloading: null, dirty: new Set(), percents: {}, events: {},
 };
 const main = () => document.getElementById("main");
 const enc = encodeURIComponent;
@@ -79,6 +79,11 @@ async function reload() {
   S.nodes = S.feat.has("GET", "/api/v1/nodes") ? (await call("GET", "/api/v1/nodes")).nodes : null;
   S.rollouts = S.feat.has("GET", "/api/v1/rollouts") ? (await call("GET", "/api/v1/rollouts")).rollouts : null;
   const now = Date.now() / 1000;
+  S.events = {};
+  await Promise.all((S.rollouts || []).map(async (r) => {
+    const hist = await call("GET", `/api/v1/rollouts/${enc(r.service)}/history`);
+    S.events[r.service] = (hist.rollouts.find((x) => x.id === r.id) || { events: [] }).events;
+  }));
   for (const r of S.rollouts || []) {
     const key = `${r.service}/${r.id}`;
     const pts = (S.percents[key] ||= []);
@@ -358,6 +363,8 @@ function rolloutsPage() {
       h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": `Datacenters of the ${r.service} rollout` }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Datacenter"), h("th", { scope: "col" }, "Healthy / total"))),
         h("tbody", {}, Object.entries(r.datacenters || {}).map(([dc, c]) => h("tr", { class: c.healthy < c.total ? "bad" : "" }, h("td", {}, dc), h("td", {}, `${c.healthy} / ${c.total}`)))))),
       r.message ? h("p", { class: "note" }, r.message) : null,
+      h("h3", {}, "Events"), h("ol", { class: "history", reversed: true }, (S.events?.[r.service] || []).slice(-6).reverse().map((e) =>
+        h("li", {}, `${new Date(e.time * 1000).toISOString().slice(11, 19)} UTC · ${e.phase} · ${e.percent} % · ${e.text}`))),
       h("p", { class: "note" }, "Canary share of answers over time (this session):"), chart(pts, `canary percent of ${r.service} over time`),
       h("div", { class: "row" }, buttons), errorBox(errId), readOnlyNote(S.deploy));
   });

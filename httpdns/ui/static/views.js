@@ -55,10 +55,19 @@ export function chart(points, label) {
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", label);
   if (points.length) {
-    const t0 = points[0][0], t1 = points[points.length - 1][0] || t0 + 1;
-    const span = Math.max(t1 - t0, 1);
+    // A step line up to now: the share holds until the next change.
+    const now = Date.now() / 1000;
+    const t0 = points[0][0], span = Math.max(now - t0, 1);
+    const x = (t) => ((t - t0) / span) * 100, y = (v) => 39 - v * 0.38;
+    const xy = [];
+    points.forEach(([t, v], i) => {
+      if (i) xy.push(`${x(t)},${y(points[i - 1][1])}`);
+      xy.push(`${x(t)},${y(v)}`);
+    });
+    xy.push(`100,${y(points[points.length - 1][1])}`);
     const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", points.map(([t, v]) => `${((t - t0) / span) * 100},${40 - v * 0.4}`).join(" "));
+    line.setAttribute("points", xy.join(" "));
+    line.setAttribute("vector-effect", "non-scaling-stroke");
     line.setAttribute("stroke", "#8a3ffc");
     svg.append(line);
   }

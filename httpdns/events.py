@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -37,8 +38,9 @@ WRITE_TIMEOUT = 10.0  # seconds one write may wait for a client to read
 BATCH = 100  # changes read from the audit log per round
 RETRY_MS = 1000  # what the browser waits before reconnecting
 
-# The open streams of each application (kept beside it: a started app takes no new keys).
-_STREAMS: weakref.WeakKeyDictionary[web.Application, set[web.StreamResponse]] = (
+# The handler tasks of each application's open streams (kept beside it: a started app
+# takes no new keys); ``close_streams`` ends them when the app shuts down.
+_STREAMS: weakref.WeakKeyDictionary[web.Application, set[asyncio.Task[Any]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -103,7 +105,9 @@ async def events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",  # nginx in front: pass events on at once
         }
     )
-    streams.add(resp)
+    task = asyncio.current_task()
+    assert task is not None
+    streams.add(task)
     try:
         await resp.prepare(request)
         last = node.revision if seen is None else min(seen, node.revision)
@@ -133,12 +137,18 @@ async def events(request: web.Request) -> web.StreamResponse:
         # The client left or could not keep up: it reconnects with Last-Event-ID.
         if request.transport is not None:
             request.transport.close()
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if task.cancelling():
             raise
     finally:
-        streams.discard(resp)
+        streams.discard(task)
     return resp
+
+
+async def close_streams(app: web.Application) -> None:
+    """End every open stream (``on_shutdown``): a stream never ends by itself, and the
+    server would otherwise wait for each one until its shutdown timeout."""
+    for task in list(_STREAMS.get(app, ())):
+        task.cancel()
 
 
 def open_streams(app: web.Application) -> int:

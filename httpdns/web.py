@@ -18,6 +18,7 @@ from .config import Config
 from .dialects import Context, Query, Reply
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, reply_for
 from .events import ROUTES as EVENT_ROUTES
+from .events import close_streams
 from .handlers import CONFIG, CONTEXT, MAX_BODY, NODE, json_response
 from .node import Node
 from .openapi import document
@@ -105,6 +106,7 @@ def make_app(
     app[NODE] = node
     app[CONFIG] = config
     app[CONTEXT] = Context(node.table, config, health=node.health)
+    app.on_shutdown.append(close_streams)  # event streams never end by themselves
     openapi = document(routes, schemas)
 
     async def _openapi(request: web.Request) -> web.StreamResponse:

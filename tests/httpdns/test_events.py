@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from httpdns import events
+from tests.servers import Node
 
 from .conftest import ADMIN, SHOP, admin
 
@@ -147,3 +151,21 @@ async def test_a_client_that_does_not_read_is_dropped(
             labels = {f"l{i}": "y" * 200 for i in range(200)}
             await admin(served, "PUT", "/api/v1/datacenters/idc", {"kind": "idc", "labels": labels})
     resp.close()
+
+
+def test_a_node_with_open_streams_stops_at_once(tmp_path: Path) -> None:
+    node = Node("sqlite://:memory:", tmp_path).start()
+    try:
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
+            s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer T\r\n\r\n")
+            seen = b""
+            while b"event: hello" not in seen:
+                chunk = s.recv(4096)
+                assert chunk, seen
+                seen += chunk
+            started = time.monotonic()
+            node.stop()  # SIGTERM; the stream must not hold the shutdown
+            assert time.monotonic() - started < 5
+            assert node.proc is None
+    finally:
+        node.stop()

@@ -142,6 +142,7 @@ def sign_in(page: Page, node: Node, token: str = TOKEN) -> None:
 
 def shot(page: Page, artifacts: Path, name: str) -> None:
     path = artifacts / name
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path))  # the first screen, as an operator sees it
     assert path.stat().st_size > 10_000
     if os.environ.get("HTTPDNS_UPDATE_SCREENSHOTS") == "1":

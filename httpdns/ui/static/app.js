@@ -194,12 +194,22 @@ function weightForm(name, svc) {
     try { body = read(); } catch (err) { showError("traffic-error", err); return; }
     const lines = Object.entries(body).map(([r, t]) => h("p", {}, `${r}: `, Object.entries(t).map(([dc, w]) => `${dc} ${w}`).join(", ")));
     if (!(await confirmDialog(`Apply the split of ${name}?`, [h("p", {}, "New weights:"), ...lines]))) return;
-    try {
-      await call("PUT", path, body);
+    const write = async (query) => {
+      await call("PUT", path + query, body);
       S.dirty.delete("weights");
       result.replaceChildren(h("p", {}, "Applied."));
       await reload(); render();
-    } catch (err) { showError("traffic-error", err); }
+    };
+    try { await write(""); } catch (err) {
+      showError("traffic-error", err);
+      // A guard rail (409 would_empty): the operator may still insist, after a second look.
+      if (err.code === "would_empty") {
+        result.replaceChildren(writeButton("Apply anyway (force)", async () => {
+          if (!(await confirmDialog(`Force the split of ${name}?`, h("p", {}, err.message)))) return;
+          try { await write("?force=1"); showError("traffic-error", null); } catch (e) { showError("traffic-error", e); }
+        }, "danger"));
+      }
+    }
   };
   form.addEventListener("submit", (ev) => { ev.preventDefault(); });
   form.append(...[h("div", { class: "row" },

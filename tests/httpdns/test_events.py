@@ -18,6 +18,8 @@ from tests.servers import Node
 
 from .conftest import ADMIN, SHOP, admin
 
+SSE = {**ADMIN, "Accept": "text/event-stream"}
+
 
 async def next_event(resp: ClientResponse, timeout: float = 5.0) -> tuple[str, Any, int | None]:
     """The next event of the stream (comments skipped): (type, data, id)."""
@@ -43,7 +45,7 @@ async def next_event(resp: ClientResponse, timeout: float = 5.0) -> tuple[str, A
 
 
 async def test_a_change_arrives_as_an_event_with_its_revision(served: TestClient) -> None:
-    resp = await served.get("/api/v1/events", headers=ADMIN)
+    resp = await served.get("/api/v1/events", headers=SSE)
     assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
     kind, hello, _ = await next_event(resp)
     assert kind == "hello" and hello["status"] == "ok"
@@ -59,13 +61,25 @@ async def test_a_change_arrives_as_an_event_with_its_revision(served: TestClient
     resp.close()
 
 
+async def test_without_accept_event_stream_the_feed_is_one_json_answer(
+    served: TestClient,
+) -> None:
+    rev = (await admin(served, "GET", "/api/v1/state"))["revision"]
+    await admin(served, "PUT", f"/api/v1/services/{SHOP}/traffic", {"default": {"idc": 3}})
+    body = await admin(served, "GET", f"/api/v1/events?since={rev - 1}")
+    assert body["revision"] == rev + 1 and body["from"] == rev - 1
+    assert [e["revision"] for e in body["events"]] == [rev, rev + 1]
+    assert body["events"][1]["changes"][0]["value"]["traffic"] == {"default": {"idc": 3}}
+    assert (await admin(served, "GET", "/api/v1/events"))["events"] == []  # from now: nothing
+
+
 @pytest.mark.parametrize("how", ["header", "query"])
 async def test_last_event_id_resumes_after_that_revision(served: TestClient, how: str) -> None:
     rev = (await admin(served, "GET", "/api/v1/state"))["revision"]
     for weight in (10, 20):
         await admin(served, "PUT", f"/api/v1/services/{SHOP}/traffic",
                     {"default": {"idc": weight, "cloud": 100}})  # fmt: skip
-    headers = {**ADMIN, "Last-Event-ID": str(rev)} if how == "header" else ADMIN
+    headers = {**SSE, "Last-Event-ID": str(rev)} if how == "header" else SSE
     path = "/api/v1/events" + ("" if how == "header" else f"?since={rev}")
     resp = await served.get(path, headers=headers)
     _, hello, _ = await next_event(resp)
@@ -80,7 +94,7 @@ async def test_a_quiet_stream_sends_heartbeat_comments(
     served: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(events, "HEARTBEAT", 0.05)
-    resp = await served.get("/api/v1/events", headers=ADMIN)
+    resp = await served.get("/api/v1/events", headers=SSE)
     await next_event(resp)
     async with asyncio.timeout(5):
         while (line := await resp.content.readline()) != b": keep-alive\n":
@@ -91,10 +105,11 @@ async def test_a_quiet_stream_sends_heartbeat_comments(
 @pytest.mark.parametrize(
     ("headers", "status", "code"),
     [
-        ({}, 401, "unauthorized"),
+        ({"Accept": "text/event-stream"}, 401, "unauthorized"),
         ({"Authorization": "Bearer nope"}, 401, "unauthorized"),
-        ({**ADMIN, "Last-Event-ID": "seven"}, 400, "bad_request"),
-        ({**ADMIN, "Last-Event-ID": "9" * 30}, 400, "bad_request"),
+        ({**SSE, "Last-Event-ID": "seven"}, 400, "bad_request"),
+        ({**SSE, "Last-Event-ID": "9" * 30}, 400, "bad_request"),
+        ({**ADMIN, "Last-Event-ID": "-1"}, 400, "bad_request"),
     ],
 )
 async def test_bad_requests_are_4xx_json(
@@ -110,10 +125,10 @@ async def test_streams_are_capped_per_node(
     served: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(events, "MAX_STREAMS", 2)
-    open_ = [await served.get("/api/v1/events", headers=ADMIN) for _ in range(2)]
+    open_ = [await served.get("/api/v1/events", headers=SSE) for _ in range(2)]
     for r in open_:
         assert (await next_event(r))[0] == "hello"
-    refused = await served.get("/api/v1/events", headers=ADMIN)
+    refused = await served.get("/api/v1/events", headers=SSE)
     assert refused.status == 503
     assert (await refused.json())["error"] == "too_many_streams"
     open_[0].close()
@@ -123,7 +138,7 @@ async def test_streams_are_capped_per_node(
 
     async def admitted() -> ClientResponse:
         while True:
-            r = await served.get("/api/v1/events", headers=ADMIN)
+            r = await served.get("/api/v1/events", headers=SSE)
             if r.status == 200:
                 return r
             r.close()
@@ -141,7 +156,7 @@ async def test_a_client_that_does_not_read_is_dropped(
 ) -> None:
     monkeypatch.setattr(events, "MAX_BUFFER", 0)  # anything queued counts as not reading
     monkeypatch.setattr(events, "WRITE_TIMEOUT", 0.2)
-    resp = await served.get("/api/v1/events", headers=ADMIN)
+    resp = await served.get("/api/v1/events", headers=SSE)
     app = served.server.app
     assert app is not None and events.open_streams(app) == 1
     await next_event(resp)
@@ -157,7 +172,10 @@ def test_a_node_with_open_streams_stops_at_once(tmp_path: Path) -> None:
     node = Node("sqlite://:memory:", tmp_path).start()
     try:
         with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
-            s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer T\r\n\r\n")
+            s.sendall(
+                b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer T\r\n"
+                b"Accept: text/event-stream\r\n\r\n"
+            )
             seen = b""
             while b"event: hello" not in seen:
                 chunk = s.recv(4096)

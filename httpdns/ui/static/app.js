@@ -319,6 +319,23 @@ async function historyView(name, holder) {
   }
 }
 
+/** The split as steered (failover, drained and empty datacenters included), measured by
+ * the node on its client sample: shown under the configured bars where the node offers it. */
+async function effectiveView(name) {
+  const holder = document.getElementById("traffic-bars");
+  try {
+    const data = await call("GET", `/api/v1/services/${enc(name)}/shares`);
+    if (!holder?.isConnected) return;
+    for (const [region, fams] of Object.entries(data.regions || {})) {
+      for (const [fam, split] of Object.entries(fams)) {
+        holder.append(h("span", { class: "note" }, `${region} ${fam} (effective)`), bar(split, dcOrder(), `${region} ${fam} effective split`));
+      }
+    }
+  } catch (err) {
+    holder?.after(h("p", { class: "error", role: "alert" }, `Effective split: ${err.message}`));
+  }
+}
+
 function servicePage(name) {
   const svc = S.state.services[name];
   if (!svc) { main().replaceChildren(h("h1", {}, name), h("p", { class: "error", role: "alert" }, `Service ${name} does not exist.`)); return; }
@@ -346,6 +363,7 @@ function servicePage(name) {
     h("section", { class: "card", "aria-labelledby": "hist-h" }, h("h2", { id: "hist-h" }, "History"), history));
   if (prevHistory && prevHistory !== history) history.replaceChildren(...prevHistory.childNodes);
   historyView(name, history);
+  if (S.feat.has("GET", "/api/v1/services/{name}/shares")) effectiveView(name);
 }
 
 // -- rollouts ----------------------------------------------------------------------------------

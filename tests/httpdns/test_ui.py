@@ -314,12 +314,22 @@ def test_a_change_through_the_api_shows_without_a_reload(node: Node, console: Co
     sign_in(page, node)
     page.get_by_role("link", name=SHOP).click()
     marker = page.evaluate("window.__marker = Math.random()")
+    # Work in progress on the page: an explain answer and a weight being typed.
+    page.get_by_label("Client IP").fill("203.0.113.7")
+    page.get_by_role("button", name="Explain").click()
+    explained = page.locator("#explain-out")
+    expect(explained).to_contain_text("region")
+    mobile = page.locator("#weights").get_by_role("group", name="Region mobile")
+    mobile.get_by_label("idc", exact=True).fill("5")
     api(node, "PUT", f"/api/v1/services/{SHOP}/traffic",
         {"default": {"idc": 20, "cloud": 80}, "mobile": {"idc": 0, "cloud": 100}})  # fmt: skip
     expect(page.get_by_role("img", name="default split: cloud 80 %, idc 20 %")).to_be_visible(
         timeout=1000
     )
     assert page.evaluate("window.__marker") == marker  # the same page: no reload
+    expect(mobile.get_by_label("idc", exact=True)).to_have_value("5")  # kept while typing
+    expect(page.get_by_label("Client IP")).to_have_value("203.0.113.7")
+    expect(explained).to_contain_text("region")
 
 
 def test_the_page_says_when_the_stream_is_lost_and_reconnects(

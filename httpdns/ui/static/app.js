@@ -5,7 +5,7 @@ import { bar, chart, confirmDialog, h, pct, shares } from "./views.js";
 const S = {
   state: null, nodes: null, rollouts: null, feat: null,
   write: { ok: false, reason: "" }, deploy: { ok: false, reason: "" },
-  stop: null, reloading: null, dirty: new Set(), percents: {}, events: {},
+  stop: null, reloading: null, dirty: new Set(), percents: {}, events: {}, page: null,
 };
 const main = () => document.getElementById("main");
 const enc = encodeURIComponent;
@@ -97,12 +97,22 @@ function render() {
   if (!S.state) return;
   const hash = location.hash || "#/";
   const keep = document.activeElement?.id;
+  // What the operator typed survives a live update (the registry's values are the defaults).
+  const same = S.page === hash; // a live update of the page on screen, not a navigation
+  S.page = hash;
+  if (!same) S.dirty.clear();
+  const edited = !same ? [] : [...main().querySelectorAll("input")].filter((i) => i.id && i.value !== i.defaultValue)
+    .map((i) => [i.id, i.value]);
   if (hash.startsWith("#/service/")) servicePage(decodeURIComponent(hash.slice(10)));
   else if (hash === "#/rollouts") rolloutsPage();
   else overview();
+  for (const [id, value] of edited) {
+    const input = document.getElementById(id);
+    if (input && input.value !== value) input.value = value;
+  }
   if (keep) document.getElementById(keep)?.focus();
 }
-window.addEventListener("hashchange", () => { S.dirty.clear(); render(); main().focus(); });
+window.addEventListener("hashchange", () => { render(); main().focus(); });
 
 // -- overview ----------------------------------------------------------------------------------
 function dcOrder() { return Object.keys(S.state.datacenters); }
@@ -352,8 +362,11 @@ function servicePage(name) {
         h("td", {}, id), h("td", {}, e.dc), h("td", {}, `${e.address}:${e.port}`), h("td", {}, e.version), h("td", {}, e.weight),
         h("td", {}, e.healthy ? "healthy" : "unhealthy")))))));
   const history = h("div", { id: "history" }, h("p", { class: "note" }, "Loading…"));
-  const prevHistory = document.getElementById("history");
-  main().replaceChildren(h("h1", {}, name),
+  // Only a live update of this same page keeps the history and the explain answer shown.
+  const fresh = !main().querySelector(`[data-page="${CSS.escape(name)}"]`);
+  const prevHistory = fresh ? null : document.getElementById("history");
+  const prevExplain = fresh ? null : document.getElementById("explain-out");
+  main().replaceChildren(h("h1", { "data-page": name }, name),
     h("p", { class: "note" }, `access ${svc.access} · ttl ${svc.ttl}s · ${svc.answers} answers · ${svc.all_down} · revision ${S.state.revision}`),
     traffic,
     h("div", { class: "grid" },
@@ -362,6 +375,8 @@ function servicePage(name) {
     eps,
     h("section", { class: "card", "aria-labelledby": "hist-h" }, h("h2", { id: "hist-h" }, "History"), history));
   if (prevHistory && prevHistory !== history) history.replaceChildren(...prevHistory.childNodes);
+  const explainOut = document.getElementById("explain-out");
+  if (prevExplain && explainOut && prevExplain !== explainOut) explainOut.replaceChildren(...prevExplain.childNodes);
   historyView(name, history);
   if (S.feat.has("GET", "/api/v1/services/{name}/shares")) effectiveView(name);
 }

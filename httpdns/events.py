@@ -139,6 +139,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 except RegistryError:
                     batch = []  # the store is away: the node's own table is still news
                 batch = [cs for cs in batch if cs.revision <= node.revision]
+                if batch and batch[0].revision != last + 1:
+                    batch = []  # the log lost the first ones: the client must reload, not skip
                 for cs in batch:
                     await _send(resp, request, frame("change", _change(cs), cs.revision))
                     last = cs.revision

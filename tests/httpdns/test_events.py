@@ -14,6 +14,8 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from httpdns import events
+from httpdns.handlers import NODE
+from registry.changes import ChangeSet
 from tests.servers import Node
 
 from .conftest import ADMIN, SHOP, admin
@@ -187,3 +189,24 @@ def test_a_node_with_open_streams_stops_at_once(tmp_path: Path) -> None:
             assert node.proc is None
     finally:
         node.stop()
+
+
+async def test_revisions_the_audit_log_lost_give_a_reset_not_a_gap(
+    served: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = served.server.app
+    assert app is not None
+    store = app[NODE].store
+    rev = (await admin(served, "GET", "/api/v1/state"))["revision"]
+    for weight in (1, 2):
+        await admin(served, "PUT", f"/api/v1/services/{SHOP}/traffic", {"default": {"idc": weight}})
+    real = store.audit
+
+    async def trimmed(since: int = 0, limit: int = 1000) -> list[ChangeSet]:
+        return [cs for cs in await real(since, limit) if cs.revision > rev + 1]  # rev+1 is gone
+
+    monkeypatch.setattr(store, "audit", trimmed)
+    resp = await served.get("/api/v1/events", headers={**SSE, "Last-Event-ID": str(rev)})
+    assert (await next_event(resp))[0] == "hello"
+    assert await next_event(resp) == ("reset", {"revision": rev + 2}, rev + 2)
+    resp.close()

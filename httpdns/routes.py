@@ -46,6 +46,9 @@ class Route:
     write: bool = False  # takes If-Match, may answer 409/503
     query: tuple[str, ...] = ()  # documented query parameters
     public: bool = False  # no bearer token
+    # The least token role admitted (read < ops < deployer < admin); None: "read" for GET,
+    # "admin" for anything else. Checked by ``handlers.authorize``.
+    role: str | None = None
 
     @property
     def is_query(self) -> bool:

@@ -17,7 +17,7 @@ from .admin import ADMIN_ROUTES
 from .config import Config
 from .dialects import Context, Query, Reply
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, reply_for
-from .handlers import CONFIG, CONTEXT, MAX_BODY, NODE, json_response
+from .handlers import CONFIG, CONTEXT, MAX_BODY, NODE, ROLE_OF, json_response, route_role
 from .node import Node
 from .openapi import document
 from .routes import QUERY_ROUTES, Dialect, Handler, Route, reply_headers
@@ -101,6 +101,7 @@ def make_app(
     app[NODE] = node
     app[CONFIG] = config
     app[CONTEXT] = Context(node.table, config, health=node.health)
+    app[ROLE_OF] = {(r.method, r.path): route_role(r.method, r.role) for r in routes}
     openapi = document(routes, schemas)
 
     async def _openapi(request: web.Request) -> web.StreamResponse:

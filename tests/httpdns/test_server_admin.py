@@ -364,14 +364,52 @@ async def test_traffic_shift_all_services(served: TestClient) -> None:
         expect=200,
     )
     assert isinstance(out["revision"], int)
-    assert out["services"]["a.example.org"]["default"] == {"idc": 40, "cloud": 60}
-    assert out["services"]["b.example.org"]["default"] == {"idc": 40, "cloud": 60}
-    assert out["services"]["a.example.org"]["mobile"] == {"idc": 80, "cloud": 20}
-    # the test registry's services moved too (50/50 -> 30/70)
-    assert out["services"][SHOP]["default"] == {"idc": 30, "cloud": 70}
+    # 20 % of idc's 60 moves: 12 points
+    assert out["services"]["a.example.org"]["default"] == {"idc": 48, "cloud": 52}
+    assert out["services"]["b.example.org"]["default"] == {"idc": 48, "cloud": 52}
+    # without a service list, a table that never had the target is left alone and named
+    assert out["services"]["a.example.org"]["mobile"] == {"idc": 100}
+    assert {"service": "a.example.org", "region": "mobile",
+            "reason": "the table has no cloud"} in out["skipped"]  # fmt: skip
+    # the test registry's ro service moved too (50/50 -> 40/60); the rw one did not:
+    # cloud is read-only, so the target is not eligible for it
+    assert out["services"][SHOP]["default"] == {"idc": 40, "cloud": 60}
+    assert PAY not in out["services"]
+    assert {"service": PAY, "region": None,
+            "reason": "cloud is read-only and the service is rw"} in out["skipped"]  # fmt: skip
+    move = next(m for m in out["moves"] if m["service"] == SHOP and m["region"] == "default")
+    assert move == {"service": SHOP, "region": "default", "before": {"idc": 50, "cloud": 50},
+                    "after": {"idc": 40, "cloud": 60}, "asked": 10, "moved": 10}  # fmt: skip
     snap = await state(served)
-    assert snap["services"]["b.example.org"]["traffic"]["default"] == {"idc": 40, "cloud": 60}
+    assert snap["services"]["b.example.org"]["traffic"]["default"] == {"idc": 48, "cloud": 52}
+    assert snap["services"][PAY]["traffic"]["default"] == {"idc": 50, "cloud": 50}
     assert snap["revision"] == out["revision"]
+
+
+async def test_traffic_shift_moves_a_share_of_the_source(served: TestClient) -> None:
+    """The issue's example: idc=60 cloud=40 shifted by 50 % gives idc=30 cloud=70."""
+    name = "rush.example.org"
+    await admin(served, "PUT", f"{API}/services/{name}",
+                {"traffic": {"default": {"idc": 60, "cloud": 40}}}, expect=201)  # fmt: skip
+    out = await admin(served, "POST", f"{API}/traffic/shift",
+                      {"from": "idc", "to": "cloud", "percent": 50, "services": [name]},
+                      expect=200)  # fmt: skip
+    assert out["services"][name]["default"] == {"idc": 30, "cloud": 70}
+    assert out["moves"] == [{"service": name, "region": "default", "before": {"idc": 60, "cloud": 40},
+                             "after": {"idc": 30, "cloud": 70}, "asked": 30, "moved": 30}]  # fmt: skip
+
+
+async def test_traffic_shift_capped_table_is_named(served: TestClient) -> None:
+    name = "cap.example.org"
+    await admin(served, "PUT", f"{API}/services/{name}",
+                {"traffic": {"default": {"idc": 1000, "cloud": 9990}}}, expect=201)  # fmt: skip
+    out = await admin(served, "POST", f"{API}/traffic/shift",
+                      {"from": "idc", "to": "cloud", "percent": 40, "services": [name]},
+                      expect=200)  # fmt: skip
+    [move] = out["moves"]
+    assert (move["asked"], move["moved"]) == (400, 10)
+    assert "capped" in move["note"]
+    assert out["services"][name]["default"] == {"idc": 990, "cloud": 10000}
 
 
 async def test_traffic_shift_restricted_to_listed_services(served: TestClient) -> None:
@@ -385,7 +423,11 @@ async def test_traffic_shift_restricted_to_listed_services(served: TestClient) -
     )
     assert set(out["services"]) == {"a.example.org"}
     snap = await state(served)
-    assert snap["services"]["a.example.org"]["traffic"]["default"] == {"idc": 40, "cloud": 60}
+    # a named service: every table where idc has weight moves, the target added if missing
+    assert snap["services"]["a.example.org"]["traffic"] == {
+        "default": {"idc": 48, "cloud": 52},
+        "mobile": {"idc": 80, "cloud": 20},
+    }
     assert snap["services"]["b.example.org"]["traffic"]["default"] == {"idc": 60, "cloud": 40}
     assert snap["services"][SHOP]["traffic"]["default"] == {"idc": 50, "cloud": 50}
 

@@ -1,0 +1,178 @@
+"""What a registry change would do to answers, computed with the real steering code. Pure.
+
+Every admin write is checked here before it is written (and a dry run stops here):
+
+* ``empty_regions``: the (service, region) pairs that answer nobody — no address for
+  either family, whatever the client — found by ``steering.decide`` itself on the
+  compiled service; ``newly_empty`` compares two snapshots (the ``would_empty`` guard);
+* ``warnings``: weights that can never apply (a read-only datacenter in an ``rw``
+  service's table);
+* ``empty_versions``: a release whose stable or canary version has no endpoint;
+* ``impact``: per changed service and region, the split of a fixed sample of client
+  buckets over datacenters before and after, and the share of those clients whose
+  answer would change — measured by steering each bucket, never estimated.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from registry.changes import Change, ChangeSet
+from registry.snapshot import Snapshot
+
+from .hashing import BUCKETS
+from .steering import CompiledService, compile_service, decide
+
+SAMPLE_SIZE = 4096
+# Evenly spread buckets: the same sample on every run, so two dry runs agree.
+SAMPLE: tuple[int, ...] = tuple(range(0, BUCKETS, BUCKETS // SAMPLE_SIZE))
+
+
+def compiled(snap: Snapshot, name: str) -> CompiledService:
+    """``name`` of ``snap`` compiled exactly as the routing table compiles it."""
+    return compile_service(
+        snap.services[name],
+        snap.endpoints_of(name).values(),
+        snap.releases.get(name),
+        snap.datacenters,
+    )
+
+
+def regions_of(snap: Snapshot, name: str) -> list[str]:
+    """The regions that may answer differently for ``name``: ``default`` (every client
+    outside a region with a table of its own) and each region with its own table."""
+    svc = snap.services[name]
+    return ["default", *sorted(r for r in svc.traffic if r != "default")]
+
+
+def _families(svc: CompiledService) -> tuple[int, ...]:
+    """The address families the service has endpoints of (4 alone when it has none)."""
+    found = tuple(f for f in (4, 6) if any(key[0] == f for key in svc.pools))
+    return found or (4,)
+
+
+def touched(changes: Iterable[Change], snap: Snapshot) -> list[str]:
+    """The services whose answers ``changes`` may change (every one for a datacenter or
+    region change), present in ``snap``."""
+    names = ChangeSet(0, tuple(changes)).services
+    pool = snap.services if names is None else [n for n in names if n in snap.services]
+    return sorted(pool)
+
+
+def empty_regions(snap: Snapshot, names: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Services (of ``names``, default all) that answer empty for some region, with those
+    regions. Eligibility does not depend on the client (a canary cohort falls back to any
+    version), so one bucket per region and family decides."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(snap.services if names is None else names):
+        if name not in snap.services:
+            continue
+        svc = compiled(snap, name)
+        empty = [
+            region
+            for region in regions_of(snap, name)
+            if not any(decide(svc, family, region, 0).addresses for family in (4, 6))
+        ]
+        if empty:
+            out[name] = empty
+    return out
+
+
+def newly_empty(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str, list[str]]:
+    """The (service, regions) that answer in ``before`` and would answer empty in
+    ``after``. New services (nothing to lose yet) and deleted ones do not count."""
+    names = [n for n in names if n in before.services and n in after.services]
+    was = empty_regions(before, names)
+    now = empty_regions(after, names)
+    out = {}
+    for name, regions in now.items():
+        lost = [r for r in regions if r not in was.get(name, ())]
+        if lost:
+            out[name] = lost
+    return out
+
+
+def describe_empty(empty: Mapping[str, Sequence[str]]) -> str:
+    """``a.example.org (default, north), b.example.org (default)``."""
+    return ", ".join(f"{name} ({', '.join(regions)})" for name, regions in sorted(empty.items()))
+
+
+def warnings(snap: Snapshot, names: Iterable[str]) -> list[str]:
+    """Weights of the services ``names`` that can never apply: a read-only datacenter in
+    an ``rw`` service's table (the weight is kept, but no client is ever sent there)."""
+    out = []
+    for name in sorted(names):
+        svc = snap.services.get(name)
+        if svc is None or svc.access != "rw":
+            continue
+        for region, table in sorted(svc.traffic.items()):
+            for dc, weight in sorted(table.items()):
+                rec = snap.datacenters.get(dc)
+                if weight > 0 and rec is not None and not rec.writable:
+                    out.append(
+                        f"{name}: traffic.{region}.{dc}={weight} never applies "
+                        f"({dc} is read-only and the service is rw)"
+                    )
+    return out
+
+
+def empty_versions(snap: Snapshot, changes: Iterable[Change]) -> list[str]:
+    """Releases put by ``changes`` whose stable or canary version has no endpoint in
+    ``snap`` (the canary would silently answer stable; the stable anything)."""
+    out = []
+    for c in changes:
+        if c.kind != "release" or c.op != "put" or c.value is None:
+            continue
+        rel = c.value
+        have = {e.version for e in snap.endpoints_of(c.key).values()}
+        for role in ("stable", "canary"):
+            version = getattr(rel, role)
+            if version is not None and version not in have:
+                out.append(f"{c.key}: {role} version {version!r} has no endpoints")
+    return out
+
+
+def _answers(svc: CompiledService, region: str, families: Sequence[int]) -> list[tuple[Any, ...]]:
+    """The answer (datacenter and addresses of each family) of every sampled bucket."""
+    return [
+        tuple(
+            (choice.dc, choice.addresses)
+            for choice in (decide(svc, family, region, b) for family in families)
+        )
+        for b in SAMPLE
+    ]
+
+
+def _split(answers: Sequence[tuple[Any, ...]]) -> dict[str, float]:
+    """Share of the sample per datacenter (of the first family), ``none`` for empty."""
+    counts = Counter((a[0][0] if a[0][1] else None) or "none" for a in answers)
+    return {dc: round(n / len(answers), 4) for dc, n in sorted(counts.items())}
+
+
+def impact(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str, Any]:
+    """Per service of ``names`` and region: the split of the client sample before and
+    after, and the share of clients whose answer (either family) would change; and the
+    largest such share (``moved``). Services new or deleted are listed as such."""
+    services: dict[str, Any] = {}
+    largest = 0.0
+    for name in sorted(names):
+        if name not in after.services or name not in before.services:
+            services[name] = {"new" if name in after.services else "deleted": True}
+            continue
+        old, new = compiled(before, name), compiled(after, name)
+        families = tuple(sorted(set(_families(old)) | set(_families(new))))
+        regions: dict[str, Any] = {}
+        for region in sorted(set(regions_of(before, name)) | set(regions_of(after, name))):
+            was = _answers(old, region, families)
+            now = was if old == new else _answers(new, region, families)
+            moved = sum(1 for a, b in zip(was, now, strict=True) if a != b) / len(SAMPLE)
+            largest = max(largest, moved)
+            regions[region] = {
+                "before": _split(was),
+                "after": _split(now),
+                "moved": round(moved, 4),
+            }
+        services[name] = {"regions": regions}
+    return {"sample": len(SAMPLE), "moved": round(largest, 4), "services": services}

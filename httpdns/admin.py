@@ -116,7 +116,8 @@ async def _commit(
             "empty": empty, "impact": impact.impact(before, after, names),
         })  # fmt: skip
     cs = await node.write(changes, expected_revision=expected, actor=actor(request))
-    body = {"revision": cs.revision, **result, "warnings": warnings}
+    body = {"revision": cs.revision, **result, "warnings": warnings,
+            "changes": [_change(c) for c in cs.changes]}  # fmt: skip
     if empty:
         body["empty"] = empty  # forced: say what now answers nobody
     return json_response(body, 201 if created else 200)

@@ -61,34 +61,44 @@ def touched(changes: Iterable[Change], snap: Snapshot) -> list[str]:
     return sorted(pool)
 
 
+def _empty_in(svc: CompiledService, regions: Iterable[str]) -> list[str]:
+    """The regions where ``svc`` answers no address of either family to anyone.
+    Eligibility does not depend on the client (a canary cohort falls back to any version),
+    so one bucket per region and family decides."""
+    return [
+        region
+        for region in regions
+        if not any(decide(svc, family, region, 0).addresses for family in (4, 6))
+    ]
+
+
 def empty_regions(snap: Snapshot, names: Iterable[str] | None = None) -> dict[str, list[str]]:
     """Services (of ``names``, default all) that answer empty for some region, with those
-    regions. Eligibility does not depend on the client (a canary cohort falls back to any
-    version), so one bucket per region and family decides."""
+    regions (``default`` and the regions with a table of their own)."""
     out: dict[str, list[str]] = {}
     for name in sorted(snap.services if names is None else names):
         if name not in snap.services:
             continue
-        svc = compiled(snap, name)
-        empty = [
-            region
-            for region in regions_of(snap, name)
-            if not any(decide(svc, family, region, 0).addresses for family in (4, 6))
-        ]
+        empty = _empty_in(compiled(snap, name), regions_of(snap, name))
         if empty:
             out[name] = empty
     return out
 
 
 def newly_empty(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str, list[str]]:
-    """The (service, regions) that answer in ``before`` and would answer empty in
-    ``after``. New services (nothing to lose yet) and deleted ones do not count."""
-    names = [n for n in names if n in before.services and n in after.services]
-    was = empty_regions(before, names)
-    now = empty_regions(after, names)
+    """The (service, regions) whose clients get answers in ``before`` and would get none
+    in ``after`` (a region without a table of its own is steered by ``default``). New
+    services (nothing to lose yet) and deleted ones do not count."""
     out = {}
-    for name, regions in now.items():
-        lost = [r for r in regions if r not in was.get(name, ())]
+    for name in sorted(names):
+        if name not in before.services or name not in after.services:
+            continue
+        regions = sorted(set(regions_of(before, name)) | set(regions_of(after, name)))
+        now = _empty_in(compiled(after, name), regions)
+        if not now:
+            continue
+        was = set(_empty_in(compiled(before, name), now))
+        lost = [r for r in now if r not in was]
         if lost:
             out[name] = lost
     return out
@@ -176,3 +186,29 @@ def impact(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str,
             }
         services[name] = {"regions": regions}
     return {"sample": len(SAMPLE), "moved": round(largest, 4), "services": services}
+
+
+# name -> (the compiled service it was computed from, its empty regions)
+_MEMO: dict[str, tuple[CompiledService, list[str]]] = {}
+
+
+def answering_empty(services: Mapping[str, CompiledService]) -> dict[str, list[str]]:
+    """Services of the routing table (``services``: name -> compiled service) that answer
+    empty in some region. Health checks ask often: a service is looked at again only when
+    its compiled entry changed (a datacenter change recompiles every one)."""
+    out: dict[str, list[str]] = {}
+    for name, svc in services.items():
+        seen = _MEMO.get(name)
+        if seen is None or seen[0] is not svc:
+            regions = ["default", *sorted(r for r in svc.tables if r != "default")]
+            empty = [
+                region
+                for region in regions
+                if not any(decide(svc, family, region, 0).addresses for family in (4, 6))
+            ]
+            seen = _MEMO[name] = (svc, empty)
+        if seen[1]:
+            out[name] = seen[1]
+    for name in [n for n in _MEMO if n not in services]:
+        del _MEMO[name]
+    return dict(sorted(out.items()))

@@ -31,6 +31,7 @@ from registry.errors import (
 )
 from registry.store import Store
 
+from .impact import answering_empty
 from .snapshotfile import SnapshotFile
 from .table import RoutingTable
 
@@ -228,6 +229,8 @@ class Node:
             else round(self._clock() - self._lost_at, 3),
             "services": len(self.table.services),
             "started_from": self.started_from,
+            # services that answer nobody in some region (a drain, a flip, a deleted endpoint)
+            "empty": answering_empty(self.table.services),
         }
         if self._regressed is not None:
             body["detail"] = self._regressed

@@ -30,9 +30,10 @@ from typing import cast
 import click
 
 from ..config import DEFAULT_SERVER
-from .audit import audit
+from .audit import audit, history, revert
 from .client import Client
 from .datacenters import dc
+from .declarative import apply, export
 from .endpoints import endpoint
 from .errors import ApiError, CliError, UnreachableError
 from .explain import explain
@@ -120,6 +121,10 @@ for _command in (
     release,
     explain,
     audit,
+    history,
+    revert,
+    apply,
+    export,
     registry_group,
 ):
     main.add_command(_command)

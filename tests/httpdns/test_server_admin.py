@@ -589,3 +589,149 @@ async def test_state_snapshot(served: TestClient) -> None:
     assert shop["access"] == "ro" and shop["ttl"] == SHOP_TTL
     assert shop["release"]["canary"] == "v2" and shop["release"]["canary_percent"] == 10
     assert len(shop["endpoints"]) == 14
+
+
+# -- safe operations (issue 13) ---------------------------------------------------------------------
+
+ROLE_TOKENS = {
+    "viewer": {"role": "read", "secret": "viewer-secret"},
+    "oncall": {
+        "role": "ops",
+        "secret_sha256": __import__("hashlib").sha256(b"ops-secret").hexdigest(),
+    },
+    "ci": {"role": "deployer", "secret": "ci-secret-1"},
+}
+
+
+@pytest.fixture
+async def roles(aiohttp_client: ClientFactory, node: Node) -> TestClient:
+    client = await aiohttp_client(make_app(node, make_config(tokens=ROLE_TOKENS)))
+    from .conftest import build_registry
+
+    await build_registry(client)
+    return client
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.mark.parametrize(
+    ("secret", "method", "path", "body", "status", "needed"),
+    [
+        ("viewer-secret", "GET", f"{API}/state", None, 200, None),
+        ("viewer-secret", "GET", f"{API}/audit", None, 200, None),
+        ("viewer-secret", "PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 1}}, 403, "ops"),
+        ("ops-secret", "PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 1, "cloud": 1}}, 200, None),
+        ("ops-secret", "POST", f"{API}/datacenters/cloud/undrain", None, 200, None),
+        ("ops-secret", "PUT", f"{API}/datacenters/cloud", {"kind": "cloud"}, 403, "admin"),
+        ("ops-secret", "PUT", f"{API}/services/{SHOP}/endpoints/x", {"dc": "idc", "address": "192.0.2.99"}, 403, "deployer"),
+        ("ci-secret-1", "PUT", f"{API}/services/{SHOP}/endpoints/x", {"dc": "idc", "address": "192.0.2.99"}, 201, None),
+        ("ci-secret-1", "POST", f"{API}/registry/revert", {"to": 1}, 403, "admin"),
+        ("ci-secret-1", "PUT", f"{API}/registry", {}, 403, "admin"),
+        ("T", "PUT", f"{API}/datacenters/cloud", {"kind": "cloud", "writable": False}, 200, None),
+    ],
+)  # fmt: skip
+async def test_roles(
+    roles: TestClient, secret: str, method: str, path: str, body: Any, status: int,
+    needed: str | None,
+) -> None:  # fmt: skip
+    data = None if body is None else json.dumps(body)
+    resp = await roles.request(method, path, data=data, headers=bearer(secret))
+    err = await resp.json()
+    assert resp.status == status, err
+    if needed is not None:
+        assert err["error"] == "forbidden"
+        assert f"needs the {needed} role" in err["detail"]
+
+
+async def test_missing_and_unknown_tokens_are_401_with_different_details(roles: TestClient) -> None:
+    resp = await roles.get(f"{API}/state")
+    assert resp.status == 401 and "no token given" in (await resp.json())["detail"]
+    resp = await roles.get(f"{API}/state", headers=bearer("ops-secreT"))
+    assert resp.status == 401 and (await resp.json())["detail"] == "unknown token"
+
+
+async def test_audit_actor_is_the_token_name(roles: TestClient) -> None:
+    await admin(roles, "PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 1, "cloud": 1}},
+                headers={**bearer("ops-secret"), "X-Actor": "ann@box"})  # fmt: skip
+    await admin(roles, "POST", f"{API}/datacenters/cloud/undrain", headers=bearer("ops-secret"))
+    entries = (await admin(roles, "GET", f"{API}/audit?limit=2"))["entries"]
+    assert [e["actor"] for e in entries] == ["oncall", "oncall:ann@box"]
+
+
+async def test_would_empty_lists_every_service_and_region(served: TestClient) -> None:
+    before = await state(served)
+    err = await admin(served, "POST", f"{API}/datacenters/idc/drain", expect=409)
+    assert err["error"] == "would_empty"
+    # PAY (rw) has no other writable datacenter; SHOP keeps cloud
+    assert err["affected"] == [{"service": PAY, "regions": ["default"]}]
+    assert PAY in err["detail"] and SHOP not in err["detail"]
+    assert await state(served) == before
+    # dry run gives the same refusal; force goes through and /healthz names the service
+    await admin(served, "POST", f"{API}/datacenters/idc/drain?dry_run=1", expect=409)
+    out = await admin(served, "POST", f"{API}/datacenters/idc/drain?force=1", expect=200)
+    assert PAY in out["empty"]
+    assert PAY in (await health(served))["empty"]
+    await admin(served, "POST", f"{API}/datacenters/idc/undrain", expect=200)
+    assert (await health(served))["empty"] == {}
+
+
+async def test_dry_run_writes_nothing_and_measures(served: TestClient) -> None:
+    before = await state(served)
+    out = await admin(served, "PUT", f"{API}/services/{SHOP}/traffic?dry_run=1",
+                      {"default": {"idc": 100, "cloud": 0}}, expect=200)  # fmt: skip
+    assert out["dry_run"] is True and out["revision"] == before["revision"]
+    row = out["impact"]["services"][SHOP]["regions"]["default"]
+    assert row["after"] == {"idc": 1.0}
+    assert abs(row["moved"] - row["before"]["cloud"]) < 0.01  # exactly the cloud clients move
+    assert await state(served) == before
+
+
+async def test_bad_flag_is_400(served: TestClient) -> None:
+    err = await admin(served, "POST", f"{API}/datacenters/idc/drain?force=maybe", expect=400)
+    assert err["error"] == "bad_request" and "force" in err["detail"]
+
+
+async def test_audit_limit_is_newest_first_and_revert(served: TestClient) -> None:
+    start = (await state(served))["revision"]
+    await admin(
+        served, "PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 90, "cloud": 10}}
+    )
+    await admin(served, "POST", f"{API}/traffic/shift",
+                {"from": "idc", "to": "cloud", "percent": 50, "services": [SHOP]})  # fmt: skip
+    entries = (await admin(served, "GET", f"{API}/audit?limit=2"))["entries"]
+    assert [e["revision"] for e in entries] == [start + 2, start + 1]
+    shift_change = entries[0]["changes"][0]
+    assert shift_change["verb"] == "shift"
+    assert shift_change["before"]["traffic"]["default"] == {"idc": 90, "cloud": 10}
+    assert shift_change["after"]["traffic"]["default"] == {"idc": 45, "cloud": 55}
+    dry = await admin(served, "POST", f"{API}/registry/revert?dry_run=1", {"to": start})
+    assert dry["dry_run"] and (await state(served))["revision"] == start + 2
+    out = await admin(served, "POST", f"{API}/registry/revert", {"to": start})
+    assert out["revision"] == start + 3
+    snap = await state(served)
+    assert snap["services"][SHOP]["traffic"]["default"] == {"idc": 50, "cloud": 50}
+    err = await admin(served, "POST", f"{API}/registry/revert", {"to": start + 99}, expect=400)
+    assert err["error"] == "invalid"
+
+
+async def test_declarative_apply_is_one_revision_and_idempotent(served: TestClient) -> None:
+    exported = await admin(served, "GET", f"{API}/registry")
+    rev = exported["revision"]
+    doc = exported["registry"]
+    same = await admin(served, "PUT", f"{API}/registry", doc, headers={"If-Match": str(rev)})
+    assert same["revision"] == rev and same["changes"] == []
+    doc["services"][SHOP]["ttl"] = 5
+    doc["services"]["new.example.org"] = {"traffic": {"default": {"idc": 1}}}
+    out = await admin(served, "PUT", f"{API}/registry", doc, headers={"If-Match": str(rev)})
+    assert out["revision"] == rev + 1
+    assert {(c["op"], c["kind"], c["key"]) for c in out["changes"]} == {
+        ("put", "service", SHOP), ("put", "service", "new.example.org")}  # fmt: skip
+    again = await admin(served, "PUT", f"{API}/registry", doc)
+    assert again["revision"] == rev + 1 and again["changes"] == []
+    err = await admin(served, "PUT", f"{API}/registry", doc, expect=409,
+                      headers={"If-Match": str(rev)})  # fmt: skip
+    assert err["error"] == "conflict"
+    err = await admin(served, "PUT", f"{API}/registry", {"services": {"x": 1}}, expect=400)
+    assert err["error"] == "invalid"

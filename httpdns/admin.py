@@ -184,7 +184,7 @@ async def _put_traffic(request: web.Request) -> web.Response:
     svc = _service(request)
     new = Service(svc.name, traffic_table("traffic", await json_body(request)), svc.access, svc.ttl,
                   svc.answers, svc.all_down)  # fmt: skip
-    return await _commit(request, [Change.put(new)], {"service": new.to_dict()}, "traffic")
+    return await _commit(request, [Change.put(new)], {"service": new.to_dict()}, "set")
 
 
 async def _put_release(request: web.Request) -> web.Response:
@@ -426,9 +426,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
           summary="committed changes: newest first, or oldest first after a revision"),
     Route("GET", f"{P}/registry", handler=_registry,
           summary="the registry in the declarative shape PUT takes"),
-    Route("PUT", f"{P}/registry", handler=_apply, write=True, query=(*_W, "prune"),
+    Route("PUT", f"{P}/registry", handler=_apply, body="Registry", write=True, query=(*_W, "prune"),
           summary="make the registry match the body, as one revision", role="admin"),
-    Route("POST", f"{P}/registry/revert", handler=_revert, write=True, query=_W,
+    Route("POST", f"{P}/registry/revert", handler=_revert, body="Revert", write=True, query=_W,
           summary="restore the records as at a revision, as one new revision", role="admin"),
     Route("POST", f"{P}/registry/restore", handler=_restore, write=True,
           summary="re-seed a store that lost data (Redis) from this node's snapshot",

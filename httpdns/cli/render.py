@@ -82,8 +82,12 @@ def fmt_diff(change: Mapping[str, Any]) -> str:
         return f"{head}: created"
     if after is None:
         return f"{head}: deleted"
-    fields = [f"{k} {fmt_scalar(v)} -> {fmt_scalar(w)}" for k, v, w in _leaves(before, after)]
+    fields = [f"{k} {_was(v)} -> {_was(w)}" for k, v, w in _leaves(before, after)]
     return f"{head}: {'; '.join(fields) or 'unchanged'}"
+
+
+def _was(value: Any) -> str:
+    return "(none)" if value is None else fmt_scalar(value)
 
 
 def _leaves(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:

@@ -255,7 +255,7 @@ def test_history_and_revert(node: Node) -> None:
     ok(node, "endpoint", "set", name, "b", "--dc", "cloud", "--address", "198.51.100.50")
     history = json.loads(ok(node, "--json", "history", name))["entries"]
     assert [c["verb"] for e in history for c in e["changes"]] == [
-        "set", "shift", "traffic", "set", "set"]  # fmt: skip
+        "set", "shift", "set", "set", "set"]  # fmt: skip
     assert all(c["key"].split("/")[0] == name for e in history for c in e["changes"])
     text = ok(node, "history", name)
     assert "shift service undo.example.org: traffic.default.idc 10 -> 5" in text

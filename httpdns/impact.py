@@ -144,14 +144,16 @@ def empty_versions(snap: Snapshot, changes: Iterable[Change]) -> list[str]:
     return out
 
 
-def _answers(svc: CompiledService, region: str, families: Sequence[int]) -> list[tuple[Any, ...]]:
+def _answers(
+    svc: CompiledService, region: str, families: Sequence[int], sample: Sequence[int]
+) -> list[tuple[Any, ...]]:
     """The answer (datacenter and addresses of each family) of every sampled bucket."""
     return [
         tuple(
             (choice.dc, choice.addresses)
             for choice in (decide(svc, family, region, b) for family in families)
         )
-        for b in SAMPLE
+        for b in sample
     ]
 
 
@@ -161,31 +163,55 @@ def _split(answers: Sequence[tuple[Any, ...]]) -> dict[str, float]:
     return {dc: round(n / len(answers), 4) for dc, n in sorted(counts.items())}
 
 
+DETAIL_LIMIT = 50  # services shown even when their answers do not change
+BUDGET = 150_000  # decisions one impact may steer (~26 us each): a fleet-wide change stays
+MIN_SAMPLE = 16  # within seconds by steering fewer buckets per service, never fewer than this
+
+
 def impact(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str, Any]:
     """Per service of ``names`` and region: the split of the client sample before and
     after, and the share of clients whose answer (either family) would change; and the
-    largest such share (``moved``). Services new or deleted are listed as such."""
+    largest such share (``moved``). Services new or deleted are listed as such.
+
+    The sample is ``SAMPLE`` (4,096 buckets); a change that touches many services (a
+    datacenter change touches all) steers an evenly spread part of it per service so that
+    the whole stays within ``BUDGET`` decisions (``sample`` says how many), and then
+    services whose compiled form does not change are only counted (``unchanged``).
+    """
+    names = sorted(names)
     services: dict[str, Any] = {}
     largest = 0.0
-    for name in sorted(names):
+    unchanged = 0
+    work: list[tuple[str, CompiledService, CompiledService, list[str], tuple[int, ...]]] = []
+    for name in names:
         if name not in after.services or name not in before.services:
             services[name] = {"new" if name in after.services else "deleted": True}
             continue
         old, new = compiled(before, name), compiled(after, name)
+        if old == new and len(names) > DETAIL_LIMIT:
+            unchanged += 1
+            continue
         families = tuple(sorted(set(_families(old)) | set(_families(new))))
-        regions: dict[str, Any] = {}
-        for region in sorted(set(regions_of(before, name)) | set(regions_of(after, name))):
-            was = _answers(old, region, families)
-            now = was if old == new else _answers(new, region, families)
-            moved = sum(1 for a, b in zip(was, now, strict=True) if a != b) / len(SAMPLE)
+        regions = sorted(set(regions_of(before, name)) | set(regions_of(after, name)))
+        work.append((name, old, new, regions, families))
+    cost = sum(len(r) * len(f) * (1 if o == n else 2) for _, o, n, r, f in work) or 1
+    size = max(MIN_SAMPLE, min(len(SAMPLE), BUDGET // cost))
+    sample = SAMPLE[:: max(1, len(SAMPLE) // size)]
+    for name, old, new, regions_list, families in work:
+        rows: dict[str, Any] = {}
+        for region in regions_list:
+            was = _answers(old, region, families, sample)
+            now = was if old == new else _answers(new, region, families, sample)
+            moved = sum(1 for a, b in zip(was, now, strict=True) if a != b) / len(sample)
             largest = max(largest, moved)
-            regions[region] = {
-                "before": _split(was),
-                "after": _split(now),
-                "moved": round(moved, 4),
-            }
-        services[name] = {"regions": regions}
-    return {"sample": len(SAMPLE), "moved": round(largest, 4), "services": services}
+            rows[region] = {"before": _split(was), "after": _split(now), "moved": round(moved, 4)}
+        services[name] = {"regions": rows}
+    return {
+        "sample": len(sample),
+        "moved": round(largest, 4),
+        "services": services,
+        "unchanged": unchanged,
+    }
 
 
 # name -> (the compiled service it was computed from, its empty regions)

@@ -115,6 +115,8 @@ def dry_run_report(data: Mapping[str, Any]) -> None:
                 f"  {name} [{region}]: {fmt_split(row.get('before') or {})} -> "
                 f"{fmt_split(row.get('after') or {})}; {pct(row.get('moved'))} of clients move"
             )
+    if impact.get("unchanged"):
+        click.echo(f"  {impact['unchanged']} more services: no answer changes")
     if impact:
         click.echo(
             f"clients whose answer would change: up to {pct(impact.get('moved'))} "

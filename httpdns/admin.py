@@ -266,6 +266,15 @@ async def _shift(request: web.Request) -> web.Response:
     return await _commit(request, [Change.put(s) for s in done.services], result, "shift")
 
 
+async def _shares(request: web.Request) -> web.Response:
+    """The effective split of a service per region, measured on the client sample."""
+    authorize(request)
+    svc = _service(request)
+    table = request.app[NODE].table
+    body = impact.shares(table.snapshot, svc.name, table.services.get(svc.name))
+    return json_response({"revision": table.revision, "service": svc.name, **body})
+
+
 async def _explain(request: web.Request) -> web.Response:
     authorize(request)
     q = Query(params=request.query, peer=None)
@@ -420,6 +429,8 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route("POST", f"{P}/traffic/shift", handler=_shift, body="Shift", write=True,
           summary="move a share of the source's weight to another datacenter", query=_W,
           role="ops"),
+    Route("GET", f"{P}/services/{{name}}/shares", handler=_shares,
+          summary="the effective split per region, measured on a sample of client buckets"),
     Route("GET", f"{P}/explain", handler=_explain, query=("name", "ip", "uid", "type"),
           summary="the steering trace for one query"),
     Route("GET", f"{P}/audit", handler=_audit, query=("since", "limit", "service"),

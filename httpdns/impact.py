@@ -163,6 +163,21 @@ def _split(answers: Sequence[tuple[Any, ...]]) -> dict[str, float]:
     return {dc: round(n / len(answers), 4) for dc, n in sorted(counts.items())}
 
 
+def shares(snap: Snapshot, name: str, svc: CompiledService | None = None) -> dict[str, Any]:
+    """The effective split of ``name`` per region (``regions_of``), measured by steering
+    ``SAMPLE``: the share of clients per datacenter (``none``: answered empty), per
+    address family the service has endpoints of. ``svc`` is its compiled form, when the
+    routing table already holds it."""
+    svc = svc or compiled(snap, name)
+    out: dict[str, Any] = {}
+    for region in regions_of(snap, name):
+        out[region] = {
+            f"ipv{family}": _split(_answers(svc, region, (family,), SAMPLE))
+            for family in _families(svc)
+        }
+    return {"sample": len(SAMPLE), "regions": out}
+
+
 DETAIL_LIMIT = 50  # services shown even when their answers do not change
 BUDGET = 150_000  # decisions one impact may steer (~26 us each): a fleet-wide change stays
 MIN_SAMPLE = 16  # within seconds by steering fewer buckets per service, never fewer than this

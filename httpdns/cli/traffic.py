@@ -87,3 +87,28 @@ def traffic_shift(
     if data.get("dry_run"):
         dry_run_report({**data, "changes": []})
     notes(data)
+
+
+BAR = 40  # characters of a full bar
+
+
+@traffic.command("show")
+@click.argument("services", nargs=-1, metavar="[SERVICE]...")
+@pass_client
+def traffic_show(client: Client, services: tuple[str, ...]) -> None:
+    """Show the effective split of each SERVICE (default: all) per region as bars,
+    measured by steering a sample of client buckets: what clients get, after drains,
+    read-only datacenters and failover, not the configured weights."""
+    names = list(services) or sorted(client.state().get("services") or {})
+    results = {n: client.api("GET", f"/services/{segment(n)}/shares") for n in names}
+    if client.json:
+        print_json(results)
+        return
+    for name, data in results.items():
+        click.echo(f"{name} (sample of {data.get('sample')} client buckets)")
+        for region, families in (data.get("regions") or {}).items():
+            for family, split in families.items():
+                click.echo(f"  {region} {family}")
+                for dc, share in split.items():
+                    bar = "#" * round(float(share) * BAR)
+                    click.echo(f"    {dc:<10} {bar:<{BAR}} {float(share) * 100:5.1f}%")

@@ -353,3 +353,22 @@ stable = "v1"
     assert ("delete", "decl.example.org/d2") in keys
     assert ("delete", WWW) in keys  # everything not named goes
     ok(node, "service", "delete", "decl.example.org")
+
+
+# -- 7. readable CLI: the effective split --------------------------------------------------------------
+
+
+def test_traffic_show_measures_the_effective_split(node: Node) -> None:
+    data = json.loads(ok(node, "--json", "traffic", "show", WWW, API))
+    www = data[WWW]["regions"]["default"]["ipv4"]
+    assert data[WWW]["sample"] == 4096
+    assert set(www) == {"idc", "cloud"} and abs(www["idc"] - 0.6) < 0.03
+    # the rw API is steered to idc only, whatever its table says
+    assert data[API]["regions"]["default"]["ipv4"] == {"idc": 1.0}
+    out = ok(node, "traffic", "show", API)
+    assert out.splitlines() == [
+        f"{API} (sample of 4096 client buckets)",
+        "  default ipv4",
+        f"    idc        {'#' * 40} 100.0%",
+    ]
+    assert "not_found" in fails(node, "traffic", "show", "nope.example.org")

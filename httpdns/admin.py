@@ -334,8 +334,10 @@ async def _revert(request: web.Request) -> web.Response:
     if snap.revision - to > MAX_REVERT:
         raise ValidationError("to", f"reaches back more than {MAX_REVERT} revisions")
     entries = await request.app[NODE].store.audit(to, snap.revision - to)
-    if snap.revision > to and (not entries or entries[-1].revision < snap.revision):
-        raise ConflictError("the registry moved while reading the audit log; run it again")
+    if [e.revision for e in entries] != list(range(to + 1, snap.revision + 1)):
+        raise ValidationError(
+            "to", f"the audit log no longer holds every revision after {to}; revert is not possible"
+        )
     target = undo(snap, entries)
     changes = diff(snap, target)
     if not changes:

@@ -735,3 +735,23 @@ async def test_declarative_apply_is_one_revision_and_idempotent(served: TestClie
     assert err["error"] == "conflict"
     err = await admin(served, "PUT", f"{API}/registry", {"services": {"x": 1}}, expect=400)
     assert err["error"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ({"x": {"role": "root", "secret": "long-enough"}}, "tokens.x.role: must be one of"),
+        ({"x": {"role": "ops"}}, "give exactly one of secret and secret_sha256"),
+        ({"x": {"role": "ops", "secret": "a", "secret_sha256": "0" * 64}}, "exactly one"),
+        ({"x": {"role": "ops", "secret": "short"}}, "at least 8 characters"),
+        ({"x": {"role": "ops", "secret_sha256": "xyz"}}, "64 hex digits"),
+        ({"x": {"role": "ops", "secret": "long-enough", "extra": 1}}, "unknown key 'extra'"),
+        ({"bad name": {"role": "ops", "secret": "long-enough"}}, "names are letters"),
+        ("nope", "must be a table"),
+    ],
+)
+def test_bad_token_config_is_one_message(tokens: Any, message: str) -> None:
+    from httpdns.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        make_config(tokens=tokens)

@@ -71,6 +71,15 @@ def _snapshot(request: web.Request) -> Snapshot:
     return request.app[NODE].table.snapshot
 
 
+async def _latest(request: web.Request) -> Snapshot:
+    """The registry a write is checked against: the store's latest (another node or
+    worker may have written since this node's table last moved), or this node's table
+    when the store is behind it (the write is then refused as regressed)."""
+    node = request.app[NODE]
+    snap = await node.store.snapshot()
+    return snap if snap.revision >= node.revision else node.table.snapshot
+
+
 def _hint(changes: Sequence[Change]) -> str:
     """How to fix a change that would empty services (the error's advice)."""
     kinds = {c.kind for c in changes}
@@ -90,12 +99,13 @@ async def _commit(
     result: dict[str, Any],
     verb: str,
     created: bool = False,
+    snap: Snapshot | None = None,
 ) -> web.Response:
-    """Check ``changes`` (guard rails, warnings, impact), then write them or, for a dry
-    run, answer what they would do."""
+    """Check ``changes`` against ``snap`` (default: the latest registry) — guard rails,
+    warnings, impact — then write them or, for a dry run, answer what they would do."""
     node = request.app[NODE]
     expected = expected_revision(request)
-    before = _snapshot(request)
+    before = snap or await _latest(request)
     if expected is not None and expected != before.revision:
         raise ConflictError(f"expected revision {expected}, the registry is at {before.revision}")
     changes = [c if c.verb else c.named(verb) for c in changes]
@@ -130,9 +140,9 @@ def _change(c: Change) -> dict[str, Any]:
     return d
 
 
-def _service(request: web.Request) -> Service:
+def _service(request: web.Request, snap: Snapshot | None = None) -> Service:
     name = dns_name("name", request.match_info["name"])
-    svc = _snapshot(request).services.get(name)
+    svc = (snap or _snapshot(request)).services.get(name)
     if svc is None:
         raise NotFoundError(f"service {name!r} does not exist")
     return svc
@@ -154,12 +164,14 @@ def _drainer(drained: bool) -> Any:
     async def handler(request: web.Request) -> web.Response:
         authorize(request)
         name = identifier("dc", request.match_info["dc"])
-        current = _snapshot(request).datacenters.get(name)
+        snap = await _latest(request)
+        current = snap.datacenters.get(name)
         if current is None:
             raise NotFoundError(f"datacenter {name!r} does not exist")
         dc = Datacenter(name, current.kind, current.writable, drained, current.labels)
         verb = "drain" if drained else "undrain"
-        return await _commit(request, [Change.put(dc)], {"datacenter": dc.to_dict()}, verb)
+        return await _commit(request, [Change.put(dc)], {"datacenter": dc.to_dict()}, verb,
+                             snap=snap)  # fmt: skip
 
     return handler
 
@@ -181,10 +193,12 @@ async def _put_service(request: web.Request) -> web.Response:
 
 async def _put_traffic(request: web.Request) -> web.Response:
     authorize(request)
-    svc = _service(request)
-    new = Service(svc.name, traffic_table("traffic", await json_body(request)), svc.access, svc.ttl,
-                  svc.answers, svc.all_down)  # fmt: skip
-    return await _commit(request, [Change.put(new)], {"service": new.to_dict()}, "set")
+    body = await json_body(request)
+    snap = await _latest(request)
+    svc = _service(request, snap)
+    new = Service(svc.name, traffic_table("traffic", body), svc.access, svc.ttl, svc.answers,
+                  svc.all_down)  # fmt: skip
+    return await _commit(request, [Change.put(new)], {"service": new.to_dict()}, "set", snap=snap)
 
 
 async def _put_release(request: web.Request) -> web.Response:
@@ -233,7 +247,7 @@ async def _shift(request: web.Request) -> web.Response:
     percent = body.get("percent")
     if isinstance(percent, bool) or not isinstance(percent, int | float):
         raise ValidationError("percent", "must be a number in (0, 100]")
-    snap = _snapshot(request)
+    snap = await _latest(request)
     for role, dc in (("from", source), ("to", target)):
         if dc not in snap.datacenters:
             raise ValidationError(role, f"datacenter {dc!r} does not exist")
@@ -263,7 +277,8 @@ async def _shift(request: web.Request) -> web.Response:
         "moves": [m.to_dict() for m in done.moves],
         "skipped": [s.to_dict() for s in done.skipped],
     }
-    return await _commit(request, [Change.put(s) for s in done.services], result, "shift")
+    changes = [Change.put(s) for s in done.services]
+    return await _commit(request, changes, result, "shift", snap=snap)
 
 
 async def _shares(request: web.Request) -> web.Response:
@@ -328,7 +343,7 @@ async def _revert(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or set(body) != {"to"}:
         raise ValidationError("body", 'must be {"to": REVISION}')
     to = body["to"]
-    snap = _snapshot(request)
+    snap = await _latest(request)
     if isinstance(to, bool) or not isinstance(to, int) or not 0 <= to <= snap.revision:
         raise ValidationError("to", f"must be a revision 0-{snap.revision}")
     if snap.revision - to > MAX_REVERT:
@@ -342,8 +357,7 @@ async def _revert(request: web.Request) -> web.Response:
     changes = diff(snap, target)
     if not changes:
         return json_response({"revision": snap.revision, "to": to, "changes": []})
-    result = {"to": to}
-    return await _commit(request, changes, result, "revert")
+    return await _commit(request, changes, {"to": to}, "revert", snap=snap)
 
 
 async def _registry(request: web.Request) -> web.Response:
@@ -382,7 +396,7 @@ async def _apply(request: web.Request) -> web.Response:
     already does); ``?prune=1`` deletes what the body does not name."""
     authorize(request)
     body = await json_body(request)
-    snap = _snapshot(request)
+    snap = await _latest(request)
     target = declared(snap, body, prune=_flag(request, "prune"))
     changes = diff(snap, target)
     if not changes:
@@ -390,7 +404,7 @@ async def _apply(request: web.Request) -> web.Response:
         if expected is not None and expected != snap.revision:
             raise ConflictError(f"expected revision {expected}, the registry is at {snap.revision}")
         return json_response({"revision": snap.revision, "changes": [], "unchanged": True})
-    return await _commit(request, changes, {}, "apply")
+    return await _commit(request, changes, {}, "apply", snap=snap)
 
 
 async def _restore(request: web.Request) -> web.Response:

@@ -18,13 +18,13 @@ from aiohttp import web
 
 from registry.changes import Change, Kind
 from registry.errors import ConflictError, NotFoundError, ValidationError
-from registry.model import Datacenter, Endpoint, Region, Release, Service
+from registry.model import Datacenter, Endpoint, Region, Release, Service, Zone
 from registry.snapshot import Snapshot, declared, diff, undo
 from registry.traffic import shift
 from registry.validation import dns_name, identifier, token
 from registry.validation import traffic as traffic_table
 
-from . import impact
+from . import fleet, impact
 from .dialects.base import Query, client, is_decimal
 from .dialects.google import qtype_of
 from .errors import BadRequest, HttpdnsError
@@ -113,6 +113,7 @@ async def _commit(
     names = sorted(set(impact.touched(effective, after)) | set(impact.touched(effective, before)))
     warnings = impact.warnings(after, names)
     dry_run = _flag(request, "dry_run")
+    wait = _wait_param(request)  # checked before writing: bad input applies nothing
     unversioned = impact.empty_versions(after, effective)
     if unversioned and not _flag(request, "allow_empty"):
         raise NoEndpoints("; ".join(unversioned) + " (deploy them first, or allow_empty)")
@@ -128,6 +129,8 @@ async def _commit(
     cs = await node.write(changes, expected_revision=expected, actor=actor(request))
     body = {"revision": cs.revision, **result, "warnings": warnings,
             "changes": [_change(c) for c in cs.changes]}  # fmt: skip
+    if wait is not None:
+        body["applied"] = await fleet.wait_applied(node, cs.revision, wait)
     if empty:
         body["empty"] = empty  # forced: say what now answers nobody
     return json_response(body, 201 if created else 200)
@@ -216,6 +219,13 @@ async def _put_endpoint(request: web.Request) -> web.Response:
     return await _commit(request, [Change.put(ep)], {"endpoint": ep.to_dict()}, "set", created)
 
 
+async def _put_zone(request: web.Request) -> web.Response:
+    authorize(request)
+    zone = Zone.from_dict(request.match_info["zone"], await json_body(request))
+    created = zone.name not in _snapshot(request).zones
+    return await _commit(request, [Change.put(zone)], {"zone": zone.to_dict()}, "set", created)
+
+
 def _deleter(kind: Kind) -> Any:
     async def handler(request: web.Request) -> web.Response:
         authorize(request)
@@ -226,6 +236,8 @@ def _deleter(kind: Kind) -> Any:
             key = identifier("region", info["region"])
         elif kind == "service":
             key = dns_name("name", info["name"])
+        elif kind == "zone":
+            key = dns_name("zone", info["zone"])
         else:
             key = f"{dns_name('name', info['name'])}/{token('id', info['id'])}"
         change = Change.delete(kind, key)
@@ -367,6 +379,12 @@ async def _registry(request: web.Request) -> web.Response:
     return json_response({"revision": snap.revision, "registry": declared_form(snap)})
 
 
+def _zone_body(d: dict[str, Any]) -> dict[str, Any]:
+    """A zone as its admin body, without the unset SOA fields (TOML has no null)."""
+    soa = {k: v for k, v in (d.get("soa") or {}).items() if v is not None}
+    return {"nameservers": d["nameservers"], **({"soa": soa} if soa else {})}
+
+
 def declared_form(snap: Snapshot) -> dict[str, Any]:
     """Datacenters, regions and services (with endpoints and release) as admin bodies."""
     services = {}
@@ -387,6 +405,7 @@ def declared_form(snap: Snapshot) -> dict[str, Any]:
         "datacenters": {n: {k: v for k, v in d.to_dict().items() if k != "name"}
                         for n, d in sorted(snap.datacenters.items())},
         "regions": {n: {"cidrs": list(r.cidrs)} for n, r in sorted(snap.regions.items())},
+        "zones": {n: _zone_body(z.to_dict()) for n, z in sorted(snap.zones.items())},
         "services": services,
     }  # fmt: skip
 
@@ -413,7 +432,36 @@ async def _restore(request: web.Request) -> web.Response:
     return json_response({"revision": revision, "restored": True})
 
 
-_W = ("dry_run", "force", "allow_empty")  # the query flags of every write
+# -- the fleet view (httpdns/fleet.py) ------------------------------------------------------
+
+WAIT_TIMEOUT = 10.0  # seconds a ``?wait=1`` write waits for the fleet at most (``?timeout=``)
+
+
+def _wait_param(request: web.Request) -> float | None:
+    """With ``?wait=1`` (``&timeout=S``), how long a write waits for every live node to apply
+    it before answering ``"applied": {"nodes": N, "of": M}``; None without."""
+    if request.query.get("wait", "0").lower() not in ("1", "true", "yes"):
+        return None
+    raw = request.query.get("timeout", str(WAIT_TIMEOUT))
+    try:
+        timeout = float(raw)
+    except ValueError:
+        raise BadRequest(f"timeout: {raw!r} is not a number of seconds") from None
+    if not 0 <= timeout <= 300:
+        raise BadRequest("timeout: 0 to 300 seconds")
+    return timeout
+
+
+async def _nodes(request: web.Request) -> web.Response:
+    """``GET /api/v1/nodes``: every live node's heartbeat."""
+    authorize(request)
+    node = request.app[NODE]
+    return json_response({"revision": node.revision, "nodes": await fleet.members(node)})
+
+
+# The query flags of every write: a dry run, past the guard rails, and (``wait``) an answer
+# saying how many live nodes have applied it, ``"applied": {"nodes": N, "of": M}``.
+_W = ("dry_run", "force", "allow_empty", "wait", "timeout")
 
 ADMIN_ROUTES: tuple[Route, ...] = (
     Route("GET", f"{P}/state", handler=_state, summary="the whole registry snapshot"),
@@ -445,6 +493,11 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route("POST", f"{P}/traffic/shift", handler=_shift, body="Shift", write=True,
           summary="move a share of the source's weight to another datacenter", query=_W,
           role="ops"),
+    Route("PUT", f"{P}/zones/{{zone}}", handler=_put_zone, body="Zone", write=True, query=_W,
+          summary="create or replace a zone every node serves (apex SOA and NS, glue)",
+          role="admin"),
+    Route("DELETE", f"{P}/zones/{{zone}}", handler=_deleter("zone"), write=True, query=_W,
+          summary="stop serving a zone", role="admin"),
     Route("GET", f"{P}/services/{{name}}/shares", handler=_shares,
           summary="the effective split per region, measured on a sample of client buckets"),
     Route("GET", f"{P}/explain", handler=_explain, query=("name", "ip", "uid", "type"),
@@ -458,6 +511,8 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route("POST", f"{P}/registry/revert", handler=_revert, body="Revert", write=True, query=_W,
           summary="restore the records as at a revision, as one new revision", role="admin"),
     Route("POST", f"{P}/registry/restore", handler=_restore, write=True,
-          summary="re-seed a store that lost data (Redis) from this node's snapshot",
+          summary="re-seed a store that lost data or is damaged (Redis) from this node's snapshot",
           role="admin"),
+    Route("GET", f"{P}/nodes", handler=_nodes,
+          summary="the fleet: every live node's id, address, version, revision, status, seen"),
 )  # fmt: skip

@@ -15,7 +15,17 @@ import orjson
 
 from .changes import _LOADERS, Change
 from .errors import InUseError, NotFoundError, ValidationError
-from .model import Allocation, Datacenter, Endpoint, Region, Release, Rollout, Service
+from .model import (
+    Allocation,
+    Datacenter,
+    Endpoint,
+    Heartbeat,
+    Region,
+    Release,
+    Rollout,
+    Service,
+    Zone,
+)
 
 T = TypeVar("T")
 
@@ -54,6 +64,8 @@ class Snapshot:
     releases: Mapping[str, Release] = field(default_factory=dict)
     rollouts: Mapping[str, Rollout] = field(default_factory=dict)  # by "service/id"
     allocations: Mapping[str, Allocation] = field(default_factory=dict)  # by "dc/address"
+    heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # deployer controllers
+    zones: Mapping[str, Zone] = field(default_factory=dict)
 
     def endpoints_of(self, service: str) -> Mapping[str, Endpoint]:
         """Endpoints of ``service`` by id (empty when none)."""
@@ -82,6 +94,8 @@ class Snapshot:
             "release": _Cow(self.releases),
             "rollout": _Cow(self.rollouts),
             "allocation": _Cow(self.allocations),
+            "heartbeat": _Cow(self.heartbeats),
+            "zone": _Cow(self.zones),
         }
         eps_cow: _Cow[Mapping[str, Endpoint]] = _Cow(self.endpoints)
         copied: set[str] = set()  # services whose endpoint map is already a private copy
@@ -149,6 +163,8 @@ class Snapshot:
             tables["release"].current,
             tables["rollout"].current,
             tables["allocation"].current,
+            tables["heartbeat"].current,
+            tables["zone"].current,
         )
         new._check_references(effective)
         return new, tuple(effective)
@@ -232,6 +248,8 @@ class Snapshot:
             },
             "rollouts": {k: r.to_dict() for k, r in sorted(self.rollouts.items())},
             "allocations": {k: a.to_dict() for k, a in sorted(self.allocations.items())},
+            "heartbeats": {k: h.to_dict() for k, h in sorted(self.heartbeats.items())},
+            "zones": {k: z.to_dict() for k, z in sorted(self.zones.items())},
         }
 
     @classmethod
@@ -240,6 +258,25 @@ class Snapshot:
         tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
         for kind, key, value in records:
             tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+        return cls._from_tables(revision, tables)
+
+    @classmethod
+    def decode_records(
+        cls, revision: int, records: Iterable[tuple[str, str, bytes]]
+    ) -> tuple[Snapshot, list[str]]:
+        """Like ``from_records`` for rows that may be damaged: the snapshot of the rows that
+        decode, and ``kind/key`` of those that do not (bad JSON, unknown kind, bad record)."""
+        tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
+        bad: list[str] = []
+        for kind, key, value in records:
+            try:
+                tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+            except Exception:  # any decoding failure makes the row unreadable, nothing else
+                bad.append(f"{kind}/{key}")
+        return cls._from_tables(revision, tables), bad
+
+    @classmethod
+    def _from_tables(cls, revision: int, tables: dict[str, dict[str, Any]]) -> Snapshot:
         endpoints: dict[str, dict[str, Any]] = {}
         for key, ep in tables["endpoint"].items():
             svc, _, eid = key.partition("/")
@@ -253,6 +290,8 @@ class Snapshot:
             tables["release"],
             tables["rollout"],
             tables["allocation"],
+            tables["heartbeat"],
+            tables["zone"],
         )
 
     def dump_json(self) -> bytes:
@@ -273,6 +312,8 @@ class Snapshot:
             {k: Release.load(x) for k, x in d["releases"].items()},
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
+            {k: Heartbeat.load(x) for k, x in d.get("heartbeats", {}).items()},
+            {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )
 
     @classmethod
@@ -294,6 +335,8 @@ class Snapshot:
             releases,
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
+            {k: Heartbeat.load(x) for k, x in d.get("heartbeats", {}).items()},
+            {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )
 
 
@@ -301,7 +344,7 @@ class Snapshot:
 
 # The kinds ``diff`` compares: the records operators write. Rollouts and allocations are the
 # deployer's own bookkeeping, left as they are by a revert or an apply.
-ROUTED_KINDS: tuple[str, ...] = ("datacenter", "region", "service", "release", "endpoint")
+ROUTED_KINDS: tuple[str, ...] = ("datacenter", "region", "zone", "service", "release", "endpoint")
 
 
 def _records(snap: Snapshot, kind: str) -> Mapping[str, Any]:
@@ -310,6 +353,7 @@ def _records(snap: Snapshot, kind: str) -> Mapping[str, Any]:
     return {
         "datacenter": snap.datacenters,
         "region": snap.regions,
+        "zone": snap.zones,
         "service": snap.services,
         "release": snap.releases,
     }[kind]
@@ -379,10 +423,11 @@ def declared(current: Snapshot, body: Any, *, prune: bool = False) -> Snapshot:
     ValidationError naming the bad field."""
     if not isinstance(body, Mapping):
         raise ValidationError("body", "must be an object of datacenters, regions, services")
-    unknown = sorted(set(body) - {"datacenters", "regions", "services"})
+    names = ("datacenters", "regions", "zones", "services")
+    unknown = sorted(set(body) - set(names))
     if unknown:
-        raise ValidationError(unknown[0], "unknown section (datacenters, regions, services)")
-    sections = {k: body.get(k) or {} for k in ("datacenters", "regions", "services")}
+        raise ValidationError(unknown[0], f"unknown section ({', '.join(names)})")
+    sections = {k: body.get(k) or {} for k in names}
     for name, value in sections.items():
         if not isinstance(value, Mapping):
             raise ValidationError(name, "must be an object of name -> record")
@@ -391,6 +436,8 @@ def declared(current: Snapshot, body: Any, *, prune: bool = False) -> Snapshot:
         changes.append(Change.put(Datacenter.from_dict(name, d)))
     for name, d in sections["regions"].items():
         changes.append(Change.put(Region.from_dict(name, d)))
+    for name, d in sections["zones"].items():
+        changes.append(Change.put(Zone.from_dict(name, d)))
     named_eps: set[str] = set()
     named_rel: set[str] = set()
     for name, d in sections["services"].items():
@@ -417,6 +464,7 @@ def declared(current: Snapshot, body: Any, *, prune: bool = False) -> Snapshot:
     keep = {
         "datacenter": {c.key for c in changes if c.kind == "datacenter"},
         "region": {c.key for c in changes if c.kind == "region"},
+        "zone": {c.key for c in changes if c.kind == "zone"},
         "service": {c.key for c in changes if c.kind == "service"},
         "release": named_rel,
         "endpoint": named_eps,
@@ -433,5 +481,5 @@ def declared(current: Snapshot, body: Any, *, prune: bool = False) -> Snapshot:
 
 def _ordered(deletes: list[Change]) -> list[Change]:
     """Deletes in an order ``apply`` accepts: endpoints and releases, services, the rest."""
-    rank = {"endpoint": 0, "release": 0, "service": 1, "region": 2, "datacenter": 2}
+    rank = {"endpoint": 0, "release": 0, "service": 1, "region": 2, "zone": 2, "datacenter": 2}
     return sorted(deletes, key=lambda c: rank[c.kind])

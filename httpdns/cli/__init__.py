@@ -37,6 +37,7 @@ from .declarative import apply, export
 from .endpoints import endpoint
 from .errors import ApiError, CliError, UnreachableError
 from .explain import explain
+from .fleet import nodes, wait
 from .options import HELP, ClientCommand, ClientGroup, default_actor, server_param
 from .regions import region
 from .registry import registry_group
@@ -44,6 +45,7 @@ from .release import release
 from .services import service
 from .state import health, state
 from .traffic import traffic
+from .zones import zone
 
 __all__ = ["ApiError", "CliError", "Client", "UnreachableError", "main"]
 
@@ -126,5 +128,8 @@ for _command in (
     apply,
     export,
     registry_group,
+    nodes,
+    wait,
+    zone,
 ):
     main.add_command(_command)

@@ -293,7 +293,7 @@ async def _shift(request: web.Request) -> web.Response:
     return await _commit(request, changes, result, "shift", snap=snap)
 
 
-async def _shares(request: web.Request) -> web.Response:
+async def _split(request: web.Request) -> web.Response:
     """The effective split of a service per region, measured on the client sample."""
     authorize(request)
     svc = _service(request)
@@ -498,7 +498,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
           role="admin"),
     Route("DELETE", f"{P}/zones/{{zone}}", handler=_deleter("zone"), write=True, query=_W,
           summary="stop serving a zone", role="admin"),
-    Route("GET", f"{P}/services/{{name}}/shares", handler=_shares,
+    Route("GET", f"{P}/services/{{name}}/split", handler=_split,
           summary="the effective split per region, measured on a sample of client buckets"),
     Route("GET", f"{P}/explain", handler=_explain, query=("name", "ip", "uid", "type"),
           summary="the steering trace for one query"),

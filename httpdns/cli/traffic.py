@@ -100,7 +100,7 @@ def traffic_show(client: Client, services: tuple[str, ...]) -> None:
     measured by steering a sample of client buckets: what clients get, after drains,
     read-only datacenters and failover, not the configured weights."""
     names = list(services) or sorted(client.state().get("services") or {})
-    results = {n: client.api("GET", f"/services/{segment(n)}/shares") for n in names}
+    results = {n: client.api("GET", f"/services/{segment(n)}/split") for n in names}
     if client.json:
         print_json(results)
         return

@@ -170,18 +170,21 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, engine: DnsEngine) -> None:
         self.engine = engine
         self.transport: asyncio.DatagramTransport | None = None
-        self.own: set[tuple[str, int]] = set()
+        self.port = -1  # ours, and the addresses it is ours on
+        self.hosts: frozenset[str] = frozenset()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        host, port = transport.get_extra_info("sockname")[:2]
-        self.own = {(host, port)}
+        host, self.port = transport.get_extra_info("sockname")[:2]
+        hosts = {host}
         if ipaddress.ip_address(host).is_unspecified:  # bound to every address: loopbacks too
-            self.own |= {("127.0.0.1", port), ("::1", port)}
+            hosts |= {"127.0.0.1", "::1"}
+        self.hosts = frozenset(hosts)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         transport = self.transport
-        if transport is None or addr[1] == 0 or (addr[0], addr[1]) in self.own:
+        port = addr[1]
+        if transport is None or port == 0 or (port == self.port and addr[0] in self.hosts):
             return  # never answer port 0 or ourselves (a forged loop)
         engine = self.engine
         # The exact-bytes cache, inlined: this is the whole cost of a repeated query.

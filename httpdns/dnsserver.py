@@ -31,12 +31,13 @@ import ipaddress
 import logging
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 from . import dnswire
 from .cache import BoundedCache
 from .config import Config
 from .logs import client_log
+from .metrics import RCODES, SAMPLE, QueryStats, Recorder, Tally
 from .table import Client, RoutingTable
 
 log = logging.getLogger("httpdns.dns")
@@ -48,6 +49,7 @@ MAX_RRL_ENTRIES = 200_000
 WRITE_HIGH = 256 * 1024
 
 Key = tuple[bytes, str, bool]
+Kept = tuple[object, bytes, Tally]  # deps, the reply less its ID, the metrics cell of its hits
 
 
 def normalized(data: bytes) -> tuple[bytes, int] | None:
@@ -66,16 +68,17 @@ def normalized(data: bytes) -> tuple[bytes, int] | None:
 class DnsEngine:
     """Turns query messages into reply messages for one node."""
 
-    def __init__(self, table: RoutingTable, config: Config) -> None:
+    def __init__(
+        self, table: RoutingTable, config: Config, stats: QueryStats | None = None
+    ) -> None:
         self.table = table
         self.config = config
-        self.cache: BoundedCache[Key, tuple[object, bytes]] = BoundedCache(
-            MAX_CACHED, MAX_CACHED_BYTES
-        )
+        self.stats = stats or QueryStats()
+        self.recorder = Recorder(table)  # decisions per dc and version, for the metrics
+        self.countdown = SAMPLE  # queries until the next one is timed
+        self.cache: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         # The same bytes again (less the ID): no normalizing, no splicing — the hot path.
-        self.exact: BoundedCache[Key, tuple[object, bytes]] = BoundedCache(
-            MAX_CACHED, MAX_CACHED_BYTES
-        )
+        self.exact: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         self.rrl_rate = config.rrl_rate
         self.rrl_slip = config.rrl_slip
         self._rrl: BoundedCache[tuple[bytes, bytes], list[float]] = BoundedCache(MAX_RRL_ENTRIES)
@@ -88,6 +91,7 @@ class DnsEngine:
         exact = (wire[2:], peer, udp)
         hit = self.exact.get(exact)
         if hit is not None and self.table.still_valid(hit[0]):  # type: ignore[arg-type]
+            hit[2].n += 1
             return wire[:2] + hit[1]
         norm = normalized(wire)
         if norm is not None:
@@ -96,20 +100,32 @@ class DnsEngine:
             if hit is not None and self.table.still_valid(hit[0]):  # type: ignore[arg-type]
                 rest = hit[1]
                 rest = rest[:10] + wire[12:z] + rest[z - 2 :]
-                self.exact.put(exact, (hit[0], rest), len(wire) + len(rest))
+                hit[2].n += 1
+                self.exact.put(exact, (hit[0], rest, hit[2]), len(wire) + len(rest))
                 return wire[:2] + rest
+        recorder = self.recorder
+        recorder.reset()
         try:
             out = dnswire.answer(
-                wire, self.table, self.config, lambda ecs: Client.of(ecs or peer), udp
+                wire,
+                cast(RoutingTable, recorder),
+                self.config,
+                lambda ecs: Client.of(ecs or peer),
+                udp,
             )
         except dnswire.MalformedMessage as exc:
             client_log.note("dns_formerr", exc.detail)
+            self.stats.count("dns", "FORMERR")
             return dnswire.formerr(wire)
         except Exception:  # a bug must cost one query, never the listener
             client_log.bug("answering a DNS query")
+            self.stats.count("dns", "FORMERR")
             return dnswire.formerr(wire)
+        rcode = RCODES.get(out.rcode, "BADVERS" if out.rcode == 16 else "other")
+        answers = tuple(recorder.answers)
+        self.stats.count("dns", rcode, answers)
         if norm is not None and out.deps:
-            kept = (out.deps, out.wire[2:])
+            kept = (out.deps, out.wire[2:], self.stats.tally("dns", rcode, answers))
             self.cache.put((norm[0], peer, udp), kept, len(out.wire) * 2)
             self.exact.put(exact, kept, len(out.wire) * 2)
         return out.wire
@@ -177,6 +193,13 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if transport is None or addr[1] == 0 or (addr[0], addr[1]) in self.own:
             return  # never answer port 0 or ourselves (a forged loop)
         engine = self.engine
+        engine.countdown -= 1
+        if not engine.countdown:
+            engine.countdown = SAMPLE
+            start = time.perf_counter()
+            self.answer(data, addr, transport)
+            engine.stats.observe("dns", time.perf_counter() - start)
+            return
         # The exact-bytes cache, inlined: this is the whole cost of a repeated query.
         hit = engine.exact.get((data[2:], addr[0], True))
         if hit is not None and not engine.rrl_rate:
@@ -186,7 +209,13 @@ class UdpProtocol(asyncio.DatagramProtocol):
                     break
             else:
                 transport.sendto(data[:2] + hit[1], addr)
+                hit[2].n += 1
                 return
+        self.answer(data, addr, transport)
+
+    def answer(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+        """Answer one datagram (rate limits included) through the engine."""
+        engine = self.engine
         reply = engine.respond(data, addr[0], True)
         if reply is None:
             return
@@ -247,7 +276,15 @@ class TcpProtocol(asyncio.Protocol):
                 break
             msg, buf = buf[2 : 2 + size], buf[2 + size :]
             self._arm()
-            reply = self.engine.respond(msg, self.peer, False)
+            engine = self.engine
+            engine.countdown -= 1
+            if engine.countdown:
+                reply = engine.respond(msg, self.peer, False)
+            else:
+                engine.countdown = SAMPLE
+                start = time.perf_counter()
+                reply = engine.respond(msg, self.peer, False)
+                engine.stats.observe("dns", time.perf_counter() - start)
             if reply is None:  # no header, or a response: nothing sensible on this stream
                 self._timeout()
                 self.buf = b""

@@ -31,8 +31,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
+from typing import cast
 from urllib.parse import parse_qsl
 
 import httptools
@@ -42,7 +43,9 @@ from .cache import BoundedCache
 from .dialects import Context, Query, Reply
 from .errors import reply_for
 from .logs import client_log
+from .metrics import SAMPLE, QueryStats, Recorder, Tally, rcode_of
 from .routes import Route, Router, reply_headers
+from .table import RoutingTable
 
 log = logging.getLogger("httpdns.fasthttp")
 
@@ -87,9 +90,10 @@ class Limits:
 
 
 _Key = tuple[bytes, str | None, bytes | None]  # target, peer, forwarded-for
-_Kept = tuple[tuple[tuple[str, object], ...], bytes, bytes]  # deps, status line, the rest
-# deps, status line, connection header + the rest, keep the connection open
-_Repeat = tuple[tuple[tuple[str, object], ...], bytes, bytes, bool]
+# deps, status line, the rest, the metrics cell its hits count in
+_Kept = tuple[tuple[tuple[str, object], ...], bytes, bytes, Tally]
+# deps, status line, connection header + the rest, keep the connection open, metrics cell
+_Repeat = tuple[tuple[tuple[str, object], ...], bytes, bytes, bool, Tally]
 _TOO_MANY = b'{"error":"too_many_requests","detail":"too many requests from this address"}'
 _CLOSE = b"Connection: close\r\n"
 _KEEP_10 = b"Connection: keep-alive\r\n"
@@ -113,9 +117,16 @@ class FastServer:
         routes: Sequence[Route],
         slow: Callable[[], asyncio.Protocol],
         limits: Limits | None = None,
+        stats: QueryStats | None = None,
     ) -> None:
-        self.context = context
         self.table = context.table
+        # The dialects see the table through a recorder (answers per dc and version, for
+        # httpdns_answers_total); the cache checks below use the table itself.
+        self.recorder = Recorder(context.table)
+        self.context = replace(context, table=cast(RoutingTable, self.recorder))
+        self.stats = stats or QueryStats()
+        self.countdown = SAMPLE  # reads until the next one is timed
+        self.last_dialect = ""  # of the last request answered by ``respond`` (sampling)
         self.config = context.config
         self.router = Router(routes)
         self.slow = slow
@@ -215,9 +226,12 @@ class FastServer:
     ) -> tuple[bytes, bytes, _Kept | None]:
         """``(status line, headers and body less Date)`` of the answer to one request to a
         query route, and what the front cache keeps of it (None: not kept)."""
+        dialect = self.last_dialect = route.metric
         if self.limits.http_rate and self.over_rate(peer):
             client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
             reply = Reply(429, "application/json", _TOO_MANY, (("Retry-After", "1"),))
+            if dialect:
+                self.stats.count(dialect, "http_429")
             return (*self._parts(None, reply), None)
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         key = None
@@ -225,9 +239,12 @@ class FastServer:
             key = (target, peer, forwarded)
             hit = self.cache.get(key)
             if hit is not None and self.table.still_valid(hit[0]):
+                hit[3].n += 1
                 return hit[1], hit[2], hit
         query = target.partition(b"?")[2]
         content_type = _header(headers, b"content-type") if body else None
+        recorder = self.recorder
+        recorder.reset()
         try:
             params = _params(query)
             q = Query(
@@ -246,6 +263,11 @@ class FastServer:
             reply = Reply(status, "application/json", orjson.dumps(err))
             params = {}
         head, tail = self._parts(route, reply)
+        answers = tuple(recorder.answers)
+        rcode = ""
+        if dialect:
+            rcode = rcode_of(dialect, reply.status, reply.body, recorder.unanswered)
+            self.stats.count(dialect, rcode, answers)
         if (
             key is not None
             and reply.deps
@@ -254,7 +276,7 @@ class FastServer:
             and _canonical(params, query, route.params)
             and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
         ):
-            kept = (reply.deps, head, tail)
+            kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
             self.cache.put(key, kept, len(target) + len(head) + len(tail))
             return head, tail, kept
         return head, tail, None
@@ -385,15 +407,45 @@ class FastHTTP(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.buf:  # between requests: is this one a repeat?
             server = self.server
+            server.countdown -= 1
+            if not server.countdown:
+                self._timed(data)
+                return
             hit = server.repeat.get((data, self.peer))
             if hit is not None and server.table.still_valid(hit[0]):
                 transport = self.transport
                 assert transport is not None
                 transport.write(hit[1] + server.date() + hit[2])
                 self.state, self.since = _IDLE, _clock()
+                hit[4].n += 1  # the whole cost of counting a repeated query
                 if not hit[3]:
                     transport.close()
                 return
+        self._receive(data)
+
+    def _timed(self, data: bytes) -> None:
+        """``data_received`` for the one read in ``SAMPLE`` whose latency is sampled."""
+        server = self.server
+        server.countdown = SAMPLE
+        server.last_dialect = ""
+        start = time.perf_counter()
+        hit = server.repeat.get((data, self.peer))
+        if hit is not None and server.table.still_valid(hit[0]):
+            transport = self.transport
+            assert transport is not None
+            transport.write(hit[1] + server.date() + hit[2])
+            self.state, self.since = _IDLE, _clock()
+            hit[4].n += 1
+            if not hit[3]:
+                transport.close()
+            dialect = hit[4].dialect
+        else:
+            self._receive(data)
+            dialect = server.last_dialect
+        if dialect:
+            server.stats.observe(dialect, time.perf_counter() - start)
+
+    def _receive(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data
         try:
             self.parser.feed_data(data)
@@ -496,7 +548,7 @@ class FastHTTP(asyncio.Protocol):
         if kept is not None and end - start <= MAX_REPEAT and not server.limits.http_rate:
             raw = self.buf[start:end]
             server.repeat.put(
-                (raw, self.peer), (kept[0], head, tail, keep), 2 * len(raw) + len(tail)
+                (raw, self.peer), (kept[0], head, tail, keep, kept[3]), 2 * len(raw) + len(tail)
             )
         if not keep:
             transport.close()

@@ -58,6 +58,8 @@ class Node:
         self.started_from = "store"
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.store_errors = 0  # failed reads of the feed or snapshot (httpdns_store_errors_total)
+        self.resyncs = 0  # snapshots reloaded after a feed gap (httpdns_follow_resyncs_total)
 
     @classmethod
     async def start(
@@ -147,6 +149,7 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except StoreResyncError as exc:
+                self.resyncs += 1
                 log.info("%s; reloading a snapshot", exc.detail)
                 continue
             except StoreRegressedError as exc:
@@ -155,6 +158,7 @@ class Node:
                 self._regressed = exc.detail
                 self._lost_at = self._lost_at or self._clock()
             except RegistryError as exc:
+                self.store_errors += 1
                 if self._lost_at is None:
                     log.warning("store unavailable (%s); answering from revision %d", exc.detail,
                                 self.table.revision)  # fmt: skip

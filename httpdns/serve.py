@@ -8,11 +8,14 @@ import gc
 import logging
 import os
 import resource
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +34,7 @@ from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
 from .logs import ClientErrorsOnly
+from .metrics import NodeMetrics, WorkerFiles, publish
 from .node import Node
 from .plugins import Plugin
 from .routes import QUERY_ROUTES
@@ -107,8 +111,15 @@ async def run(
         limit = limits(cfg, fd_limit)
         logging.getLogger("aiohttp.server").addFilter(ClientErrorsOnly())
         # A DoH GET carries up to 64 KiB of base64 in its request line.
+        metrics = NodeMetrics()
+        metrics.health, metrics.node = node.health, node
+        metrics_dir = os.environ.get("HTTPDNS_METRICS_DIR")
+        worker = os.environ.get("HTTPDNS_WORKER_ID")
+        if metrics_dir and worker is not None:  # --workers: /metrics sums every worker's
+            metrics.workers = WorkerFiles(metrics_dir, int(worker))
+            metrics.base = metrics.workers.previous()
         runner = web.AppRunner(
-            make_app(node, cfg, routes, schemas),
+            make_app(node, cfg, routes, schemas, metrics),
             access_log=None,
             handle_signals=False,
             max_line_size=MAX_HEAD,
@@ -129,7 +140,10 @@ async def run(
         loop = asyncio.get_running_loop()
         slow = runner.server
         assert slow is not None
-        fast = FastServer(Context(node.table, cfg, health=node.health), routes, slow, limit)
+        fast = FastServer(
+            Context(node.table, cfg, health=node.health), routes, slow, limit, metrics.stats
+        )
+        metrics.fast = fast
         fast.start()
         for scheme, (host, port), tls in listeners:
             try:
@@ -150,7 +164,9 @@ async def run(
         if cfg.dns is not None:
             host, port = cfg.dns
             try:
-                udp, tcp = await start_dns(DnsEngine(node.table, cfg), host, port, reuse_port)
+                engine = DnsEngine(node.table, cfg, metrics.stats)
+                metrics.dns = engine
+                udp, tcp = await start_dns(engine, host, port, reuse_port)
             except OSError as exc:
                 raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             servers.append(tcp)
@@ -175,6 +191,8 @@ async def run(
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+        if metrics.workers is not None:
+            tasks.append(asyncio.create_task(publish(metrics, stop), name="httpdns-metrics"))
         for p in plugins:
             if p.task is not None:
                 tasks.append(asyncio.create_task(p.task(store, stop), name=p.name))
@@ -380,8 +398,21 @@ def supervise(count: int) -> int:
 
     SIGTERM/SIGINT stop them all. Returns the exit status.
     """
-    env = {**os.environ, "HTTPDNS_WORKERS": "1"}
-    procs = {i: subprocess.Popen(_worker_argv(i), env=env) for i in range(count)}
+    # Each worker writes its metrics here; the one that is scraped sums them all.
+    metrics_dir = tempfile.mkdtemp(prefix="httpdns-metrics-")
+    env = {**os.environ, "HTTPDNS_WORKERS": "1", "HTTPDNS_METRICS_DIR": metrics_dir}
+
+    def spawn(i: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(_worker_argv(i), env={**env, "HTTPDNS_WORKER_ID": str(i)})
+
+    try:
+        return _supervise(count, spawn)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(count: int, spawn: Callable[[int], subprocess.Popen[bytes]]) -> int:
+    procs = {i: spawn(i) for i in range(count)}
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -410,7 +441,7 @@ def supervise(count: int) -> int:
                     q.wait()
                 return 1
             log.warning("worker %d exited with %s; restarting it", i, code)
-            procs[i] = subprocess.Popen(_worker_argv(i), env=env)
+            procs[i] = spawn(i)
             if stopping:  # SIGTERM arrived while we were restarting it
                 procs[i].send_signal(signal.SIGTERM)
         time.sleep(0.1)

@@ -60,6 +60,9 @@ log = logging.getLogger("httpdns.metrics")
 SAMPLE = 64  # one request in SAMPLE is timed
 BUCKETS = (2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 0.01, 0.05, 0.25)
 WRITE_EVERY = 1.0  # seconds between two writes of a worker's totals
+# What generate_latest writes (names are plain ASCII, so 0.0.4 and 1.0.0 read the same);
+# the 0.0.4 type is the one every Prometheus 2.x scraper knows.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RENDER_TTL = 0.5  # seconds a rendered /metrics body is reused (bounds the cost of scrapes)
 
 DIALECTS = ("dnspod", "aliyun", "google", "doh", "dns")

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import dialects
 from .dialects import Context, Query, Reply
-from .metrics import Exposition
+from .metrics import CONTENT_TYPE, Exposition
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Dialect = Callable[[Query, Context], Reply]
@@ -79,7 +78,7 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
     no client addresses in it; keep it off the internet at the load balancer if you must)."""
     return web.Response(
         body=request.app[EXPOSITION].render(),
-        headers={"Content-Type": CONTENT_TYPE_LATEST},
+        headers={"Content-Type": CONTENT_TYPE},
     )
 
 

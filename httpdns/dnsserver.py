@@ -36,8 +36,9 @@ from typing import Any, cast
 from . import dnswire
 from .cache import BoundedCache
 from .config import Config
+from .jsonlog import QueryLog
 from .logs import client_log
-from .metrics import RCODES, SAMPLE, QueryStats, Recorder, Tally
+from .metrics import RCODES, SAMPLE, Answer, QueryStats, Recorder, Tally
 from .table import Client, RoutingTable
 
 log = logging.getLogger("httpdns.dns")
@@ -76,6 +77,10 @@ class DnsEngine:
         self.stats = stats or QueryStats()
         self.recorder = Recorder(table)  # decisions per dc and version, for the metrics
         self.countdown = SAMPLE  # queries until the next one is timed
+        # what ``respond`` answered last (sampled latency, query log): a Tally from the cache,
+        # else (dialect, rcode, answers)
+        self.last: Tally | tuple[str, str, tuple[Answer, ...]] | None = None
+        self.query_log: QueryLog | None = None
         self.cache: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         # The same bytes again (less the ID): no normalizing, no splicing — the hot path.
         self.exact: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
@@ -92,6 +97,7 @@ class DnsEngine:
         hit = self.exact.get(exact)
         if hit is not None and self.table.still_valid(hit[0]):  # type: ignore[arg-type]
             hit[2].n += 1
+            self.last = hit[2]
             return wire[:2] + hit[1]
         norm = normalized(wire)
         if norm is not None:
@@ -101,6 +107,7 @@ class DnsEngine:
                 rest = hit[1]
                 rest = rest[:10] + wire[12:z] + rest[z - 2 :]
                 hit[2].n += 1
+                self.last = hit[2]
                 self.exact.put(exact, (hit[0], rest, hit[2]), len(wire) + len(rest))
                 return wire[:2] + rest
         recorder = self.recorder
@@ -116,6 +123,7 @@ class DnsEngine:
         except dnswire.MalformedMessage as exc:
             client_log.note("dns_formerr", exc.detail)
             self.stats.count("dns", "FORMERR")
+            self.last = ("dns", "FORMERR", ())
             return dnswire.formerr(wire)
         except Exception:  # a bug must cost one query, never the listener
             client_log.bug("answering a DNS query")
@@ -124,11 +132,24 @@ class DnsEngine:
         rcode = RCODES.get(out.rcode, "BADVERS" if out.rcode == 16 else "other")
         answers = tuple(recorder.answers)
         self.stats.count("dns", rcode, answers)
+        self.last = ("dns", rcode, answers)
         if norm is not None and out.deps:
             kept = (out.deps, out.wire[2:], self.stats.tally("dns", rcode, answers))
             self.cache.put((norm[0], peer, udp), kept, len(out.wire) * 2)
             self.exact.put(exact, kept, len(out.wire) * 2)
         return out.wire
+
+    def sampled(self, seconds: float, peer: str) -> None:
+        """Record the latency of a sampled query (and maybe log it)."""
+        last = self.last
+        if last is None:
+            return  # not answered (a response, no header)
+        self.stats.observe("dns", seconds)
+        if self.query_log is not None:
+            _, rcode, answers = (
+                (last.dialect, last.rcode, last.answers) if isinstance(last, Tally) else last
+            )
+            self.query_log.maybe("dns", rcode, answers, seconds, peer)
 
     def over_rate(self, wire: bytes, peer: str) -> bool | None:
         """RRL for one UDP response: False to send it, True to send it truncated
@@ -196,9 +217,10 @@ class UdpProtocol(asyncio.DatagramProtocol):
         engine.countdown -= 1
         if not engine.countdown:
             engine.countdown = SAMPLE
+            engine.last = None
             start = time.perf_counter()
             self.answer(data, addr, transport)
-            engine.stats.observe("dns", time.perf_counter() - start)
+            engine.sampled(time.perf_counter() - start, addr[0])
             return
         # The exact-bytes cache, inlined: this is the whole cost of a repeated query.
         hit = engine.exact.get((data[2:], addr[0], True))
@@ -282,9 +304,10 @@ class TcpProtocol(asyncio.Protocol):
                 reply = engine.respond(msg, self.peer, False)
             else:
                 engine.countdown = SAMPLE
+                engine.last = None
                 start = time.perf_counter()
                 reply = engine.respond(msg, self.peer, False)
-                engine.stats.observe("dns", time.perf_counter() - start)
+                engine.sampled(time.perf_counter() - start, self.peer)
             if reply is None:  # no header, or a response: nothing sensible on this stream
                 self._timeout()
                 self.buf = b""

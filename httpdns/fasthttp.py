@@ -42,8 +42,9 @@ import orjson
 from .cache import BoundedCache
 from .dialects import Context, Query, Reply
 from .errors import reply_for
+from .jsonlog import QueryLog
 from .logs import client_log
-from .metrics import SAMPLE, QueryStats, Recorder, Tally, rcode_of
+from .metrics import SAMPLE, Answer, QueryStats, Recorder, Tally, rcode_of
 from .routes import Route, Router, reply_headers
 from .table import RoutingTable
 
@@ -126,7 +127,10 @@ class FastServer:
         self.context = replace(context, table=cast(RoutingTable, self.recorder))
         self.stats = stats or QueryStats()
         self.countdown = SAMPLE  # reads until the next one is timed
-        self.last_dialect = ""  # of the last request answered by ``respond`` (sampling)
+        # (dialect, rcode, answers) of the last request ``respond`` answered, for the sampled
+        # latency and query log; a Tally (it has the same three) when it came from the cache
+        self.last: Tally | tuple[str, str, tuple[Answer, ...]] | None = None
+        self.query_log: QueryLog | None = None
         self.config = context.config
         self.router = Router(routes)
         self.slow = slow
@@ -226,10 +230,11 @@ class FastServer:
     ) -> tuple[bytes, bytes, _Kept | None]:
         """``(status line, headers and body less Date)`` of the answer to one request to a
         query route, and what the front cache keeps of it (None: not kept)."""
-        dialect = self.last_dialect = route.metric
+        dialect = route.metric
         if self.limits.http_rate and self.over_rate(peer):
             client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
             reply = Reply(429, "application/json", _TOO_MANY, (("Retry-After", "1"),))
+            self.last = (dialect, "http_429", ())
             if dialect:
                 self.stats.count(dialect, "http_429")
             return (*self._parts(None, reply), None)
@@ -240,6 +245,7 @@ class FastServer:
             hit = self.cache.get(key)
             if hit is not None and self.table.still_valid(hit[0]):
                 hit[3].n += 1
+                self.last = hit[3]
                 return hit[1], hit[2], hit
         query = target.partition(b"?")[2]
         content_type = _header(headers, b"content-type") if body else None
@@ -268,6 +274,7 @@ class FastServer:
         if dialect:
             rcode = rcode_of(dialect, reply.status, reply.body, recorder.unanswered)
             self.stats.count(dialect, rcode, answers)
+        self.last = (dialect, rcode, answers)
         if (
             key is not None
             and reply.deps
@@ -427,7 +434,7 @@ class FastHTTP(asyncio.Protocol):
         """``data_received`` for the one read in ``SAMPLE`` whose latency is sampled."""
         server = self.server
         server.countdown = SAMPLE
-        server.last_dialect = ""
+        server.last = None
         start = time.perf_counter()
         hit = server.repeat.get((data, self.peer))
         if hit is not None and server.table.still_valid(hit[0]):
@@ -438,12 +445,20 @@ class FastHTTP(asyncio.Protocol):
             hit[4].n += 1
             if not hit[3]:
                 transport.close()
-            dialect = hit[4].dialect
+            last: Tally | tuple[str, str, tuple[Answer, ...]] | None = hit[4]
         else:
             self._receive(data)
-            dialect = server.last_dialect
+            last = server.last
+        if last is None:
+            return  # not a query (/healthz, /metrics, a partial request)
+        dialect, rcode, answers = (
+            (last.dialect, last.rcode, last.answers) if isinstance(last, Tally) else last
+        )
         if dialect:
-            server.stats.observe(dialect, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            server.stats.observe(dialect, seconds)
+            if server.query_log is not None:
+                server.query_log.maybe(dialect, rcode, answers, seconds, self.peer or "")
 
     def _receive(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data

@@ -60,6 +60,8 @@ class Node:
         self._task: asyncio.Task[None] | None = None
         self.store_errors = 0  # failed reads of the feed or snapshot (httpdns_store_errors_total)
         self.resyncs = 0  # snapshots reloaded after a feed gap (httpdns_follow_resyncs_total)
+        # Called with (snapshot before, batch) after each batch is applied (structured logs).
+        self.listeners: list[Callable[[Any, ChangeSet], None]] = []
 
     @classmethod
     async def start(
@@ -114,9 +116,12 @@ class Node:
         """Apply one committed batch to the table (ignored if already applied)."""
         if cs.revision <= self.table.revision:
             return
+        old = self.table.snapshot
         snap, _ = self.table.snapshot.apply(cs.changes, cs.revision)
         self.table.update(snap, cs.services)
         self._advance()
+        for listener in self.listeners:
+            listener(old, cs)
 
     def _advance(self) -> None:
         if self.snapshot_file is not None:

@@ -33,6 +33,7 @@ from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
 from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
+from .jsonlog import ChangeLog, JsonFormatter, QueryLog, watch_health
 from .logs import ClientErrorsOnly
 from .metrics import NodeMetrics, WorkerFiles, publish
 from .node import Node
@@ -73,9 +74,12 @@ async def run(
     stop: asyncio.Event | None = None,
     reuse_port: bool = False,
     plugins: tuple[Plugin, ...] = (),
+    query_log_sample: float = 0.0,
+    log_events: bool = True,
 ) -> None:
     """Run a node until ``stop`` is set (or SIGTERM/SIGINT when not given), with the
-    routes and background tasks of ``plugins``."""
+    routes and background tasks of ``plugins``; ``query_log_sample`` is the share of
+    queries logged, ``log_events`` logs registry changes and health flips (one worker)."""
     # Loading allocates a million long-lived objects: collecting during it only costs time
     # (a third of start-up with 10,000 services). Re-enabled, frozen, once the table is built.
     gc.disable()
@@ -144,6 +148,8 @@ async def run(
             Context(node.table, cfg, health=node.health), routes, slow, limit, metrics.stats
         )
         metrics.fast = fast
+        query_log = QueryLog(query_log_sample) if query_log_sample > 0 else None
+        fast.query_log = query_log
         fast.start()
         for scheme, (host, port), tls in listeners:
             try:
@@ -166,6 +172,7 @@ async def run(
             try:
                 engine = DnsEngine(node.table, cfg, metrics.stats)
                 metrics.dns = engine
+                engine.query_log = query_log
                 udp, tcp = await start_dns(engine, host, port, reuse_port)
             except OSError as exc:
                 raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -193,6 +200,11 @@ async def run(
                 loop.add_signal_handler(sig, stop.set)
         if metrics.workers is not None:
             tasks.append(asyncio.create_task(publish(metrics, stop), name="httpdns-metrics"))
+        if log_events:
+            node.listeners.append(ChangeLog())
+            tasks.append(
+                asyncio.create_task(watch_health(node.health, stop), name="httpdns-health")
+            )
         for p in plugins:
             if p.task is not None:
                 tasks.append(asyncio.create_task(p.task(store, stop), name=p.name))
@@ -279,6 +291,20 @@ async def run(
     metavar="K",
     help="every K-th rate-limited DNS response is sent truncated [default: 2]",
 )
+@click.option(
+    "--log-format",
+    default="text",
+    type=click.Choice(["text", "json"]),
+    help="json: one JSON object per line, registry changes, rollout events and health flips "
+    "as fields [default: text]",
+)
+@click.option(
+    "--query-log-sample",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="P",
+    help="log this share of queries (at most 1/64) [default: 0 = off]",
+)
 @click.option("--demo", is_flag=True, default=None, help="load demo data into an empty store")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
@@ -304,6 +330,8 @@ def serve(
     http_rate: float | None,
     rrl_rate: float | None,
     rrl_slip: int | None,
+    log_format: str,
+    query_log_sample: float,
     demo: bool | None,
     log_level: str,
 ) -> None:
@@ -313,6 +341,8 @@ def serve(
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if log_format == "json":
+        logging.getLogger().handlers[0].setFormatter(JsonFormatter(worker=worker_id))
     flags: dict[str, Any] = {
         "http": http,
         "https": https,
@@ -351,13 +381,25 @@ def serve(
             sys.exit(supervise(cfg.workers))
         if worker_id is not None:
             cfg = replace(cfg, demo=False)
-            logging.getLogger().handlers[0].setFormatter(
-                logging.Formatter(f"%(asctime)s w{worker_id} %(name)s %(levelname)s %(message)s")
-            )
+            if log_format != "json":
+                logging.getLogger().handlers[0].setFormatter(
+                    logging.Formatter(
+                        f"%(asctime)s w{worker_id} %(name)s %(levelname)s %(message)s"
+                    )
+                )
         # With workers, only worker 0 runs the controller: one reconcile loop per node.
         run_controller = controller and (worker_id is None or worker_id == 0)
         plugins = (plugin(controller=run_controller),)
-        uvloop.run(run(cfg, reuse_port=worker_id is not None, plugins=plugins))
+        uvloop.run(
+            run(
+                cfg,
+                reuse_port=worker_id is not None,
+                plugins=plugins,
+                query_log_sample=query_log_sample,
+                # one line per registry change per node, not per worker
+                log_events=worker_id is None or worker_id == 0,
+            )
+        )
     except ServeError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from .dialects.google import qtype_of
 from .errors import BadRequest
 from .handlers import CONTEXT, NODE, actor, authorize, expected_revision, json_body, json_response
 from .routes import Route
+from .shares_api import SHARES_ROUTE
 from .table import AAAA, A
 
 P = "/api/v1"
@@ -213,4 +214,5 @@ ADMIN_ROUTES: tuple[Route, ...] = (
           summary="committed changes after a revision"),
     Route("POST", f"{P}/registry/restore", handler=_restore, write=True,
           summary="re-seed a store that lost data (Redis) from this node's snapshot"),
+    SHARES_ROUTE,
 )  # fmt: skip

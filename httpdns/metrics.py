@@ -318,6 +318,18 @@ class NodeMetrics:
         self.dns: Any = None  # httpdns.dnsserver.DnsEngine: RRL
         self.base = Totals()  # carried over from a previous run of this worker
         self.workers: WorkerFiles | None = None
+        self.history = AnswerHistory()
+
+    def answers(self) -> dict[Answer, int]:
+        """This process's ``answers_total`` now, by (service, dc, version, cohort)."""
+        rows = self.totals().values.get("httpdns_answers_total", {})
+        return {(k[0], k[1], k[2], k[3]): int(v) for k, v in rows.items()}
+
+    def published_answers(self) -> dict[str, Any]:
+        """What this process publishes with its heartbeat (``AnswerHistory.windows``)."""
+        now = self.answers()
+        self.history.record(now)
+        return self.history.windows(now)
 
     def totals(self) -> Totals:
         """This process's values now."""
@@ -433,6 +445,64 @@ class Exposition:
         return self._body
 
 
+# -- answer history, for the fleet's shares --------------------------------------------------
+
+WINDOWS = (10, 60, 300)  # seconds: the windows a node publishes its answer increments over
+KEEP_EVERY = 5.0  # seconds between two kept readings
+
+
+class AnswerHistory:
+    """This process's ``answers_total`` over the last ``max(WINDOWS)`` seconds, so that a node
+    can publish (with its heartbeat) what it answered in each of ``WINDOWS``."""
+
+    def __init__(
+        self, initial: Mapping[Answer, int] | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.clock = clock
+        # the counters when the history began (zero at process start): a first window
+        # counts from there
+        self._readings: list[tuple[float, dict[Answer, int]]] = [(clock(), dict(initial or {}))]
+
+    def record(self, answers: Mapping[Answer, int]) -> None:
+        """Keep a reading of the counters (at most one per ``KEEP_EVERY``; old ones drop)."""
+        now = self.clock()
+        if self._readings and now - self._readings[-1][0] < KEEP_EVERY:
+            return
+        self._readings.append((now, dict(answers)))
+        horizon = now - max(WINDOWS) - 2 * KEEP_EVERY
+        while len(self._readings) > 2 and self._readings[1][0] <= horizon:
+            self._readings.pop(0)
+
+    def windows(self, answers: Mapping[Answer, int]) -> dict[str, Any]:
+        """For each window: the reading closest to its start and the non-zero increments
+        since (``[service, dc, version, cohort, n]`` rows), against ``answers`` (now)."""
+        now = self.clock()
+        out: dict[str, Any] = {"at": round(now, 3), "windows": {}}
+        for w in WINDOWS:
+            then = self._reading_at(now - w)
+            base = then[1] if then is not None else {}
+            rows = []
+            for key, n in answers.items():
+                d = n - base.get(key, 0)
+                if d < 0:  # a restarted process: its counters began again
+                    d = n
+                if d:
+                    rows.append([*key, d])
+            since = then[0] if then is not None else None
+            out["windows"][str(w)] = {
+                "seconds": round(now - since, 3) if since is not None else None,
+                "rows": rows,
+            }
+        return out
+
+    def _reading_at(self, t: float) -> tuple[float, dict[Answer, int]] | None:
+        best = None
+        for reading in self._readings:
+            if reading[0] <= t + KEEP_EVERY / 2:
+                best = reading
+        return best if best is not None else (self._readings[0] if self._readings else None)
+
+
 # -- workers -----------------------------------------------------------------------------
 
 
@@ -482,3 +552,12 @@ async def publish(metrics: NodeMetrics, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), WRITE_EVERY)
     with contextlib.suppress(OSError):
         files.write(metrics.totals())
+
+
+async def keep_history(metrics: NodeMetrics, stop: asyncio.Event) -> None:
+    """Take a reading of this process's answers every ``KEEP_EVERY`` seconds (the windows
+    published with heartbeats start from these) until ``stop`` is set."""
+    while not stop.is_set():
+        metrics.history.record(metrics.answers())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), KEEP_EVERY)

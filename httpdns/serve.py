@@ -35,7 +35,7 @@ from .dnsserver import DnsEngine, start_dns
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
 from .jsonlog import ChangeLog, JsonFormatter, QueryLog, watch_health
 from .logs import ClientErrorsOnly
-from .metrics import NodeMetrics, WorkerFiles, publish
+from .metrics import AnswerHistory, NodeMetrics, WorkerFiles, keep_history, publish
 from .node import Node
 from .plugins import Plugin
 from .routes import QUERY_ROUTES
@@ -122,6 +122,8 @@ async def run(
         if metrics_dir and worker is not None:  # --workers: /metrics sums every worker's
             metrics.workers = WorkerFiles(metrics_dir, int(worker))
             metrics.base = metrics.workers.previous()
+            # answers carried over are not new ones: the shares windows start from them
+            metrics.history = AnswerHistory(metrics.answers())
         runner = web.AppRunner(
             make_app(node, cfg, routes, schemas, metrics),
             access_log=None,
@@ -198,6 +200,7 @@ async def run(
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+        tasks.append(asyncio.create_task(keep_history(metrics, stop), name="httpdns-history"))
         if metrics.workers is not None:
             tasks.append(asyncio.create_task(publish(metrics, stop), name="httpdns-metrics"))
         if log_events:

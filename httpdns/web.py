@@ -24,6 +24,7 @@ from .metrics import SAMPLE, Exposition, NodeMetrics, Recorder, rcode_of
 from .node import Node
 from .openapi import document
 from .routes import EXPOSITION, QUERY_ROUTES, Dialect, Handler, Route, reply_headers
+from .shares_api import METRICS
 from .table import RoutingTable
 
 MAX_QUERY_BODY = 65535  # a DNS message (DoH POST)
@@ -144,6 +145,7 @@ def make_app(
         metrics.health, metrics.node = node.health, node
     app[_COUNTING] = _Counting(metrics, app[CONTEXT])
     app[EXPOSITION] = Exposition(metrics)
+    app[METRICS] = metrics
     openapi = document(routes, schemas)
 
     async def _openapi(request: web.Request) -> web.StreamResponse:

@@ -41,6 +41,7 @@ from .regions import region
 from .registry import registry_group
 from .release import release
 from .services import service
+from .shares import shares
 from .state import health, state
 from .traffic import traffic
 
@@ -121,5 +122,6 @@ for _command in (
     explain,
     audit,
     registry_group,
+    shares,
 ):
     main.add_command(_command)

@@ -3,8 +3,17 @@ their counters, next to the configured one (pure; the counters are written out b
 
 from __future__ import annotations
 
-import pytest
+import re
+import subprocess
+import urllib.request
+from collections import Counter
+from pathlib import Path
 
+import pytest
+from aiohttp.test_utils import TestClient
+
+from httpdns.errors import BadRequest
+from httpdns.metrics import AnswerHistory
 from httpdns.shares import (
     Observed,
     configured_dcs,
@@ -13,6 +22,10 @@ from httpdns.shares import (
     observe,
     report,
 )
+from httpdns.shares_api import parse_window, pick_window
+from tests.servers import Node, httpdns_command, seed_test_registry
+
+from .conftest import ADMIN, SHOP, SHOP_CANARY_V4, clean_env, dc_of
 
 S = "shop.example.org"
 
@@ -102,3 +115,101 @@ def test_no_answers_is_no_data_not_zero() -> None:
         {"name": "idc", "answers": 0, "percent": None, "configured": 100.0, "delta": None}
     ]
     assert max_delta(doc) is None
+
+
+# -- the API and the CLI -------------------------------------------------------------------------
+
+
+async def test_shares_api_of_one_node(served: TestClient) -> None:
+    received: Counter[tuple[str, str]] = Counter()
+    for i in range(200):
+        resp = await served.get(f"/d?dn={SHOP}&ip=10.9.{i}.1")
+        first = (await resp.text()).split(";")[0]
+        received[(dc_of(first), "v2" if first in SHOP_CANARY_V4.values() else "v1")] += 1
+    resp = await served.get(f"/api/v1/services/{SHOP}/shares?window=60s", headers=ADMIN)
+    assert resp.status == 200
+    doc = await resp.json()
+    assert doc["source"] == "this node" and doc["window"] == 60 and doc["answers"] == 200
+    got = {(r["dc"], r["version"]): r["answers"] for r in doc["by_dc_version"]}
+    assert got == dict(received)
+    dcs = {r["name"]: r for r in doc["datacenters"]}
+    assert dcs["idc"]["configured"] == 50.0 and dcs["cloud"]["configured"] == 50.0
+    versions = {r["name"]: r for r in doc["versions"]}
+    assert versions["v2"]["configured"] == 10.0 and versions["v1"]["configured"] == 90.0
+    assert versions["v2"]["answers"] == received[("idc", "v2")] + received[("cloud", "v2")]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        (f"/api/v1/services/{SHOP}/shares?window=soon", 400, "bad_request"),
+        (f"/api/v1/services/{SHOP}/shares?window=0s", 400, "bad_request"),
+        ("/api/v1/services/nothing.example.org/shares", 404, "not_found"),
+        ("/api/v1/services/bad..name/shares", 400, None),
+    ],
+)
+async def test_shares_api_bad_input(
+    served: TestClient, path: str, status: int, code: str | None
+) -> None:
+    resp = await served.get(path, headers=ADMIN)
+    body = await resp.json()
+    assert resp.status == status and set(body) >= {"error", "detail"}
+    if code is not None:
+        assert body["error"] == code
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds", "window"),
+    [("5s", 5, 10), ("60s", 60, 60), ("60", 60, 60), ("2m", 120, 300), ("1h", None, None)],
+)
+def test_windows(text: str, seconds: int | None, window: int | None) -> None:
+    if seconds is None:
+        with pytest.raises(BadRequest):
+            parse_window(text)
+        return
+    assert parse_window(text) == seconds and pick_window(seconds) == window
+
+
+def test_answer_history_publishes_increments_per_window() -> None:
+    now = [1000.0]
+    k = (S, "idc", "v1", "stable")
+    h = AnswerHistory({k: 5}, clock=lambda: now[0])
+    now[0] = 1030.0
+    h.record({k: 20})
+    now[0] = 1065.0
+    pub = h.windows({k: 50})
+    assert pub["windows"]["10"] == {"seconds": 35.0, "rows": [[*k, 30]]}  # the last reading
+    assert pub["windows"]["60"] == {"seconds": 65.0, "rows": [[*k, 45]]}
+    assert pub["windows"]["300"]["rows"] == [[*k, 45]]
+
+
+def test_cli_shares(tmp_path: Path) -> None:
+    node = Node(f"sqlite:///{tmp_path}/registry.db", tmp_path)
+    node.start()
+    try:
+        seed_test_registry(node.url)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for i in range(50):
+            with opener.open(f"{node.url}/d?dn={SHOP}&ip=10.8.{i}.1", timeout=5) as r:
+                r.read()
+        env = {**clean_env(), "HTTPDNS_SERVER": node.url, "HTTPDNS_ADMIN_TOKEN": "T"}
+        out = subprocess.run(
+            [*httpdns_command(), "shares", SHOP, "--window", "5m"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        assert f"{SHOP}: 50 answers" in out.stdout
+        assert re.search(r"^\s+v2\s+\d+\s+[\d.]+%\s+10.00%", out.stdout, re.M), out.stdout
+        bad = subprocess.run(
+            [*httpdns_command(), "shares", "nothing.example.org"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+        assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    finally:
+        node.stop()

@@ -229,7 +229,8 @@ class FastServer:
         peer: str | None,
     ) -> tuple[bytes, bytes, _Kept | None]:
         """``(status line, headers and body less Date)`` of the answer to one request to a
-        query route, and what the front cache keeps of it (None: not kept)."""
+        query route, and the front cache's entry when it answered (the request was seen
+        before: the caller keeps it byte for byte too), else None."""
         dialect = route.metric
         if self.limits.http_rate and self.over_rate(peer):
             client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
@@ -246,7 +247,7 @@ class FastServer:
             if hit is not None and self.table.still_valid(hit[0]):
                 hit[3].n += 1
                 self.last = hit[3]
-                return hit[1], hit[2], hit
+                return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
         query = target.partition(b"?")[2]
         content_type = _header(headers, b"content-type") if body else None
         recorder = self.recorder
@@ -285,7 +286,6 @@ class FastServer:
         ):
             kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
             self.cache.put(key, kept, len(target) + len(head) + len(tail))
-            return head, tail, kept
         return head, tail, None
 
     def error(

@@ -319,6 +319,7 @@ class NodeMetrics:
         self.base = Totals()  # carried over from a previous run of this worker
         self.workers: WorkerFiles | None = None
         self.history = AnswerHistory()
+        self._published: tuple[float, dict[str, Any]] | None = None
 
     def answers(self) -> dict[Answer, int]:
         """This process's ``answers_total`` now, by (service, dc, version, cohort)."""
@@ -326,10 +327,14 @@ class NodeMetrics:
         return {(k[0], k[1], k[2], k[3]): int(v) for k, v in rows.items()}
 
     def published_answers(self) -> dict[str, Any]:
-        """What this process publishes with its heartbeat (``AnswerHistory.windows``)."""
-        now = self.answers()
-        self.history.record(now)
-        return self.history.windows(now)
+        """What this process publishes with its heartbeat (``AnswerHistory.windows``),
+        computed at most once per ``PUBLISH_EVERY`` (heartbeats follow every revision)."""
+        now = time.monotonic()
+        if self._published is None or now - self._published[0] >= PUBLISH_EVERY:
+            answers = self.answers()
+            self.history.record(answers)
+            self._published = (now, self.history.windows(answers))
+        return self._published[1]
 
     def totals(self) -> Totals:
         """This process's values now."""
@@ -449,6 +454,7 @@ class Exposition:
 
 WINDOWS = (10, 60, 300)  # seconds: the windows a node publishes its answer increments over
 KEEP_EVERY = 5.0  # seconds between two kept readings
+PUBLISH_EVERY = 1.0  # seconds a published set of windows is reused
 
 
 class AnswerHistory:

@@ -181,6 +181,9 @@ async def run(
             servers.append(tcp)
             transports.append(udp)
             log.info("serving DNS on udp+tcp %s:%d", host, port)
+        node.announce([(s, h, p) for s, (h, p), _tls in listeners])  # the fleet view
+        if node.fleet is not None:  # what this process answered, for the fleet's shares
+            node.fleet.extras["answers"] = metrics.published_answers
         log.info(
             "descriptor limit %d; at most %d HTTP connections, head timeout %gs, keep-alive %gs",
             fd_limit,

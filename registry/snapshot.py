@@ -234,6 +234,25 @@ class Snapshot:
         tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
         for kind, key, value in records:
             tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+        return cls._from_tables(revision, tables)
+
+    @classmethod
+    def decode_records(
+        cls, revision: int, records: Iterable[tuple[str, str, bytes]]
+    ) -> tuple[Snapshot, list[str]]:
+        """Like ``from_records`` for rows that may be damaged: the snapshot of the rows that
+        decode, and ``kind/key`` of those that do not (bad JSON, unknown kind, bad record)."""
+        tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
+        bad: list[str] = []
+        for kind, key, value in records:
+            try:
+                tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+            except Exception:  # any decoding failure makes the row unreadable, nothing else
+                bad.append(f"{kind}/{key}")
+        return cls._from_tables(revision, tables), bad
+
+    @classmethod
+    def _from_tables(cls, revision: int, tables: dict[str, dict[str, Any]]) -> Snapshot:
         endpoints: dict[str, dict[str, Any]] = {}
         for key, ep in tables["endpoint"].items():
             svc, _, eid = key.partition("/")

@@ -36,6 +36,7 @@ from .datacenters import dc
 from .endpoints import endpoint
 from .errors import ApiError, CliError, UnreachableError
 from .explain import explain
+from .fleet import nodes, wait
 from .options import HELP, ClientCommand, ClientGroup, default_actor, server_param
 from .regions import region
 from .registry import registry_group
@@ -122,6 +123,8 @@ for _command in (
     explain,
     audit,
     registry_group,
+    nodes,
+    wait,
     shares,
 ):
     main.add_command(_command)

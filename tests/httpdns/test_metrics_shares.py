@@ -23,7 +23,7 @@ from httpdns.shares import (
     report,
 )
 from httpdns.shares_api import parse_window, pick_window
-from tests.servers import Node, httpdns_command, seed_test_registry
+from tests.servers import Node, admin_call, httpdns_command, seed_test_registry, wait_until
 
 from .conftest import ADMIN, SHOP, SHOP_CANARY_V4, clean_env, dc_of
 
@@ -192,6 +192,17 @@ def test_cli_shares(tmp_path: Path) -> None:
         for i in range(50):
             with opener.open(f"{node.url}/d?dn={SHOP}&ip=10.8.{i}.1", timeout=5) as r:
                 r.read()
+        # heartbeats carry the answers (published at most once a second): wait for them
+        wait_until(
+            lambda: (
+                admin_call(node.url, "GET", f"/api/v1/services/{SHOP}/shares?window=5m")[1][
+                    "answers"
+                ]
+                == 50
+            ),
+            10,
+            "the heartbeat to carry the answers",
+        )
         env = {**clean_env(), "HTTPDNS_SERVER": node.url, "HTTPDNS_ADMIN_TOKEN": "T"}
         out = subprocess.run(
             [*httpdns_command(), "shares", SHOP, "--window", "5m"],
@@ -201,7 +212,7 @@ def test_cli_shares(tmp_path: Path) -> None:
             timeout=30,
         )
         assert out.returncode == 0, out.stderr
-        assert f"{SHOP}: 50 answers" in out.stdout
+        assert f"{SHOP}: 50 answers" in out.stdout and "(fleet)" in out.stdout
         assert re.search(r"^\s+v2\s+\d+\s+[\d.]+%\s+10.00%", out.stdout, re.M), out.stdout
         bad = subprocess.run(
             [*httpdns_command(), "shares", "nothing.example.org"],
@@ -213,3 +224,26 @@ def test_cli_shares(tmp_path: Path) -> None:
         assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
     finally:
         node.stop()
+
+
+def test_shares_sum_every_node_of_the_fleet(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/registry.db"  # two nodes on one store: one fleet
+    a = Node(store, tmp_path / "a").start()
+    b = Node(store, tmp_path / "b").start()
+    try:
+        seed_test_registry(a.url)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for node, count in ((a, 70), (b, 40)):
+            for i in range(count):
+                url = f"{node.url}/d?dn={SHOP}&ip=10.{7 if node is a else 6}.{i}.1"
+                with opener.open(url, timeout=5) as r:
+                    r.read()
+
+        def both() -> bool:
+            _, doc = admin_call(b.url, "GET", f"/api/v1/services/{SHOP}/shares?window=60s")
+            return doc["answers"] == 110 and doc["nodes"] == 2 and doc["source"] == "fleet"
+
+        wait_until(both, 15, "both nodes' answers in one report")
+    finally:
+        a.stop()
+        b.stop()

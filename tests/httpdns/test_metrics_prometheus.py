@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import dns.message
 import dns.query
 import pytest
@@ -197,3 +198,32 @@ def test_dashboard_expressions_parse_and_name_exported_metrics(
     assert named and named <= exported, named - exported
     for e in exprs:  # and Prometheus itself evaluates each one
         stack.query(e)
+
+
+async def test_analysis_query_against_the_real_prometheus(stack: Stack) -> None:
+    from deployer.analysis import Check, decide, query_prometheus
+
+    for _ in range(5):  # the aliyun dialect's NXDOMAIN: only this test moves it
+        with OPENER.open(f"{stack.node.url}/100000/d?host=nowhere.example.org", timeout=5) as r:
+            r.read()
+    wait_until(
+        lambda: stack.scalar('httpdns_queries_total{dialect="aliyun",rcode="NXDOMAIN"}') == 5,
+        15,
+        "Prometheus to see the aliyun queries",
+    )
+    query = 'sum(httpdns_queries_total{dialect="aliyun",rcode="NXDOMAIN"})'
+    bad = Check("errors", stack.prometheus, query, max=4)
+    good = Check("errors", stack.prometheus, query, max=5)
+    empty = Check("errors", stack.prometheus, 'httpdns_queries_total{dialect="none"}', max=1)
+    down = Check("errors", f"http://127.0.0.1:{free_port()}", query, max=1)
+    async with aiohttp.ClientSession() as session:
+        values = {
+            "bad": await query_prometheus(session, bad),
+            "good": await query_prometheus(session, good),
+            "empty": await query_prometheus(session, empty),
+            "down": await query_prometheus(session, down),
+        }
+    assert values == {"bad": 5.0, "good": 5.0, "empty": None, "down": None}
+    assert decide([bad], {"errors": values["bad"]}, 0, 1)[0] == "abort"
+    assert decide([good], {"errors": values["good"]}, 0, 1)[0] == "proceed"
+    assert decide([empty], {"errors": values["empty"]}, 0, 1)[0] == "hold"

@@ -130,6 +130,15 @@ SPECS: dict[str, Spec] = {
     "httpdns_dns_rrl_limited_total": Spec(
         "counter", "DNS responses dropped or truncated by response rate limiting."
     ),
+    "httpdns_rollouts": Spec(
+        "gauge", "Rollout records in the registry, by phase (the deployer's).", ("phase",), "max"
+    ),
+    "httpdns_release_canary_percent": Spec(
+        "gauge",
+        "Configured canary percentage of services with a canary version.",
+        ("service",),
+        "max",
+    ),
     "httpdns_client_errors_total": Spec(
         "counter",
         "Client errors by kind (http_framing, header_timeout, dns_formerr, dns_rrl, ...).",
@@ -371,6 +380,15 @@ class NodeMetrics:
             for s in STATUSES:
                 t.put("httpdns_node_status", (s,), 1 if s == status else 0)
         if self.node is not None:
+            snap = self.node.table.snapshot
+            phases: dict[str, int] = {}
+            for r in snap.rollouts.values():
+                phases[r.phase] = phases.get(r.phase, 0) + 1
+            for phase, n in phases.items():
+                t.put("httpdns_rollouts", (phase,), n)
+            for name, rel in snap.releases.items():
+                if rel.canary and rel.canary != rel.stable:
+                    t.put("httpdns_release_canary_percent", (name,), rel.canary_percent)
             t.put("httpdns_store_errors_total", (), getattr(self.node, "store_errors", 0))
             t.put("httpdns_follow_resyncs_total", (), getattr(self.node, "resyncs", 0))
         if self.fast is not None:

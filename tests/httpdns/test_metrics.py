@@ -203,6 +203,8 @@ def test_gauges_of_the_node(server: tuple[Node, int]) -> None:
     assert value(s, "httpdns_registry_revision") >= 1
     assert value(s, "httpdns_registry_stale_seconds") == 0
     assert value(s, "httpdns_connections_open") >= 1  # this scrape's own
+    assert value(s, "httpdns_release_canary_percent", service=SHOP) == 10  # the test registry
+    assert value(s, "httpdns_release_canary_percent", service=PAY) == 0  # no canary: no series
     names = {n for n, _ in s}
     for metric in ("httpdns_store_errors_total", "httpdns_follow_resyncs_total"):
         assert metric in names

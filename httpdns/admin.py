@@ -12,7 +12,7 @@ from aiohttp import web
 
 from registry.changes import Change, Kind
 from registry.errors import NotFoundError, ValidationError
-from registry.model import Datacenter, Endpoint, Region, Release, Service
+from registry.model import Datacenter, Endpoint, Region, Release, Service, Zone
 from registry.traffic import shift
 from registry.validation import dns_name, identifier, token
 from registry.validation import traffic as traffic_table
@@ -103,6 +103,13 @@ async def _put_endpoint(request: web.Request) -> web.Response:
     return await _write(request, [Change.put(ep)], {"endpoint": ep.to_dict()}, created)
 
 
+async def _put_zone(request: web.Request) -> web.Response:
+    authorize(request)
+    zone = Zone.from_dict(request.match_info["zone"], await json_body(request))
+    created = zone.name not in _snapshot(request).zones
+    return await _write(request, [Change.put(zone)], {"zone": zone.to_dict()}, created)
+
+
 def _deleter(kind: Kind) -> Any:
     async def handler(request: web.Request) -> web.Response:
         authorize(request)
@@ -113,6 +120,8 @@ def _deleter(kind: Kind) -> Any:
             key = identifier("region", info["region"])
         elif kind == "service":
             key = dns_name("name", info["name"])
+        elif kind == "zone":
+            key = dns_name("zone", info["zone"])
         else:
             key = f"{dns_name('name', info['name'])}/{token('id', info['id'])}"
         return await _write(request, [Change.delete(kind, key)], {"deleted": f"{kind}/{key}"})
@@ -241,6 +250,10 @@ ADMIN_ROUTES: tuple[Route, ...] = (
           body="Endpoint", write=True, query=_WAIT, summary="create or replace an endpoint"),
     Route("DELETE", f"{P}/services/{{name}}/endpoints/{{id}}", handler=_deleter("endpoint"),
           write=True, query=_WAIT, summary="delete an endpoint"),
+    Route("PUT", f"{P}/zones/{{zone}}", handler=_put_zone, body="Zone", write=True, query=_WAIT,
+          summary="create or replace a zone every node serves (apex SOA and NS, glue)"),
+    Route("DELETE", f"{P}/zones/{{zone}}", handler=_deleter("zone"), write=True, query=_WAIT,
+          summary="stop serving a zone"),
     Route("POST", f"{P}/traffic/shift", handler=_shift, body="Shift", write=True, query=_WAIT,
           summary="move a percentage of weight between datacenters"),
     Route("GET", f"{P}/explain", handler=_explain, query=("name", "ip", "uid", "type"),

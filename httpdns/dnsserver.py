@@ -56,14 +56,15 @@ Kept = tuple[object, bytes, Tally]  # deps, the reply less its ID, the metrics c
 def normalized(data: bytes) -> tuple[bytes, int] | None:
     """``(the query less its ID, lower-cased name, masked flags; the name's end)``.
 
-    Only the opcode and RD flag bits change an answer; the name ends at its first zero
+    Only the opcode, RD and CD flag bits change an answer (RD and CD are copied into
+    it; the OPT record, DO bit included, is part of the rest); the name ends at its first zero
     byte (a zero inside a binary label ends it early, which only leaves some of the
     name's case as sent — still the same name). None when there is no name.
     """
     z = data.find(b"\0", 12)
     if z < 0:
         return None
-    return bytes((data[2] & 0x79, 0)) + data[4:12] + data[12:z].lower() + data[z:], z
+    return bytes((data[2] & 0x79, data[3] & 0x10)) + data[4:12] + data[12:z].lower() + data[z:], z
 
 
 class DnsEngine:
@@ -88,11 +89,17 @@ class DnsEngine:
         self.rrl_slip = config.rrl_slip
         self._rrl: BoundedCache[tuple[bytes, bytes], list[float]] = BoundedCache(MAX_RRL_ENTRIES)
         self.limited = 0  # responses dropped or slipped by RRL
+        self.zones_seen: object = None  # the registry's zones the cached replies were built from
 
     def respond(self, wire: bytes, peer: str, udp: bool) -> bytes | None:
         """The reply to ``wire`` from ``peer``, or None to stay silent."""
         if len(wire) < 12 or wire[2] & 0x80:
             return None  # not even a header, or a response: never answered
+        zones = self.table.snapshot.zones
+        if zones is not self.zones_seen:  # a zone changed: negative answers and SOAs may differ
+            self.cache.clear()
+            self.exact.clear()
+            self.zones_seen = zones
         exact = (wire[2:], peer, udp)
         hit = self.exact.get(exact)
         if hit is not None and self.table.still_valid(hit[0]):  # type: ignore[arg-type]
@@ -224,8 +231,9 @@ class UdpProtocol(asyncio.DatagramProtocol):
             return
         # The exact-bytes cache, inlined: this is the whole cost of a repeated query.
         hit = engine.exact.get((data[2:], addr[0], True))
-        if hit is not None and not engine.rrl_rate:
-            services = engine.table.services
+        table = engine.table
+        if hit is not None and not engine.rrl_rate and table.snapshot.zones is engine.zones_seen:
+            services = table.services
             for name, svc in hit[0]:  # type: ignore[attr-defined]
                 if services.get(name) is not svc:
                     break

@@ -103,6 +103,15 @@ SCHEMAS: dict[str, Any] = {
                 "from": {"type": "string"}, "to": {"type": "string"},
                 "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
                 "services": {"type": ["array", "null"], "items": {"type": "string"}}}},
+            "Zone": {"type": "object", "additionalProperties": False, "required": ["nameservers"],
+                     "properties": {
+                "nameservers": {"type": "object", "minProperties": 1, "additionalProperties": {
+                    "type": "array", "items": {"type": "string"}}},
+                "soa": {"type": "object", "additionalProperties": False, "properties": {
+                    "mname": {"type": "string"}, "rname": {"type": "string"},
+                    **{k: {"type": "integer", "minimum": 1}
+                       for k in ("refresh", "retry", "expire")},
+                    "minimum": {"type": "integer", "minimum": 0, "maximum": 86400}}}}},
         }  # fmt: skip
 
 

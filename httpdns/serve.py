@@ -33,6 +33,7 @@ from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
 from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
+from .http2 import ALPN, AlpnSwitch
 from .jsonlog import ChangeLog, JsonFormatter, QueryLog, watch_health
 from .logs import ClientErrorsOnly
 from .metrics import AnswerHistory, NodeMetrics, WorkerFiles, keep_history, publish
@@ -142,6 +143,7 @@ async def run(
                 context.load_cert_chain(cfg.tls_cert or "", cfg.tls_key or "")
             except (OSError, ssl.SSLError) as exc:
                 raise ServeError(f"cannot load the TLS certificate/key: {exc}") from None
+            context.set_alpn_protocols(ALPN)  # HTTP/2 for DoH (RFC 8484 §5.2), or 1.1
             listeners.append(("https", cfg.https, context))
         loop = asyncio.get_running_loop()
         slow = runner.server
@@ -157,7 +159,7 @@ async def run(
             try:
                 servers.append(
                     await loop.create_server(
-                        lambda: FastHTTP(fast),
+                        (lambda: AlpnSwitch(fast)) if tls is not None else (lambda: FastHTTP(fast)),
                         host,
                         port,
                         ssl=tls,

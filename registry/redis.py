@@ -708,6 +708,7 @@ def _as_changes(snap: Snapshot) -> list[Change]:
     out += [Change.put(r) for r in snap.rollouts.values()]
     out += [Change.put(a) for a in snap.allocations.values()]
     out += [Change.put(h) for h in snap.heartbeats.values()]
+    out += [Change.put(z) for z in snap.zones.values()]
     return out
 
 

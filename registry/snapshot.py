@@ -15,7 +15,17 @@ import orjson
 
 from .changes import _LOADERS, Change
 from .errors import InUseError, NotFoundError, ValidationError
-from .model import Allocation, Datacenter, Endpoint, Heartbeat, Region, Release, Rollout, Service
+from .model import (
+    Allocation,
+    Datacenter,
+    Endpoint,
+    Heartbeat,
+    Region,
+    Release,
+    Rollout,
+    Service,
+    Zone,
+)
 
 T = TypeVar("T")
 
@@ -55,6 +65,7 @@ class Snapshot:
     rollouts: Mapping[str, Rollout] = field(default_factory=dict)  # by "service/id"
     allocations: Mapping[str, Allocation] = field(default_factory=dict)  # by "dc/address"
     heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # deployer controllers
+    zones: Mapping[str, Zone] = field(default_factory=dict)
 
     def endpoints_of(self, service: str) -> Mapping[str, Endpoint]:
         """Endpoints of ``service`` by id (empty when none)."""
@@ -84,6 +95,7 @@ class Snapshot:
             "rollout": _Cow(self.rollouts),
             "allocation": _Cow(self.allocations),
             "heartbeat": _Cow(self.heartbeats),
+            "zone": _Cow(self.zones),
         }
         eps_cow: _Cow[Mapping[str, Endpoint]] = _Cow(self.endpoints)
         copied: set[str] = set()  # services whose endpoint map is already a private copy
@@ -142,6 +154,7 @@ class Snapshot:
             tables["rollout"].current,
             tables["allocation"].current,
             tables["heartbeat"].current,
+            tables["zone"].current,
         )
         new._check_references(effective)
         return new, tuple(effective)
@@ -226,6 +239,7 @@ class Snapshot:
             "rollouts": {k: r.to_dict() for k, r in sorted(self.rollouts.items())},
             "allocations": {k: a.to_dict() for k, a in sorted(self.allocations.items())},
             "heartbeats": {k: h.to_dict() for k, h in sorted(self.heartbeats.items())},
+            "zones": {k: z.to_dict() for k, z in sorted(self.zones.items())},
         }
 
     @classmethod
@@ -267,6 +281,7 @@ class Snapshot:
             tables["rollout"],
             tables["allocation"],
             tables["heartbeat"],
+            tables["zone"],
         )
 
     def dump_json(self) -> bytes:
@@ -288,6 +303,7 @@ class Snapshot:
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
             {k: Heartbeat.load(x) for k, x in d.get("heartbeats", {}).items()},
+            {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )
 
     @classmethod
@@ -310,4 +326,5 @@ class Snapshot:
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
             {k: Heartbeat.load(x) for k, x in d.get("heartbeats", {}).items()},
+            {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )

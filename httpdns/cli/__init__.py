@@ -45,6 +45,7 @@ from .services import service
 from .shares import shares
 from .state import health, state
 from .traffic import traffic
+from .zones import zone
 
 __all__ = ["ApiError", "CliError", "Client", "UnreachableError", "main"]
 
@@ -126,5 +127,6 @@ for _command in (
     nodes,
     wait,
     shares,
+    zone,
 ):
     main.add_command(_command)

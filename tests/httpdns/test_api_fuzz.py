@@ -94,7 +94,9 @@ WRITES = [r for r in ADMIN_ROUTES if r.method in ("PUT", "POST")]
 
 @pytest.mark.parametrize("route", WRITES, ids=lambda r: f"{r.method} {r.path}")
 def test_admin_bodies_of_any_shape_are_4xx_or_applied(node: Node, route: Any) -> None:
-    path = route.path.format(dc="dcx", region="rx", name="fuzz.example.org", id="e1")
+    path = route.path.format(
+        dc="dcx", region="rx", name="fuzz.example.org", id="e1", zone="fuzz.example.org"
+    )
 
     @SETTINGS
     @given(value=JSON, raw=st.booleans(), junk=st.binary(max_size=40))

@@ -30,6 +30,7 @@ from .dialects.google import qtype_of
 from .errors import BadRequest, HttpdnsError
 from .handlers import CONTEXT, NODE, actor, authorize, expected_revision, json_body, json_response
 from .routes import Route
+from .shares_api import SHARES_ROUTE
 from .table import AAAA, A
 
 P = "/api/v1"
@@ -515,4 +516,5 @@ ADMIN_ROUTES: tuple[Route, ...] = (
           role="admin"),
     Route("GET", f"{P}/nodes", handler=_nodes,
           summary="the fleet: every live node's id, address, version, revision, status, seen"),
+    SHARES_ROUTE,
 )  # fmt: skip

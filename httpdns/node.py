@@ -115,6 +115,10 @@ class Node:
         self._task: asyncio.Task[None] | None = None
         self.fleet: Fleet | None = None
         self._log = RateLimitedLog(clock=clock)
+        self.store_errors = 0  # failed reads of the feed or snapshot (httpdns_store_errors_total)
+        self.resyncs = 0  # snapshots reloaded after a feed gap (httpdns_follow_resyncs_total)
+        # Called with (snapshot before, batch) after each batch is applied (structured logs).
+        self.listeners: list[Callable[[Any, ChangeSet], None]] = []
 
     @classmethod
     async def start(
@@ -208,9 +212,12 @@ class Node:
         """Apply one committed batch to the table (ignored if already applied)."""
         if cs.revision <= self.table.revision:
             return
+        old = self.table.snapshot
         snap, _ = self.table.snapshot.apply(cs.changes, cs.revision)
         self.table.update(snap, cs.services)
         self._advance()
+        for listener in self.listeners:
+            listener(old, cs)
 
     def _advance(self) -> None:
         if self.snapshot_file is not None:
@@ -269,6 +276,7 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except StoreResyncError as exc:
+                self.resyncs += 1
                 log.info("%s; reloading a snapshot", exc.detail)
                 if self._clock() - last_resync > 1.0:
                     last_resync = self._clock()
@@ -283,6 +291,7 @@ class Node:
                           exc.detail, self.table.revision)  # fmt: skip
                 self._problems[DAMAGED] = exc.detail
             except RegistryError as exc:
+                self.store_errors += 1
                 if self._lost_at is None:
                     log.warning("store unavailable (%s); answering from revision %d", exc.detail,
                                 self.table.revision)  # fmt: skip

@@ -43,6 +43,7 @@ from .regions import region
 from .registry import registry_group
 from .release import release
 from .services import service
+from .shares import shares
 from .state import health, state
 from .traffic import traffic
 from .zones import zone
@@ -130,6 +131,7 @@ for _command in (
     registry_group,
     nodes,
     wait,
+    shares,
     zone,
 ):
     main.add_command(_command)

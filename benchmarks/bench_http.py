@@ -133,6 +133,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cases", help="only these cases, comma-separated (of: "
+                    "ref_d,d,same,unique,ref_doh,doh)")  # fmt: skip
     ap.add_argument("--json", help="append the result rows to this JSON-lines file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -187,6 +189,8 @@ def run(
     }  # fmt: skip
     if doh_problem:
         del cases["ref_doh"], cases["doh"]
+    if args.cases:
+        cases = {k: v for k, v in cases.items() if k in args.cases.split(",")}
     runs: dict[str, list[bl.WrkResult]] = {k: [] for k in cases}
     trouble: dict[str, list[str]] = {k: [] for k in cases}
     crashed = ""

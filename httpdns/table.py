@@ -1,8 +1,12 @@
 """The compiled routing table: the query hot path (DESIGN §4).
 
-Built from a registry snapshot, it keeps one ``CompiledService`` per service
-and caches each decision per (service, region, family, client bucket) in one
-bounded cache. A cached decision is used only while its service's compiled
+Built from a registry snapshot, it keeps one ``CompiledService`` per service.
+A (service, region, family) that keeps missing the decision cache is hot: it
+gets a ``BucketMap`` (``httpdns.bucketmap``), every bucket's decision computed
+at once, and from then on a decision is one index — no client is ever a miss.
+Maps are bounded by bytes (oldest first out) and rebuilt on the next query
+after their service changes. Colder keys cache each decision per (service,
+region, family, client bucket) in one bounded cache. A cached decision is used only while its service's compiled
 entry is the one it was computed from, so a change to one service (which
 replaces that entry) retires its decisions at once; a datacenter or region
 change rebuilds everything and swaps the whole table in one assignment.
@@ -24,6 +28,8 @@ from typing import Any
 from registry.model import Region
 from registry.snapshot import Snapshot
 
+from . import bucketmap
+from .bucketmap import BucketMap
 from .cache import BoundedCache
 from .hashing import bucket as bucket_of
 from .steering import Choice, CompiledService, compile_service, decide
@@ -31,6 +37,8 @@ from .steering import Choice, CompiledService, compile_service, decide
 A, AAAA = 1, 28
 MAX_BUCKET_MEMO = 100_000  # client key -> bucket memo (hashing is the dominant miss cost)
 MAX_DECISIONS = 200_000  # cached decisions (Config.max_cached_answers)
+MAX_MAP_BYTES = 96 << 20  # bucket maps (64 KiB and a few choices each)
+HOT_MISSES = 32  # decisions computed for one (service, region, family) before it gets a map
 
 Deps = list[tuple[str, CompiledService | None]]
 _FAMILY = {A: 4, AAAA: 6}
@@ -142,8 +150,23 @@ class Regions:
 class RoutingTable:
     """All services compiled for queries, with per-bucket answer caches."""
 
-    def __init__(self, snapshot: Snapshot, *, max_cached: int = MAX_DECISIONS) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        max_cached: int = MAX_DECISIONS,
+        max_map_bytes: int = MAX_MAP_BYTES,
+        hot_misses: int | None = HOT_MISSES,
+    ) -> None:
+        """``hot_misses`` None: never build bucket maps (every decision by ``decide``)."""
         self.max_cached = max_cached
+        self.hot_misses = hot_misses
+        # (name, region/family) -> its map, or None: not worth one (too many choices)
+        self._maps: BoundedCache[tuple[str, int], tuple[CompiledService, BucketMap | None]] = (
+            BoundedCache(1 << 20, max_map_bytes)
+        )
+        self._heat: BoundedCache[tuple[str, int], int] = BoundedCache(100_000)
+        self.maps_built = 0
         self._buckets: BoundedCache[int | str, int] = BoundedCache(MAX_BUCKET_MEMO)
         # (name, region/family/bucket) -> (the compiled service it came from, decision)
         self._decisions: BoundedCache[tuple[str, int], tuple[CompiledService, Choice]] = (
@@ -161,6 +184,8 @@ class RoutingTable:
         self.snapshot, self.regions, self.services = snap, regions, services
         self.revision = snap.revision
         self._decisions.clear()
+        self._maps.clear()
+        self._heat.clear()
 
     @staticmethod
     def _compile(snap: Snapshot, name: str) -> CompiledService:
@@ -238,13 +263,43 @@ class RoutingTable:
         family = _FAMILY[qtype]
         region = self.regions.match(client.ip, client.family)
         b = self.bucket(client)
-        key = (name, (region << 17) | ((family == 6) << 16) | b)
+        rf = (region << 1) | (family == 6)
+        mapped = self._maps.get((name, rf))
+        if mapped is not None and mapped[0] is svc and mapped[1] is not None:
+            m = mapped[1]
+            return m.choices[m.index[b]]
+        key = (name, (rf << 16) | b)
         hit = self._decisions.get(key)
         if hit is not None and hit[0] is svc:
             return hit[1]
+        if self.hot_misses is not None and (mapped is None or mapped[0] is not svc):
+            # a map that is stale (its service changed) was hot: rebuild it at once
+            heat = self.hot_misses if mapped is not None else self._heat.get((name, rf)) or 0
+            if heat + 1 >= self.hot_misses:
+                built = self._build_map(name, rf, svc)
+                if built is not None:
+                    return built.choices[built.index[b]]
+            else:
+                self._heat.put((name, rf), heat + 1)
         choice = decide(svc, family, self.regions.names[region], b)
         self._decisions.put(key, (svc, choice))
         return choice
+
+    def _build_map(self, name: str, rf: int, svc: CompiledService) -> BucketMap | None:
+        m = bucketmap.build(svc, 6 if rf & 1 else 4, self.regions.names[rf >> 1])
+        self._heat.pop((name, rf))
+        self._maps.put((name, rf), (svc, m), m.nbytes if m is not None else 64)
+        self.maps_built += 1
+        return m
+
+    def bucket_map(self, name: str, qtype: int, region: str) -> BucketMap | None:
+        """The current bucket map of (``name``, ``qtype``, ``region``), if one is kept."""
+        svc = self.services.get(name)
+        idx = self.regions.index.get(region)
+        if svc is None or idx is None:
+            return None
+        mapped = self._maps.get((name, (idx << 1) | (_FAMILY[qtype] == 6)))
+        return mapped[1] if mapped is not None and mapped[0] is svc else None
 
     def has_descendants(self, name: str) -> bool:
         """Whether a served name lies below ``name`` (an empty non-terminal when unserved)."""
@@ -301,5 +356,7 @@ class RoutingTable:
         return {
             "services": len(self.services),
             "cached_answers": len(self._decisions),
+            "bucket_maps": len(self._maps),
+            "bucket_map_bytes": self._maps.bytes,
             "revision": self.revision,
         }

@@ -169,7 +169,10 @@ class RoutingTable:
         self.maps_built = 0
         self._buckets: BoundedCache[int | str, int] = BoundedCache(MAX_BUCKET_MEMO)
         # (name, region/family/bucket) -> (the compiled service it came from, decision)
-        self._decisions: BoundedCache[tuple[str, int], tuple[CompiledService, Choice]] = (
+        # Values are plain ints (the compile's serial and the choice's number, see
+        # ``_decision``) or, past a service's ``MAX_INTERNED`` choices, (svc, choice): a
+        # cache of ints holds nothing the garbage collector has to scan.
+        self._decisions: BoundedCache[tuple[str, int], int | tuple[CompiledService, Choice]] = (
             BoundedCache(max_cached)
         )
         self._rebuild(snapshot)
@@ -270,8 +273,12 @@ class RoutingTable:
             return m.choices[m.index[b]]
         key = (name, (rf << 16) | b)
         hit = self._decisions.get(key)
-        if hit is not None and hit[0] is svc:
-            return hit[1]
+        if hit is not None:
+            if type(hit) is int:
+                if hit >> 12 == svc.serial:
+                    return svc.seen_list[hit & 0xFFF]
+            elif hit[0] is svc:  # type: ignore[index]
+                return hit[1]  # type: ignore[index]
         if self.hot_misses is not None and (mapped is None or mapped[0] is not svc):
             # a map that is stale (its service changed) was hot: rebuild it at once
             heat = self.hot_misses if mapped is not None else self._heat.get((name, rf)) or 0
@@ -282,7 +289,10 @@ class RoutingTable:
             else:
                 self._heat.put((name, rf), heat + 1)
         choice = decide(svc, family, self.regions.names[region], b)
-        self._decisions.put(key, (svc, choice))
+        n = svc.intern(choice)
+        self._decisions.put(key, (svc.serial << 12) | n if n >= 0 else (svc, choice))
+        if n >= 0:
+            return svc.seen_list[n]  # the numbered one: equal choices are one object
         return choice
 
     def _build_map(self, name: str, rf: int, svc: CompiledService) -> BucketMap | None:
@@ -316,11 +326,18 @@ class RoutingTable:
     def cached_decisions(self, name: str) -> dict[int, Choice]:
         """The decisions cached for ``name`` that are still current (tests, debugging)."""
         svc = self.services.get(name)
-        return {
-            key[1]: choice
-            for key, (of, choice) in self._decisions.items()
-            if key[0] == name and of is svc
-        }
+        out: dict[int, Choice] = {}
+        if svc is None:
+            return out
+        for key, value in self._decisions.items():
+            if key[0] != name:
+                continue
+            if isinstance(value, int):
+                if value >> 12 == svc.serial:
+                    out[key[1]] = svc.seen_list[value & 0xFFF]
+            elif value[0] is svc:
+                out[key[1]] = value[1]
+        return out
 
     def explain(self, name: str, qtype: int, client: Client) -> dict[str, Any] | None:
         """The full decision trace for one query; None if the name is not served."""

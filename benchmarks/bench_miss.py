@@ -37,7 +37,7 @@ from httpdns.config import Config
 from httpdns.dialects import Context
 from httpdns.fasthttp import FastServer
 from httpdns.routes import QUERY_ROUTES, Router
-from httpdns.table import RoutingTable
+from httpdns.table import HOT_MISSES, RoutingTable
 from registry import Snapshot
 from registry.store import open_store
 
@@ -87,7 +87,7 @@ def load(services: int, work: Path) -> Snapshot:
 
 
 def run_mode(snap: Snapshot, mode: str, args: argparse.Namespace, start: int) -> dict[str, Any]:
-    table = RoutingTable(snap, hot_misses=None if mode == "decide" else 32)
+    table = RoutingTable(snap, hot_misses=None if mode == "decide" else HOT_MISSES)
     fast = FastServer(Context(table, Config()), QUERY_ROUTES, lambda: None)  # type: ignore[arg-type,return-value]
     router = Router(QUERY_ROUTES)
     found = router.match(b"GET", b"/d")
@@ -144,7 +144,7 @@ def reference(n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--services", type=int, default=1000)
-    ap.add_argument("--warm", type=int, default=60_000, help="requests before timing")
+    ap.add_argument("--warm", type=int, default=100_000, help="requests before timing")
     ap.add_argument("--requests", type=int, default=100_000, help="timed requests")
     ap.add_argument("--modes", default="decide,maps")
     args = ap.parse_args()

@@ -1,6 +1,9 @@
 """The compiled routing table: the query hot path (DESIGN §4).
 
-Built from a registry snapshot, it keeps one ``CompiledService`` per service.
+Built from a registry snapshot, it compiles a service (``CompiledService``) when
+it is first asked for, not at start: a node with 100,000 services answers its
+first query without compiling them all. A change recompiles the changed services
+that were compiled; the others wait for their first query.
 A (service, region, family) that keeps missing the decision cache is hot: it
 gets a ``BucketMap`` (``httpdns.bucketmap``), every bucket's decision computed
 at once, and from then on a decision is one index — no client is ever a miss.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,8 +151,32 @@ class Regions:
         return 0
 
 
+class _Services(Mapping[str, CompiledService]):
+    """The served services, compiled on access (``RoutingTable.services``)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: RoutingTable) -> None:
+        self._table = table
+
+    def __getitem__(self, name: str) -> CompiledService:
+        svc = self._table.compiled(name)
+        if svc is None:
+            raise KeyError(name)
+        return svc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table.snapshot.services)
+
+    def __len__(self) -> int:
+        return len(self._table.snapshot.services)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table.snapshot.services
+
+
 class RoutingTable:
-    """All services compiled for queries, with per-bucket answer caches."""
+    """All services, compiled for queries on first use, with per-bucket answer caches."""
 
     def __init__(
         self,
@@ -181,15 +208,28 @@ class RoutingTable:
     # -- building -----------------------------------------------------------
 
     def _rebuild(self, snap: Snapshot) -> None:
-        services = {name: self._compile(snap, name) for name in snap.services}
-        self._ancestors: Counter[str] = Counter(a for n in services for a in _ancestors(n))
+        self._ancestors: Counter[str] = Counter(a for n in snap.services for a in _ancestors(n))
         regions = Regions(snap.regions.values())
-        # One assignment each: a query sees either the old table or the new one.
-        self.snapshot, self.regions, self.services = snap, regions, services
+        # One assignment each: a query sees either the old table or the new one; every
+        # service is compiled again on its next query.
+        compiled: dict[str, CompiledService] = {}
+        self.snapshot, self.regions, self._compiled = snap, regions, compiled
         self.revision = snap.revision
         self._decisions.clear()
         self._maps.clear()
         self._heat.clear()
+
+    @property
+    def services(self) -> Mapping[str, CompiledService]:
+        """Every served service by name, compiled on access (a read-only view)."""
+        return _Services(self)
+
+    def compiled(self, name: str) -> CompiledService | None:
+        """The compiled ``name`` (compiling it now if it has not been), None if not served."""
+        svc = self._compiled.get(name)
+        if svc is None and name in self.snapshot.services:
+            svc = self._compiled[name] = self._compile(self.snapshot, name)
+        return svc
 
     @staticmethod
     def _compile(snap: Snapshot, name: str) -> CompiledService:
@@ -205,16 +245,18 @@ class RoutingTable:
         if services is None:
             self._rebuild(snapshot)
             return
+        compiled, served = self._compiled, self.snapshot.services
         for name in services:
-            old = self.services.get(name)
-            if name in snapshot.services:
-                self.services[name] = self._compile(snapshot, name)
-                if old is None:
-                    self._ancestors.update(_ancestors(name))
+            was, now = name in served, name in snapshot.services
+            # a compiled (asked-for) service is recompiled now, the others on first use
+            if now and name in compiled:
+                compiled[name] = self._compile(snapshot, name)
             else:
-                self.services.pop(name, None)
-                if old is not None:
-                    self._ancestors.subtract(_ancestors(name))
+                compiled.pop(name, None)
+            if now and not was:
+                self._ancestors.update(_ancestors(name))
+            elif was and not now:
+                self._ancestors.subtract(_ancestors(name))
         self.snapshot = snapshot
         self.revision = snapshot.revision
 
@@ -259,7 +301,7 @@ class RoutingTable:
         With ``deps``, appends (name, the compiled service or None) to it: what an
         answer built from this decision depends on (see ``still_valid``).
         """
-        svc = self.services.get(name)
+        svc = self._compiled.get(name) or self.compiled(name)
         if deps is not None:
             deps.append((name, svc))
         if svc is None:
@@ -318,9 +360,13 @@ class RoutingTable:
 
     def still_valid(self, deps: Iterable[tuple[str, object]]) -> bool:
         """Whether an answer computed from ``deps`` (see ``resolve``) is still current."""
-        services = self.services
-        for name, svc in deps:  # noqa: SIM110 - a loop, not all(): runs on every cached answer
-            if services.get(name) is not svc:
+        compiled = self._compiled
+        for name, svc in deps:
+            got = compiled.get(name)
+            if got is not svc:
+                return False
+            # not compiled: valid only while still not served (a lazy compile is pending)
+            if got is None and name in self.snapshot.services:
                 return False
         return True
 
@@ -372,7 +418,8 @@ class RoutingTable:
     def stats(self) -> Mapping[str, int]:
         """Sizes for health and metrics."""
         return {
-            "services": len(self.services),
+            "services": len(self.snapshot.services),
+            "compiled": len(self._compiled),
             "cached_answers": len(self._decisions),
             "bucket_maps": len(self._maps),
             "bucket_map_bytes": self._maps.bytes,

@@ -171,3 +171,61 @@ def test_a_key_without_a_map_is_not_rebuilt_on_every_query(
             table.services[SVC], 4, "default", table.bucket(c)
         )
     assert table.maps_built == 1 and table.bucket_map(SVC, A, "default") is None
+
+
+# -- lazy compile ------------------------------------------------------------------------------
+
+
+def many(n: int) -> Snapshot:
+    records: list[Any] = [IDC, CLOUD]
+    for i in range(n):
+        name = f"s{i}.example.com"
+        records.append(Service(name, {"default": {"idc": 50, "cloud": 50}}))
+        records += [
+            Endpoint(name, f"e{j}", ("idc", "cloud")[j % 2], f"10.3.0.{j + 1}") for j in range(2)
+        ]
+    snap, _ = Snapshot().apply([Change.put(r) for r in records], 1)
+    return snap
+
+
+def test_services_are_compiled_on_their_first_query_only() -> None:
+    table = RoutingTable(many(50))
+    assert table.stats()["services"] == 50 and table.stats()["compiled"] == 0
+    assert table.resolve("s7.example.com", A, CLIENTS[0]) is not None
+    assert table.stats()["compiled"] == 1
+    assert len(table.services) == 50 and "s9.example.com" in table.services
+    assert table.resolve("nope.example.com", A, CLIENTS[0]) is None
+    assert table.stats()["compiled"] == 1
+
+
+def test_a_change_recompiles_compiled_services_and_leaves_the_others_for_later() -> None:
+    snap = many(5)
+    table = RoutingTable(snap)
+    deps: list[Any] = []
+    before = table.resolve("s1.example.com", A, CLIENTS[0], deps)
+    assert before is not None and table.still_valid(deps)
+    changes = [
+        Change.put(Service(f"s{i}.example.com", {"default": {"cloud": 100}})) for i in (1, 2)
+    ]
+    new, effective = snap.apply(changes, 2)
+    table.update(new, ChangeSet(2, effective).services)
+    assert table.stats()["compiled"] == 1  # s1 again, s2 waits for its first query
+    assert not table.still_valid(deps)
+    for name in ("s1.example.com", "s2.example.com"):
+        choice = table.resolve(name, A, CLIENTS[0])
+        assert choice is not None and choice.dc == "cloud"
+
+
+def test_an_answer_for_an_unserved_name_expires_when_the_name_is_served() -> None:
+    snap = many(2)
+    table = RoutingTable(snap)
+    deps: list[Any] = []
+    assert table.resolve("s5.example.com", A, CLIENTS[0], deps) is None
+    assert table.still_valid(deps)
+    # a reload that also changes a datacenter rebuilds the table: nothing compiled yet
+    reloaded = many(6)
+    reloaded, _ = reloaded.apply([Change.put(Datacenter("cloud", kind="cloud", writable=False))], 9)
+    table.sync_to(reloaded)
+    assert table.stats()["compiled"] == 0
+    assert not table.still_valid(deps)
+    assert table.resolve("s5.example.com", A, CLIENTS[0]) is not None

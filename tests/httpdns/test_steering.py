@@ -857,6 +857,7 @@ def test_empty_snapshot_serves_nothing() -> None:
     assert table.resolve(SVC, A, Client.of("192.0.2.1")) is None
     assert table.stats() == {
         "services": 0,
+        "compiled": 0,
         "cached_answers": 0,
         "bucket_maps": 0,
         "bucket_map_bytes": 0,

@@ -181,8 +181,8 @@ def _step(
             dc_scores = [draws(salt, buckets) for _, _, salt in present]
         else:
             dc_scores = [weighted(salt, w, buckets) for _, w, salt in present]
-        places, sure = _places(dc_scores, 1, check=True)
-        winners = [buckets[(place == 0) & sure] for place in places]
+        order, sure = _ranked(dc_scores, 1, check=True)
+        winners = [buckets[(order[0] == i) & sure] for i in range(len(present))]
         _decide_each(svc, family, region, buckets[~sure], codes, found)
     for (dc, _, _), mine in zip(present, winners, strict=True):
         if not len(mine):
@@ -192,7 +192,6 @@ def _step(
         take = min(svc.answers, n)
         if n**take >= 1 << 62:
             return False  # more distinct answers than any map should hold
-        powers = np.array([n ** (take - 1 - p) if p < take else 0 for p in range(n)], np.int64)
         step_chunk = max(1, _CHUNK // n)
         for at in range(0, len(mine), step_chunk):
             part = mine[at : at + step_chunk]
@@ -202,12 +201,12 @@ def _step(
                 ranks = [
                     weighted(s, w, part) for s, w in zip(pool.salts, pool.weights, strict=True)
                 ]
-            places, ok = _places(ranks, take, check=not pool.equal)
+            order, ok = _ranked(ranks, take, check=not pool.equal)
             # the top ``take`` candidates in order, packed as the digits of one number
-            packed = np.zeros(len(part), dtype=np.int64)
-            for i, place in enumerate(places):
-                if i:
-                    packed += i * np.take(powers, place)
+            packed = order[0].copy()
+            for column in order[1:]:
+                packed *= n
+                packed += column
             keys, inverse = _distinct(packed[ok])
             local = []
             for key in keys.tolist():
@@ -252,43 +251,40 @@ def _distinct(packed: I64) -> tuple[I64, I64]:
     return keys, inverse.reshape(-1)
 
 
-def _places(
-    scores: list[F64], take: int, check: bool
-) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]:
-    """Per candidate, per bucket: its place (0 = highest score; equals in candidate order,
-    as ``sorted(..., reverse=True)`` (stable) and ``max`` (first) rank them) and, with
-    ``check``, per bucket whether the first ``take`` places and the next one are apart by
-    more than ``_TIE`` relative — else the last bit of a logarithm could reorder them."""
+def _ranked(scores: list[F64], take: int, check: bool) -> tuple[list[I64], npt.NDArray[np.bool_]]:
+    """Per bucket, the candidates in the first ``take`` places (one array per place):
+    highest score first, equals in candidate order, as ``sorted(..., reverse=True)``
+    (stable) and ``max`` (the first) rank them. With ``check``, also per bucket whether
+    those places and the next one are apart by more than ``_TIE`` relative — else the
+    last bit of a logarithm could reorder them."""
     n, size = len(scores), len(scores[0])
     ok = np.ones(size, dtype=bool)
     if n == 1:
         return [np.zeros(size, dtype=np.int64)], ok
     if n > 8:
-        stacked = np.stack(scores)
-        order = np.argsort(-stacked, axis=0, kind="stable")
-        place = np.empty_like(order)
-        np.put_along_axis(place, order, np.arange(n)[:, None], axis=0)
+        stacked = np.stack(scores, axis=1)  # (buckets, candidates): each row contiguous
+        by_rank = np.argsort(-stacked, axis=1, kind="stable")[:, : take + 1]
         if check:
-            ordered = np.take_along_axis(stacked, order[: take + 1], axis=0)
-            hi, lo = ordered[:-1], ordered[1:]
-            ok = np.all(hi - lo > _TIE * np.abs(hi), axis=0)
-        return list(place), ok
-    places = []
+            ordered = np.take_along_axis(stacked, by_rank, axis=1)
+            hi, lo = ordered[:, :-1], ordered[:, 1:]
+            ok = np.all(hi - lo > _TIE * np.abs(hi), axis=1)
+        return [np.ascontiguousarray(by_rank[:, p]) for p in range(take)], ok
+    # few candidates: each one's place is how many beat it (on equal scores, the earlier)
+    order = [np.zeros(size, dtype=np.int64) for _ in range(take)]
+    best = [np.zeros(size) for _ in range(min(take + 1, n))] if check and n > 2 else []
     for i in range(n):
         place = np.zeros(size, dtype=np.int64)
         for j in range(n):
             if j != i:
                 place += (scores[j] >= scores[i]) if j < i else (scores[j] > scores[i])
-        places.append(place)
-    if check:
-        if n == 2:
-            a, b = scores
-            ok = np.abs(a - b) > _TIE * np.maximum(np.abs(a), np.abs(b))
-        else:
-            best = [np.zeros(size) for _ in range(min(take + 1, n))]
-            for i in range(n):
-                for p, vals in enumerate(best):
-                    np.copyto(vals, scores[i], where=places[i] == p)
-            for hi, lo in pairwise(best):
-                ok &= hi - lo > _TIE * np.abs(hi)
-    return places, ok
+        for p, column in enumerate(order):
+            if i:
+                column[place == p] = i
+        for p, vals in enumerate(best):
+            np.copyto(vals, scores[i], where=place == p)
+    if check and n == 2:
+        a, b = scores
+        ok = np.abs(a - b) > _TIE * np.maximum(a, b)  # scores and draws are positive
+    for hi, lo in pairwise(best):
+        ok &= hi - lo > _TIE * np.abs(hi)
+    return order, ok

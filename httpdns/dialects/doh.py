@@ -49,4 +49,5 @@ def resolve_doh(q: Query, ctx: Context) -> Reply:
     """Answer a DoH request."""
     wire = message(q)
     out = dnswire.answer(wire, ctx.table, ctx.config, lambda ecs: client(q, ctx, ecs))
-    return Reply(200, MEDIA_TYPE, out.wire, (("Cache-Control", f"max-age={out.min_ttl}"),))
+    headers = (("Cache-Control", f"max-age={out.min_ttl}"),)
+    return Reply(200, MEDIA_TYPE, out.wire, headers, out.deps)  # deps: front-cacheable

@@ -23,7 +23,7 @@ Cases:
 - ``/d`` with one URL (front-cache hit, the best case).
 - ``/d`` with a client address never seen before on every request
   (``wrk/unique_ip.lua``): the miss path (parse, steer, encode), target ratio
-  >= 0.5 of nginx. Its warm-up (``--miss-warmup``, 8 server CPU-seconds) uses other addresses, so
+  >= 0.5 of nginx. Its warm-up (``--miss-warmup``, 15 server CPU-seconds) uses other addresses, so
   services are hot and have their bucket maps, as in a long-running node.
 - DoH GET (RFC 8484, ``?dns=`` base64url, ID 0, no EDNS) of an A query for each
   of the 1,000 names, against nginx returning a body of the DoH answer's size
@@ -132,8 +132,8 @@ def main() -> None:
     ap.add_argument("--ips", type=int, default=10_000, help="distinct ip= values")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--warmup", type=float, default=2)
-    ap.add_argument("--miss-warmup", type=float, default=8,
-                    help="warm-up of the miss case, in server CPU-seconds (at most 60 s): "
+    ap.add_argument("--miss-warmup", type=float, default=15,
+                    help="warm-up of the miss case, in server CPU-seconds (at most 90 s): "
                     "hot services get their bucket maps")  # fmt: skip
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
@@ -209,7 +209,7 @@ def run(
                 # warm until the server has spent miss_warmup CPU-seconds (a loaded machine
                 # gives it a fraction of a core: wall time would not build the maps)
                 spent, part = 0.0, 0
-                while spent < args.miss_warmup and part < 20:
+                while spent < args.miss_warmup and part < 30:
                     before = bl.cpu_seconds(server.pid)
                     bl.wrk(f"http://127.0.0.1:{server.port}", seconds=3,
                            script_args=sargs(r + 100 + 1000 * part), **common)  # fmt: skip

@@ -4,13 +4,16 @@ Built from a registry snapshot, it compiles a service (``CompiledService``) when
 it is first asked for, not at start: a node with 100,000 services answers its
 first query without compiling them all. A change recompiles the changed services
 that were compiled; the others wait for their first query.
+
 A (service, region, family) that keeps missing the decision cache is hot: it
 gets a ``BucketMap`` (``httpdns.bucketmap``), every bucket's decision computed
 at once, and from then on a decision is one index — no client is ever a miss.
 Maps are bounded by bytes (oldest first out) and rebuilt on the next query
 after their service changes. Colder keys cache each decision per (service,
-region, family, client bucket) in one bounded cache. A cached decision is used only while its service's compiled
-entry is the one it was computed from, so a change to one service (which
+region, family, client bucket) in one bounded cache.
+
+A cached decision or map is used only while its service's compiled entry is the
+one it was computed from, so a change to one service (which
 replaces that entry) retires its decisions at once; a datacenter or region
 change rebuilds everything and swaps the whole table in one assignment.
 Queries never touch the store.
@@ -197,9 +200,9 @@ class RoutingTable:
         self.maps_built = 0
         self._buckets: BoundedCache[int | str, int] = BoundedCache(MAX_BUCKET_MEMO)
         # (name, region/family/bucket) -> (the compiled service it came from, decision)
-        # Values are plain ints (the compile's serial and the choice's number, see
-        # ``_decision``) or, past a service's ``MAX_INTERNED`` choices, (svc, choice): a
-        # cache of ints holds nothing the garbage collector has to scan.
+        # Values are plain ints (the compile's serial << 12 | the choice's number in
+        # ``CompiledService.intern``) or, past a service's ``MAX_INTERNED`` choices,
+        # (svc, choice): a cache of ints holds nothing the garbage collector has to scan.
         self._decisions: BoundedCache[tuple[str, int], int | tuple[CompiledService, Choice]] = (
             BoundedCache(max_cached)
         )

@@ -28,6 +28,14 @@ Cases:
 - DoH GET (RFC 8484, ``?dns=`` base64url, ID 0, no EDNS) of an A query for each
   of the 1,000 names, against nginx returning a body of the DoH answer's size
   (ratio >= 0.5).
+- DNSPod's encrypted ``/d`` (``dn`` and ``ip`` encrypted, ``id=``; DES, and AES)
+  for the same 10,000 (name, ip=) pairs (``wrk/paths.lua``). An encrypted reply is
+  never kept by the front cache (``Cache-Control: no-store``, no recorded
+  dependencies): every request is parsed, decrypted and encrypted; the plain
+  answer is remembered per decrypted request. Target: it costs at most 2x the
+  plain ``/d`` per request (requests/s >= 0.5 of the plain case above). Also shown
+  against the plain ``/d`` with the front cache bypassed (``wrk/paths_nocache.lua``
+  appends ``&n=COUNTER``), i.e. the plain dialect computed per request too.
 
     .venv/bin/python benchmarks/bench_http.py [--seconds 10] [--rounds 2] [--json FILE]
 """
@@ -48,6 +56,10 @@ BENCH = "http"
 TARGET_D_RATIO = 0.6
 TARGET_DOH_RATIO = 0.5
 TARGET_P99_MS = 5.0
+TARGET_ENCRYPTED_RATIO = 0.5  # encrypted /d costs <= 2x the plain /d per request
+DNSPOD_ID = "1001"
+DES_KEY = b"bench-des-key"
+AES_KEY = b"bench-aes-key-16"
 
 
 def client_ip(i: int) -> str:
@@ -116,6 +128,41 @@ def check_answers(port: int, paths: list[str], doh: bool) -> float:
     return statistics.fmean(sizes)
 
 
+def encrypted_paths(d_pairs: list[tuple[str, str]], alg: str) -> list[str]:
+    """The DNSPod encrypted form of ``/d?dn=NAME&ip=IP`` for each pair."""
+    from httpdns.dialects.dnspod_crypto import codec, encrypt_hex
+
+    c = codec(alg, DES_KEY if alg == "des" else AES_KEY)
+    tail = "&alg=aes" if alg == "aes" else ""
+    return [
+        f"/d?dn={encrypt_hex(c, name)}&ip={encrypt_hex(c, ip)}&id={DNSPOD_ID}{tail}"
+        for name, ip in d_pairs
+    ]
+
+
+def check_encrypted(port: int, paths: list[str], alg: str) -> float:
+    """GET a sample of encrypted ``paths``: each must decrypt to two addresses, with
+    ``Cache-Control: no-store``. The mean body size."""
+    from httpdns.dialects.dnspod_crypto import codec, decrypt_hex
+
+    c = codec(alg, DES_KEY if alg == "des" else AES_KEY)
+    sizes = []
+    step = max(1, len(paths) // 100)
+    for target in paths[::step]:
+        with socket.create_connection(("127.0.0.1", port), 5) as sock:
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or b"cache-control: no-store" not in head.lower():
+            raise RuntimeError(f"GET {target[:80]}...: {head[:300]!r}")
+        if decrypt_hex(c, body.decode()).count(";") != 1:
+            raise RuntimeError(f"GET {target[:80]}...: the answer is not two addresses")
+        sizes.append(len(body))
+    return statistics.fmean(sizes)
+
+
 def problems(r: bl.WrkResult) -> str:
     out = []
     if r.non_2xx:
@@ -138,8 +185,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--cases", help="only these cases, comma-separated (of: "
-                    "ref_d,d,same,unique,ref_doh,doh)")  # fmt: skip
+    ap.add_argument("--cases", help="only these cases, comma-separated (keys of the "
+                    "cases table in run(): ref_d, d, same, unique, ref_doh, doh, ...)")  # fmt: skip
     ap.add_argument("--json", help="append the result rows to this JSON-lines file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -151,11 +198,20 @@ def run(
     args: argparse.Namespace, work: Path, procs: list[bl.Proc]
 ) -> tuple[list[dict[str, Any]], str]:
     store = bl.seed(work / "registry.db", args.services, args.endpoints)
-    ours = bl.start_httpdns(work, store)
+    config = work / "httpdns.toml"
+    config.write_text(
+        f'[dnspod."{DNSPOD_ID}"]\ndes_key = "{DES_KEY.decode()}"\naes_key = "{AES_KEY.decode()}"\n'
+    )
+    ours = bl.start_httpdns(work, store, config=config)
     procs.append(ours)
 
     names = [bl.service_name(i) for i in range(args.services)]
-    d_paths = [f"/d?dn={names[i % len(names)]}&ip={client_ip(i)}" for i in range(args.ips)]
+    d_pairs = [(names[i % len(names)], client_ip(i)) for i in range(args.ips)]
+    d_paths = [f"/d?dn={name}&ip={ip}" for name, ip in d_pairs]
+    f_des = write_lines(work / "d-des.txt", encrypted_paths(d_pairs, "des"))
+    f_aes = write_lines(work / "d-aes.txt", encrypted_paths(d_pairs, "aes"))
+    des_size = round(check_encrypted(ours.port, f_des.read_text().split(), "des"))
+    aes_size = round(check_encrypted(ours.port, f_aes.read_text().split(), "aes"))
     doh_paths = [doh_path(n) for n in names]
     f_d = write_lines(work / "d.txt", d_paths)
     f_same = write_lines(work / "same.txt", d_paths[:1])
@@ -182,6 +238,7 @@ def run(
 
     paths_lua = bl.HERE / "wrk" / "paths.lua"
     unique_lua = bl.HERE / "wrk" / "unique_ip.lua"
+    nocache_lua = bl.HERE / "wrk" / "paths_nocache.lua"
     # name -> (server, script, script args for the warm-up and for round r)
     cases: dict[str, tuple[bl.Proc, Path, Any]] = {
         "ref_d": (ref_d, paths_lua, lambda r: [str(f_d)]),
@@ -191,6 +248,9 @@ def run(
                    lambda r: [str(args.services), bl.DOMAIN, str(1_000_000 + 2_000_000 * r)]),
         "ref_doh": (ref_doh, paths_lua, lambda r: [str(f_doh)]),
         "doh": (ours, paths_lua, lambda r: [str(f_doh)]),
+        "d_nocache": (ours, nocache_lua, lambda r: [str(f_d), str(10_000_000 * (r + 1))]),
+        "d_des": (ours, paths_lua, lambda r: [str(f_des)]),
+        "d_aes": (ours, paths_lua, lambda r: [str(f_aes)]),
     }  # fmt: skip
     if doh_problem:
         del cases["ref_doh"], cases["doh"]
@@ -294,6 +354,13 @@ def run(
     run_row("doh", f"DoH GET, A query for {args.services:,} names",
             f"response {resp['doh'][0]} B; ID 0, no EDNS")  # fmt: skip
     ratio_row("doh", "ref_doh", TARGET_DOH_RATIO, "ratio to nginx")
+    run_row("d_nocache", "/d plain, front cache bypassed (&n=COUNTER)",
+            f"{args.ips:,} (name, ip=) pairs")  # fmt: skip
+    for key, alg, size in (("d_des", "DES", des_size), ("d_aes", "AES", aes_size)):
+        run_row(key, f"/d DNSPod {alg}-encrypted dn and ip (no front cache: no-store)",
+                f"body {size} B hex; the same pairs")  # fmt: skip
+        ratio_row(key, "d", TARGET_ENCRYPTED_RATIO, "ratio to plain /d (front cache warm)")
+        ratio_row(key, "d_nocache", None, "ratio to plain /d, front cache bypassed")
     if doh_problem:
         add("DoH GET answers", "PROBLEM", "200, 2 answers", False, doh_problem[:300])
     sane = alive and not crashed and not log_errors and not any(trouble[k] for k in trouble)

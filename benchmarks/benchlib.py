@@ -251,13 +251,16 @@ def start_httpdns(
     workers: int = 1,
     cpu: str | None = SERVER_CPU,
     zone: str = DOMAIN,
+    config: Path | None = None,
 ) -> Proc:
     """``httpdns serve`` (one process unless ``workers``), pinned to ``cpu``; waits for /healthz.
 
-    With ``dns`` it also serves UDP/TCP DNS on ``proc.dns_port``."""
+    With ``dns`` it also serves UDP/TCP DNS on ``proc.dns_port``; ``config`` is a TOML file."""
     port = free_port()
     argv = [*httpdns_cmd(), "serve", "--http", f"127.0.0.1:{port}", "--store", store,
             "--zone", zone, "--log-level", "warning"]  # fmt: skip
+    if config is not None:
+        argv += ["--config", str(config)]
     dns_port = free_port() if dns else 0
     if dns:
         argv += ["--dns", f"127.0.0.1:{dns_port}"]

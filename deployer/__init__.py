@@ -1,8 +1,9 @@
 """The release tool ``rolling``: Docker containers, address pools, rollouts.
 
 Layers: pure logic (``spec``, ``units``, ``addresses`` picking, ``container`` specs,
-the ``rollout`` state machine, ``intents``, ``plan``, ``status``) imports no Docker
-and no sockets; ``docker_engine`` and ``health`` probes are the adapters;
+the ``rollout`` state machine, ``healing`` of replica counts, ``intents``, ``plan``,
+``autoscale``, ``status``) imports no Docker and no sockets; ``docker_engine``,
+``health`` probes and ``cgroup`` files (gathered by ``stats``) are the adapters;
 ``controller`` is the reconcile loop that joins them to a registry ``Store``.
 Traffic moves only through the registry.
 """
@@ -20,6 +21,7 @@ _HOMES = {
     "Controller": "controller", "Container": "engine", "Engine": "engine",
     "MemoryEngine": "engine", "Stats": "engine", "DeployerError": "errors",
     "EngineError": "errors", "EngineUnavailableError": "errors", "IntentRefusedError": "errors",
+    "ImageError": "errors", "PullError": "errors",
     "NoRolloutError": "errors", "PoolExhaustedError": "errors", "SpecError": "errors",
     "Facts": "rollout", "Plan": "rollout", "advance": "rollout", "ReleaseSpec": "spec",
 }  # fmt: skip
@@ -42,12 +44,14 @@ __all__ = [
     "EngineError",
     "EngineUnavailableError",
     "Facts",
+    "ImageError",
     "IntentRefusedError",
     "MemoryEngine",
     "NoRolloutError",
     "Plan",
     "Pool",
     "PoolExhaustedError",
+    "PullError",
     "ReleaseSpec",
     "SpecError",
     "Stats",

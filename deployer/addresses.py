@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry.changes import Change
-from registry.errors import ConflictError
 from registry.model import Allocation
+from registry.retry import retry_conflicts
 from registry.snapshot import Snapshot
 from registry.store import Store
 
 from .errors import PoolExhaustedError, SpecError
-
-RETRIES = 50
 
 
 def mac_for(address: str) -> str:
@@ -120,21 +118,21 @@ async def allocate(
 ) -> dict[str, str]:
     """Allocate (or find) an address for each owner and record it; safe against racing
     deployers (compare-and-set, retried on conflict)."""
-    for _ in range(RETRIES):
+
+    async def attempt() -> dict[str, str]:
         snap = await store.snapshot()
         chosen = pick(snap, dc, pool, owners)
         held = owned(snap, dc)
         new = [o for o in owners if o not in held]
-        if not new:
-            return chosen
-        now = clock()
-        changes = [Change.put(Allocation(dc, chosen[o], o, service, rollout, now)) for o in new]
-        try:
+        if new:
+            now = clock()
+            changes = [Change.put(Allocation(dc, chosen[o], o, service, rollout, now)) for o in new]
+            # at the revision the choice was made at: a racing writer (InUseError included,
+            # a ConflictError) makes this pick again
             await store.apply(changes, expected_revision=snap.revision, actor=actor)
-        except ConflictError:  # someone else wrote meanwhile (InUseError included): pick again
-            continue
         return chosen
-    raise ConflictError(f"datacenter {dc}: could not allocate addresses ({RETRIES} conflicts)")
+
+    return await retry_conflicts(attempt)
 
 
 def release_changes(snap: Snapshot, owners: Sequence[str]) -> list[Change]:

@@ -167,6 +167,27 @@ async def _rollback(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
+async def _scale(request: web.Request) -> web.Response:
+    authorize(request)
+    service = _name(request)
+    body = await json_body(request)
+    replicas = (
+        body.get("replicas") if isinstance(body, dict) and set(body) == {"replicas"} else None
+    )
+    if not isinstance(replicas, dict) or not replicas:
+        raise ValidationError("body", 'must be {"replicas": {"DC": N, ...}}')
+    counts: dict[str, int] = {}
+    for dc, n in replicas.items():
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ValidationError(f"replicas.{dc}", "must be an integer")
+        counts[token("replicas", dc)] = n
+    _, revision = await _record(
+        request, lambda snap: intents.scale(snap, service, time.time(), counts, actor(request))
+    )
+    return json_response({"revision": revision, "service": service, "recorded": "scale",
+                          "replicas": counts})  # fmt: skip
+
+
 _VERBS = (
     ("pause", "hold the rollout at its step"),
     ("resume", "let a paused rollout go on"),
@@ -187,4 +208,6 @@ ROUTES: tuple[Route, ...] = (
           summary='next canary step; body {"full": true} makes the release stable'),
     Route("POST", f"{P}/{{name}}/rollback", handler=_rollback, write=True,
           summary="back to the previous version (flip while warm, else redeploy)"),
+    Route("POST", f"{P}/{{name}}/scale", handler=_scale, write=True,
+          summary='replicas per datacenter: {"replicas": {"idc": 3}}'),
 )  # fmt: skip

@@ -31,21 +31,22 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from registry import retry
 from registry.changes import Change
-from registry.errors import ConflictError, RegistryError
+from registry.errors import NotFoundError, RegistryError
 from registry.model import Rollout
 from registry.snapshot import Snapshot
 from registry.store import Store, open_store
 
 from . import intents, units
-from .config import DeployerConfig, load_spec_file
-from .errors import DeployerError, SpecError
-from .plan import capacity
+from .config import DeployerConfig, load_spec_file, version_of
+from .errors import DeployerError, NoRolloutError, SpecError
+from .plan import DatacenterPlan, capacity
 from .rollout import is_live
-from .status import history_entry, summary
+from .spec import ReleaseSpec
+from .status import controller_line, controllers, history_entry, summary
 
 T = TypeVar("T")
-RETRIES = 5
 
 
 class CliError(click.ClickException):
@@ -94,16 +95,9 @@ async def record(
     store: Store, build: Callable[[Snapshot], list[Change]], actor: str
 ) -> tuple[Snapshot, int]:
     """Compute changes from the latest snapshot and write them at its revision; on a
-    conflict, recompute. ``(snapshot used, new revision)``."""
-    for _ in range(RETRIES):
-        snap = await store.snapshot()
-        changes = build(snap)
-        try:
-            cs = await store.apply(changes, expected_revision=snap.revision, actor=actor)
-        except ConflictError:
-            continue
-        return snap, cs.revision
-    raise ConflictError("the registry kept changing; try again")
+    conflict, recompute (``registry.retry.record``). ``(snapshot used, new revision)``."""
+    snap, cs = await retry.record(store.snapshot, store.apply, build, actor)
+    return snap, cs.revision
 
 
 def _echo_json(data: Any) -> None:
@@ -136,13 +130,21 @@ def main(ctx: click.Context, store: str | None, config_file: str | None, actor: 
 
 @main.command()
 @click.argument("spec_file", metavar="SPEC")
-@click.option("--version", "version", required=True, help="the version to release (image tag)")
+@click.option("--version", "version", default=None,
+              help="the version to release: replaces {version} in the image (required then); "
+                   "without {version} the image's tag is the version")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print the rollout as JSON")
 @click.pass_obj
-def deploy(obj: Ctx, spec_file: str, version: str, as_json: bool) -> None:
-    """Start a release of SPEC at VERSION (the controller carries it out)."""
+def deploy(obj: Ctx, spec_file: str, version: str | None, as_json: bool) -> None:
+    """Start a release of SPEC at VERSION (the controller carries it out).
+
+    Checked before anything is recorded: the spec, the pools (disjoint, large enough
+    for the replicas plus one rollout, with free addresses), and the image on every
+    Docker host of the release (pulled there if missing)."""
     try:
-        spec = obj.config.resolve(load_spec_file(spec_file), version)
+        raw = load_spec_file(spec_file)
+        version = version_of(raw.get("image"), version)
+        spec = obj.config.resolve(raw, version)
     except DeployerError as exc:
         raise CliError(f"{exc.code}: {exc.detail}") from None
     created: list[Rollout] = []
@@ -152,13 +154,62 @@ def deploy(obj: Ctx, spec_file: str, version: str, as_json: bool) -> None:
         created[:] = [rollout]
         return changes
 
-    obj.run(lambda store: record(store, build, obj.actor))
+    async def checked(store: Store) -> tuple[Snapshot, int]:
+        intents.deploy(await store.snapshot(), spec, version, time.time(), obj.actor)
+        await check_images(spec)  # after the registry's own checks: those are cheaper
+        return await record(store, build, obj.actor)
+
+    obj.run(checked)
     r = created[0]
     if as_json:
         _echo_json(r.to_dict())
     else:
         click.echo(f"rollout {r.id}: {r.service} {r.previous or '-'} -> {r.version} recorded "
                    f"({len(spec.steps)} canary steps); `rolling status {r.service}` follows it")  # fmt: skip
+
+
+async def check_images(spec: ReleaseSpec) -> None:
+    """The spec's image on every Docker host it will run on (pulled where missing);
+    raises the first host's error."""
+    from .controller import docker_engines
+
+    hosts = sorted({h for dc, n in spec.replicas.items() if n for h in spec.placement[dc].hosts})
+    engines = [docker_engines(h) for h in hosts]
+    try:
+        results = await asyncio.gather(*(e.ensure_image(spec.image) for e in engines),
+                                       return_exceptions=True)  # fmt: skip
+    finally:
+        for e in engines:
+            with contextlib.suppress(DeployerError):
+                await e.close()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+@main.command()
+@click.argument("service")
+@click.argument("counts", nargs=-1, required=True, metavar="DC=N...")
+@click.pass_obj
+def scale(obj: Ctx, service: str, counts: tuple[str, ...]) -> None:
+    """Set SERVICE's containers per datacenter (e.g. idc=6 cloud=4), as an intent the
+    controller carries out: new replicas start and register once healthy; replicas
+    beyond the count go to weight 0, then away."""
+    service = service.lower().rstrip(".")
+    wanted: dict[str, int] = {}
+    for item in counts:
+        for part in item.split(","):
+            dc, sep, n = part.partition("=")
+            if not sep or not dc.strip() or not n.strip().isdigit():
+                raise click.BadParameter(f"{part!r} is not DC=N", param_hint="DC=N")
+            wanted[dc.strip()] = int(n)
+
+    def build(snap: Snapshot) -> list[Change]:
+        return intents.scale(snap, service, time.time(), wanted, obj.actor)
+
+    obj.run(lambda store: record(store, build, obj.actor))
+    text = " ".join(f"{dc}={n}" for dc, n in sorted(wanted.items()))
+    click.echo(f"{service}: scale {text} recorded")
 
 
 def _intent(
@@ -232,13 +283,22 @@ def _current(snap: Snapshot, service: str) -> Rollout | None:
     return intents.active(snap, service) or intents.latest(snap, service)
 
 
+def _known(snap: Snapshot, service: str) -> None:
+    """Refuse a service the registry does not know (exit 1, ``not_found``)."""
+    if service not in snap.services and not snap.rollouts_of(service):
+        raise NotFoundError(f"service {service!r} does not exist")
+
+
 def _summaries(snap: Snapshot, service: str | None) -> list[dict[str, Any]]:
     names = [service] if service else sorted({r.service for r in snap.rollouts.values()})
+    ctl = controllers(snap, time.time())
     out = []
     for name in names:
         r = _current(snap, name)
         if r is not None:
-            out.append(summary(snap, r))
+            row = summary(snap, r)
+            row["controller"] = ctl
+            out.append(row)
     return out
 
 
@@ -250,14 +310,21 @@ def render(rows: Sequence[dict[str, Any]]) -> Table:
     table.add_column("note", overflow="fold")
     for s in rows:
         dcs = "  ".join(f"{dc} {v['healthy']}/{v['total']}" for dc, v in s["datacenters"].items())
+        note = s["message"]
+        if is_live_phase(s["phase"]) and not s["controller"]["running"]:
+            note = f"controller not running; last: {note}"
         step = f"{s['step']}/{s['steps']}" if s["step"] else "-"
         phase = s["phase"] + (" (paused)" if s["paused"] else "")
         table.add_row(
             s["service"], s["id"], f"{s['previous'] or '-'} -> {s['version']}", phase, step,
             ProgressBar(total=100, completed=s["percent"], width=20), f"{s['percent']:g}%",
-            dcs, s["message"],
+            dcs, note,
         )  # fmt: skip
     return table
+
+
+def _view(rows: Sequence[dict[str, Any]], ctl: dict[str, Any]) -> Group:
+    return Group(render(rows), controller_line(ctl))
 
 
 @main.command()
@@ -270,18 +337,21 @@ def status(obj: Ctx, service: str | None, as_json: bool, watch: bool, interval: 
     """Where the rollouts stand: step, canary share, healthy/total per datacenter."""
     service = service.lower().rstrip(".") if service else None
 
-    async def once(store: Store) -> list[dict[str, Any]]:
-        rows = _summaries(await store.snapshot(), service)
+    async def once(store: Store) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        snap = await store.snapshot()
+        if service:
+            _known(snap, service)
+        rows = _summaries(snap, service)
         if service and not rows:
-            raise DeployerError(f"{service} has no rollouts")
-        return rows
+            raise NoRolloutError(f"service {service!r} has no rollouts")
+        return rows, controllers(snap, time.time())
 
     async def live(store: Store) -> None:
         console = Console()
-        with Live(render(await once(store)), console=console, auto_refresh=False) as view:
+        with Live(_view(*await once(store)), console=console, auto_refresh=False) as view:
             while True:
-                rows = await once(store)
-                view.update(Group(render(rows)), refresh=True)
+                rows, ctl = await once(store)
+                view.update(_view(rows, ctl), refresh=True)
                 if service and not any(is_live_phase(r["phase"]) for r in rows):
                     return
                 await asyncio.sleep(interval)
@@ -290,13 +360,14 @@ def status(obj: Ctx, service: str | None, as_json: bool, watch: bool, interval: 
         with contextlib.suppress(KeyboardInterrupt):
             obj.run(live)
         return
-    rows = obj.run(once)
+    rows, ctl = obj.run(once)
     if as_json:
         _echo_json(rows[0] if service else rows)
     elif not rows:
         click.echo("no rollouts")
+        click.echo(controller_line(ctl))
     else:
-        Console().print(render(rows))
+        Console().print(_view(rows, ctl))
 
 
 def is_live_phase(phase: str) -> bool:
@@ -314,7 +385,9 @@ def history(obj: Ctx, service: str, as_json: bool, verbose: bool) -> None:
     service = service.lower().rstrip(".")
 
     async def fetch(store: Store) -> list[dict[str, Any]]:
-        return [history_entry(r) for r in intents.history(await store.snapshot(), service)]
+        snap = await store.snapshot()
+        _known(snap, service)
+        return [history_entry(r) for r in intents.history(snap, service)]
 
     entries = obj.run(fetch)
     if as_json:
@@ -354,7 +427,9 @@ def _split(ctx: click.Context, param: click.Parameter, values: Sequence[str]) ->
     return out
 
 
-def _memory(ctx: click.Context, param: click.Parameter, value: str) -> int:
+def _memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
     try:
         float(value)
         value += "g"  # a bare number is GiB
@@ -374,25 +449,51 @@ def _shape(ctx: click.Context, param: click.Parameter, value: str) -> tuple[floa
 
 
 @main.command("plan")
-@click.option("--qps", type=float, required=True, help="peak queries per second to carry")
-@click.option("--cpu-per-kqps", type=float, required=True, help="cores per 1,000 QPS")
-@click.option("--mem-per-kqps", required=True, callback=_memory,
-              help="memory per 1,000 QPS (e.g. 1.5 = GiB, or 512m)")  # fmt: skip
+@click.option("--qps", type=float, help="peak queries per second to carry (with --from-metrics: "
+              "the measured QPS, instead of --prometheus)")  # fmt: skip
+@click.option("--cpu-per-kqps", type=float, help="cores per 1,000 QPS")
+@click.option("--mem-per-kqps", callback=_memory, help="memory per 1,000 QPS (1.5 = GiB, or 512m)")
 @click.option("--container", default="4c8g", show_default=True, callback=_shape,
               help="container shape: CORESc MEMORYg")  # fmt: skip
 @click.option("--headroom", type=float, default=0.3, show_default=True,
               help="share of each container kept spare")  # fmt: skip
 @click.option("--split", multiple=True, callback=_split, metavar="DC=PCT,...",
-              help="traffic split across datacenters, e.g. idc=70,cloud=30")  # fmt: skip
+              help="traffic split across configured datacenters, adding up to 100")  # fmt: skip
+@click.option("--normalize", is_flag=True, help="rescale a --split that does not add up to 100")
 @click.option("--min", "minimum", type=int, default=2, show_default=True,
               help="containers at least, per datacenter with traffic")  # fmt: skip
+@click.option("--from-metrics", "service", metavar="SERVICE",
+              help="derive the cost per kQPS from SERVICE's load and its containers' cgroup "
+                   "figures, and the split from its traffic table")  # fmt: skip
+@click.option("--prometheus", metavar="URL", help="Prometheus server to read the QPS from")
+@click.option("--query", metavar="PROMQL", help="the QPS query [default: rate of the service's "
+              "httpdns_answers_total over 5m]")  # fmt: skip
+@click.option("--apply", is_flag=True, help="record the result as a scale intent (--from-metrics)")
 @click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
 def plan_command(
-    qps: float, cpu_per_kqps: float, mem_per_kqps: int, container: tuple[float, int],
-    headroom: float, split: dict[str, float], minimum: int, as_json: bool,
+    obj: Ctx, qps: float | None, cpu_per_kqps: float | None, mem_per_kqps: int | None,
+    container: tuple[float, int], headroom: float, split: dict[str, float], normalize: bool,
+    minimum: int, service: str | None, prometheus: str | None, query: str | None, apply: bool,
+    as_json: bool,
 ) -> None:  # fmt: skip
-    """Containers per datacenter for a load: ask for compute, not machines."""
+    """Containers per datacenter for a load: ask for compute, not machines.
+
+    Either from stated costs (--qps, --cpu-per-kqps, --mem-per-kqps, --split), or
+    measured (--from-metrics SERVICE, with --prometheus URL or --qps)."""
+    if service:
+        _plan_from_metrics(obj, service.lower().rstrip("."), qps, prometheus, query, container,
+                           headroom, minimum, apply, as_json)  # fmt: skip
+        return
+    if apply:
+        raise click.UsageError("--apply records the plan of --from-metrics SERVICE")
+    missing = [n for n, v in (("--qps", qps), ("--cpu-per-kqps", cpu_per_kqps),
+                              ("--mem-per-kqps", mem_per_kqps)) if v is None]  # fmt: skip
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or use --from-metrics SERVICE)")
+    assert qps is not None and cpu_per_kqps is not None and mem_per_kqps is not None
     try:
+        split = _checked_split(obj.config, split, normalize)
         rows = capacity(
             qps, cpu_per_kqps, mem_per_kqps, container, headroom, split or None, minimum
         )
@@ -401,18 +502,110 @@ def plan_command(
     if as_json:
         _echo_json([r.to_dict() for r in rows])
         return
+    _print_plan(rows, container)
+
+
+def _checked_split(
+    config: DeployerConfig, split: dict[str, float], normalize: bool
+) -> dict[str, float]:
+    """A --split naming configured datacenters and adding up to 100 (or rescaled)."""
+    if not split:
+        return split
+    known = sorted(config.datacenters)
+    unknown = sorted(set(split) - set(known))
+    if unknown:
+        where = f"configured: {', '.join(known)}" if known else "none is configured (--config)"
+        raise SpecError("split", f"unknown datacenter {unknown[0]!r} ({where})")
+    total = sum(split.values())
+    if abs(total - 100) > 0.01 and not normalize:
+        raise SpecError(
+            "split", f"the shares add up to {total:g}, not 100 (--normalize rescales them)"
+        )
+    return split
+
+
+def _print_plan(rows: Sequence[DatacenterPlan], container: tuple[float, int],
+                current: dict[str, int] | None = None) -> None:  # fmt: skip
     table = Table(box=None, pad_edge=False)
-    for col in ("datacenter", "share", "qps", "cores", "memory", "containers", "bound by"):
+    cols = ["datacenter", "share", "qps", "cores", "memory", "containers", "bound by"]
+    cols += ["now"] if current is not None else []
+    for col in cols:
         table.add_column(col, justify="left" if col == "datacenter" else "right")
     for r in rows:
+        extra = [str(current.get(r.dc, 0))] if current is not None else []
         table.add_row(r.dc, f"{r.share:g}%", f"{r.qps:,.0f}", f"{r.cores:g}",
                       units.format_size(r.memory) if r.memory else "0",
-                      str(r.containers), r.bound)  # fmt: skip
+                      str(r.containers), r.bound, *extra)  # fmt: skip
     total = sum(r.containers for r in rows)
     cores, memory = container
     Console().print(table)
     click.echo(f"total: {total} containers of {cores:g}c{units.format_size(memory)} "
                f"= {total * cores:g} cores, {units.format_size(total * memory)}")  # fmt: skip
+
+
+def _plan_from_metrics(
+    obj: Ctx, service: str, qps: float | None, prometheus: str | None, query: str | None,
+    container: tuple[float, int], headroom: float, minimum: int, apply: bool, as_json: bool,
+) -> None:  # fmt: skip
+    from .autoscale import DEFAULT_QUERY, Load, prometheus_qps, recommend, split_of
+    from .controller import docker_engines
+    from .healing import targets_of
+    from .stats import collect
+
+    if qps is None and not prometheus:
+        raise click.UsageError("--from-metrics needs the load: --prometheus URL or --qps N")
+
+    async def measure(store: Store) -> tuple[Load, list[DatacenterPlan], dict[str, int]]:
+        snap = await store.snapshot()
+        _known(snap, service)
+        targets = targets_of(snap, service)
+        if not targets:
+            raise NoRolloutError(f"service {service!r} has no version released by rolling")
+        spec = ReleaseSpec.from_dict(targets[0].spec)
+        load_qps = qps
+        if load_qps is None:
+            assert prometheus is not None
+            q = query or DEFAULT_QUERY.format(service=service)
+            load_qps = await asyncio.to_thread(prometheus_qps, prometheus, q)
+        stats = []
+        for host in sorted({h for p in spec.placement.values() for h in p.hosts}):
+            engine = docker_engines(host)
+            try:
+                found = await engine.list({"rolling.service": service,
+                                           "rolling.version": targets[0].version})  # fmt: skip
+                stats += list((await collect(engine, found)).values())
+            finally:
+                await engine.close()
+        load = Load.measure(load_qps, stats)
+        split = split_of(snap.services[service].traffic, spec.placement)
+        return load, recommend(load, split, container, headroom, minimum), dict(spec.replicas)
+
+    load, rows, current = obj.run(measure)
+    if apply:
+        counts = {r.dc: r.containers for r in rows}
+
+        def build(snap: Snapshot) -> list[Change]:
+            return intents.scale(snap, service, time.time(), counts, obj.actor)
+
+        obj.run(lambda store: record(store, build, obj.actor))
+    if as_json:
+        _echo_json({
+            "service": service, "qps": load.qps, "cores": load.cores, "memory": load.memory,
+            "containers": load.containers, "cpu_per_kqps": load.cpu_per_kqps,
+            "mem_per_kqps": load.mem_per_kqps, "current": current,
+            "plan": [r.to_dict() for r in rows], "applied": apply,
+        })  # fmt: skip
+        return
+    click.echo(f"{service}: {load.qps:,.0f} QPS on {load.containers} containers using "
+               f"{load.cores:.2f} cores and {units.format_size(load.memory)}: "
+               f"{load.cpu_per_kqps:.3f} cores and {units.format_size(load.mem_per_kqps)} "
+               "per 1,000 QPS")  # fmt: skip
+    _print_plan(rows, container, current)
+    if apply:
+        text = " ".join(f"{r.dc}={r.containers}" for r in rows)
+        click.echo(f"{service}: scale {text} recorded")
+    else:
+        click.echo("a recommendation: --apply records it as a scale intent")
 
 
 # -- the controller -----------------------------------------------------------------------------
@@ -449,38 +642,53 @@ def controller(obj: Ctx, interval: float | None, check_all: bool | None, log_lev
     obj.run(run)
 
 
+STAT_COLUMNS = ("cpu", "memory", "net rx/tx", "blkio r/w", "pids", "tcp")
+
+
 @main.command()
 @click.argument("service")
-@click.option("--stats", "with_stats", is_flag=True, help="with a CPU/memory sample of each")
+@click.option("--stats", "with_stats", is_flag=True,
+              help="with each container's CPU, memory, network, block IO, pids and TCP figures")  # fmt: skip
+@click.option("--interval", type=float, default=0.5, show_default=True,
+              help="seconds between the two samples of the CPU rate")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def ps(obj: Ctx, service: str, with_stats: bool, as_json: bool) -> None:
-    """The containers of SERVICE on its Docker hosts (state, address, MAC, resources)."""
+def ps(obj: Ctx, service: str, with_stats: bool, interval: float, as_json: bool) -> None:
+    """The containers of SERVICE on its Docker hosts (state, address, MAC, resources).
+
+    Figures come from the cgroup files where the Docker host is this machine, else from
+    the Docker stats API (in parallel)."""
     from .controller import docker_engines
+    from .stats import collect
 
     service = service.lower().rstrip(".")
 
     async def fetch(store: Store) -> list[dict[str, Any]]:
         snap = await store.snapshot()
+        _known(snap, service)
         hosts = sorted({h for r in snap.rollouts_of(service)
                         for p in r.spec.get("datacenters", {}).values() for h in p["hosts"]})  # fmt: skip
-        rows = []
-        for host in hosts:
+
+        async def one(host: str) -> list[dict[str, Any]]:
             engine = docker_engines(host)
             try:
-                for c in await engine.list({"rolling.service": service}):
-                    row: dict[str, Any] = {
-                        "name": c.name, "host": host, "state": c.state, "address": c.address,
-                        "mac": c.mac, "version": c.labels.get("rolling.version", ""),
-                    }  # fmt: skip
-                    if with_stats and c.running:
-                        s = await engine.stats(c.name)
-                        row.update(cpu_percent=s.cpu_percent, memory_usage=s.memory_usage,
-                                   memory_limit=s.memory_limit, pids=s.pids)  # fmt: skip
-                    rows.append(row)
+                found = await engine.list({"rolling.service": service})
+                stats = await collect(engine, found, interval=interval) if with_stats else {}
             finally:
                 await engine.close()
-        return sorted(rows, key=lambda r: r["name"])
+            rows = []
+            for c in found:
+                row: dict[str, Any] = {
+                    "name": c.name, "host": host, "state": c.state, "address": c.address,
+                    "mac": c.mac, "version": c.labels.get("rolling.version", ""),
+                }  # fmt: skip
+                if c.name in stats:
+                    row.update(stats[c.name].to_dict())
+                rows.append(row)
+            return rows
+
+        per_host = await asyncio.gather(*(one(h) for h in hosts))
+        return sorted((r for rows in per_host for r in rows), key=lambda r: r["name"])
 
     rows = obj.run(fetch)
     if as_json:
@@ -488,15 +696,22 @@ def ps(obj: Ctx, service: str, with_stats: bool, as_json: bool) -> None:
         return
     table = Table(box=None, pad_edge=False)
     cols = ["name", "version", "state", "address", "mac", "host"]
-    cols += ["cpu", "memory"] if with_stats else []
+    cols += list(STAT_COLUMNS) if with_stats else []
     for col in cols:
-        table.add_column(col)
+        table.add_column(col, justify="right" if col in STAT_COLUMNS else "left")
+    size = units.format_size
     for r in rows:
         extra = []
-        if with_stats:
-            extra = [f"{r.get('cpu_percent', 0):g}%",
-                     f"{units.format_size(r.get('memory_usage', 0) or 1)}/"
-                     f"{units.format_size(r.get('memory_limit', 0) or 1)}"]  # fmt: skip
+        if with_stats and "cpu_percent" in r:
+            limit = r["memory_limit_bytes"]
+            tcp = "-" if r["tcp_connections"] is None else str(r["tcp_connections"])
+            extra = [f"{r['cpu_percent']:g}%",
+                     f"{size(r['memory_bytes'])}/{size(limit) if limit else '-'}",
+                     f"{size(r['net_rx_bytes'])}/{size(r['net_tx_bytes'])}",
+                     f"{size(r['blkio_read_bytes'])}/{size(r['blkio_write_bytes'])}",
+                     str(r["pids"]), tcp]  # fmt: skip
+        elif with_stats:
+            extra = ["-"] * len(STAT_COLUMNS)
         table.add_row(
             r["name"], r["version"], r["state"], r["address"], r["mac"], r["host"], *extra
         )

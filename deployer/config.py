@@ -19,7 +19,7 @@ from typing import Any
 
 from . import units
 from .errors import SpecError
-from .spec import Placement, ReleaseSpec
+from .spec import Placement, ReleaseSpec, check_disjoint
 
 DEFAULT_STORE = "sqlite:///./httpdns-data/registry.db"
 _TOP = frozenset(
@@ -58,6 +58,8 @@ class DeployerConfig:
             unknown = sorted(set(table) - Placement.KEYS)
             if unknown:
                 raise SpecError(f"datacenters.{dc}.{unknown[0]}", "unknown key")
+        pools = {dc: t["pool"] for dc, t in dcs.items() if "pool" in t}
+        check_disjoint(pools)  # also per spec, but a config with overlaps is wrong already
         controller = data.get("controller", {})
         if not isinstance(controller, Mapping) or set(controller) - {"interval", "check_all"}:
             raise SpecError("controller", "knows only interval and check_all")
@@ -123,3 +125,27 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
         raise SpecError("spec", f"cannot read {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError("spec", f"{path}: {exc}") from None
+
+
+def version_of(image: Any, version: str | None) -> str:
+    """The version a deploy releases: ``--version`` when the image has ``{version}`` (then
+    required), else the image's own tag (then ``--version`` is refused: it would be
+    silently ignored)."""
+    if not isinstance(image, str) or not image:
+        raise SpecError("image", "is required")
+    if "{version}" in image:
+        if not version:
+            raise SpecError("version", f"the image {image} has {{version}}: give --version")
+        return version
+    if version:
+        raise SpecError("image", f"{image} has no {{version}}, so --version {version} would "
+                        f"be ignored; write the image as '{image.split(':')[0]}:{{version}}' "
+                        "or leave --version out to release its tag")  # fmt: skip
+    if "@" in image:
+        return "sha-" + image.rsplit(":", 1)[-1][:12]
+    _, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:
+        raise SpecError(
+            "image", f"{image} has no tag; give an image with {{version}} and --version"
+        )
+    return tag

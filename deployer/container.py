@@ -28,7 +28,6 @@ LABEL_VERSION = "rolling.version"
 LABEL_DC = "rolling.dc"
 LABEL_ROLLOUT = "rolling.rollout"
 LABEL_INDEX = "rolling.index"
-PERSIST = "/persist"
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 MAX_NAME = 128  # also the registry's limit for an endpoint id
 

@@ -12,6 +12,11 @@ container created before the crash is found instead of duplicated; allocations a
 keyed by container name, so addresses are reused; and a sweep removes containers
 (and frees addresses) that no live rollout and no registered endpoint accounts for.
 
+Every pass also heals: for the stable version (its newest finished rollout) and the
+new version of a rollout past starting, ``healing.heal`` keeps the replica count,
+replacing containers that died or stay unhealthy, and a heartbeat record tells
+``rolling status`` that a controller is running.
+
 A second task health-checks every endpoint of the services rolling manages (all
 services with ``check_all``) and the containers of rollouts that are starting, and
 writes ``healthy`` flips to the registry.
@@ -22,23 +27,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 from registry.changes import Change
 from registry.errors import ConflictError, RegistryError
-from registry.model import Rollout
+from registry.model import Allocation, Heartbeat, Rollout
 from registry.snapshot import Snapshot
 from registry.store import Store
 
-from . import addresses, container
-from .engine import Container, Engine
-from .errors import DeployerError, EngineError
-from .health import Monitor, Probe, Target, probe
+from . import addresses, container, healing
+from .engine import Container, Engine, MemoryEngine
+from .errors import DeployerError, EngineError, PoolExhaustedError, PullError
+from .healing import HealFacts, HealPlan, heal, targets_of
+from .health import Monitor, Probe, Target, diagnose
 from .intents import prune
 from .rollout import ABORT, STARTING, Facts, advance, is_live, note
 from .spec import HealthCheck, ReleaseSpec
+
+HEARTBEAT_KEEP = 86400.0  # seconds a stopped controller's heartbeat is kept
+PULL_BACKOFF = (1.0, 30.0)  # first and longest wait between pull attempts, seconds
 
 log = logging.getLogger("rolling.controller")
 
@@ -46,7 +57,10 @@ EngineFactory = Callable[[str], Engine]
 
 
 def docker_engines(host: str) -> Engine:
-    """The default engine factory: one Docker client per host URL."""
+    """The default engine factory: one Docker client per host URL (``memory://`` hosts
+    are in-memory engines, for dry runs and tests)."""
+    if host.startswith("memory://"):
+        return MemoryEngine(host)
     from .docker_engine import DockerEngine
 
     return DockerEngine(host)
@@ -61,13 +75,14 @@ class Controller:
         engines: EngineFactory = docker_engines,
         *,
         clock: Callable[[], float] = time.time,
-        prober: Probe = probe,
+        prober: Probe = diagnose,
         monotonic: Callable[[], float] = time.monotonic,
         interval: float = 1.0,
         health_interval: float = 0.2,
         sweep_every: float = 10.0,
         check_all: bool = False,
         actor: str = "rolling-controller",
+        name: str | None = None,
     ) -> None:
         self.store = store
         self._factory = engines
@@ -81,7 +96,11 @@ class Controller:
         self.check_all = check_all
         self.actor = actor
         self._last_sweep = float("-inf")
-        self._last_error: dict[str, str] = {}
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self._last_beat = float("-inf")
+        self._bad_since: dict[str, float] = {}  # container -> when it was first seen bad
+        self._problems: dict[str, str] = {}  # rollout key -> its last engine error
+        self._pull: dict[str, tuple[float, float, float]] = {}  # key -> (first, next, wait)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -123,7 +142,8 @@ class Controller:
     # -- reconciling ----------------------------------------------------------------------------
 
     async def reconcile_once(self) -> None:
-        """One pass over every service with a live rollout (and a sweep when due)."""
+        """One pass: every live rollout, the healing of every service rolling released, a
+        heartbeat (and a sweep when due)."""
         snap = await self.store.snapshot()
         live = sorted({r.service for r in snap.rollouts.values() if is_live(r)})
         for service in live:
@@ -131,6 +151,12 @@ class Controller:
                 await self._reconcile_service(service)
             except (RegistryError, DeployerError) as exc:
                 log.warning("%s: %s", service, exc)
+        for service in sorted({r.service for r in snap.rollouts.values()}):
+            try:
+                await self.heal(service)
+            except (RegistryError, DeployerError) as exc:
+                log.warning("heal %s: %s", service, exc)
+        await self._heartbeat()
         if self._monotonic() - self._last_sweep >= self.sweep_every:
             self._last_sweep = self._monotonic()
             managed = sorted({r.service for r in snap.rollouts.values()})
@@ -162,6 +188,7 @@ class Controller:
                 await self._write(snap, [Change.put(aborted)])
                 return
         observed = await self._observe(snap, r.service)
+        healthy = self._health_of(r, spec, snap)
         facts = Facts(
             rollout=r,
             spec=spec,
@@ -171,26 +198,60 @@ class Controller:
             endpoints=snap.endpoints_of(r.service),
             containers=observed,
             allocations={a.owner: a for a in snap.allocations.values() if a.service == r.service},
-            healthy=self._health_of(r, spec, snap),
+            healthy=healthy,
             waiting_for=waiting_for,
+            problem=self._problems.get(key) or self._probe_problem(r, spec, snap, healthy),
         )
         plan = advance(facts)
         rollout = plan.rollout
-        problem = await self._act(spec, r, plan.start, plan.remove, facts)
-        if problem and rollout.message != problem:
-            rollout = replace(rollout, message=problem)
+        start = plan.start
+        pull = self._pull.get(key)
+        if pull is not None and facts.now < pull[1]:
+            start = ()  # backing off after a failed pull
+        problem, pull_failed = await self._act(spec, r, start, plan.remove, facts)
+        if problem:
+            self._problems[key] = problem
+            if rollout.message != problem:
+                rollout = replace(rollout, message=problem)
+        if pull_failed:
+            first, _, wait = pull or (facts.now, facts.now, PULL_BACKOFF[0] / 2)
+            wait = min(wait * 2, PULL_BACKOFF[1])
+            self._pull[key] = (first, facts.now + wait, wait)
+        elif start:
+            self._pull.pop(key, None)
+        pull = self._pull.get(key)
+        if pull and facts.now - pull[0] >= spec.pull_deadline and rollout.intent is None:
+            text = (f"abort: the image cannot be pulled for {spec.pull_deadline:g}s: "
+                    f"{self._problems.get(key)}")  # fmt: skip
+            rollout = note(rollout, facts.now, text, intent=ABORT, message=text)
         if replace(plan, rollout=rollout).writes(r):
             changes = [*plan.changes, Change.put(rollout)]
             if not is_live(rollout):
                 after, _ = snap.apply(changes, snap.revision + 1)
                 changes += prune(after, r.service)
                 log.info("%s %s of %s: %s", r.service, r.id, r.version, rollout.phase)
+                self._problems.pop(key, None)
+                self._pull.pop(key, None)
             await self._write(snap, changes)
+
+    def _probe_problem(
+        self, r: Rollout, spec: ReleaseSpec, snap: Snapshot, healthy: dict[str, bool]
+    ) -> str | None:
+        """Why the first unhealthy replica of a starting rollout fails its probes."""
+        if r.phase != STARTING:
+            return None
+        held = {a.owner: a.address for a in snap.allocations.values() if a.service == r.service}
+        for name, ok in sorted(healthy.items()):
+            reason = self.monitor.reasons.get((r.service, name, held[name], spec.port))
+            if not ok and reason:
+                return f"{name}: {reason}"
+        return None
 
     async def _act(
         self, spec: ReleaseSpec, r: Rollout, start: Iterable[str], remove: Iterable[str], f: Facts
-    ) -> str | None:
-        """Start and remove containers (concurrently); the last engine error, if any."""
+    ) -> tuple[str | None, bool]:
+        """Start and remove containers (concurrently): the last engine error, if any, and
+        whether an image pull failed."""
         wanted = {rep.name: rep for rep in container.replicas(spec, r.version)}
         jobs: list[Awaitable[object]] = []
         for name in start:
@@ -199,14 +260,15 @@ class Controller:
             jobs.append(self.engine(rep.host).run(cspec))
         for name in remove:
             jobs.append(self.engine(f.containers[name].host).remove(name))
-        problem = None
+        problem, pull_failed = None, False
         for result in await asyncio.gather(*jobs, return_exceptions=True):
             if isinstance(result, EngineError):
                 problem = result.detail
+                pull_failed = pull_failed or isinstance(result, PullError)
                 log.warning("%s", result.detail)
             elif isinstance(result, BaseException):
                 raise result
-        return problem
+        return problem, pull_failed
 
     async def _write(self, snap: Snapshot, changes: list[Change]) -> bool:
         try:
@@ -257,6 +319,145 @@ class Controller:
                 out[rep.name] = bool(state)
         return out
 
+    async def heal(self, service: str) -> None:
+        """Keep the replica count of the service's stable version (and of a rollout past
+        starting): replace dead or long-unhealthy containers, start and register new
+        replicas, remove replicas beyond the count (see ``healing``)."""
+        snap = await self.store.snapshot()
+        targets = targets_of(snap, service)
+        for target in targets:
+            snap = await self.store.snapshot()
+            r = snap.rollouts.get(target.key)
+            if r is None:
+                continue
+            spec = ReleaseSpec.from_dict(r.spec)
+            observed = await self._observe(snap, service)
+            plan, allocs = self._heal_plan(snap, r, spec, observed, targets)
+            if plan.allocate and await self._allocate_heal(snap, r, spec, plan.allocate):
+                snap = await self.store.snapshot()
+                r = snap.rollouts.get(target.key)
+                if r is None:
+                    continue
+                plan, allocs = self._heal_plan(snap, r, spec, observed, targets)
+            # before the write: the health task must not flip a replaced endpoint back
+            # to healthy from what it knew of the old container
+            for name in plan.reset:
+                t = (service, name, allocs[name].address, spec.port)
+                self.monitor.tracker.force(t, False)  # answered again only after rise probes
+                self._bad_since.pop(name, None)
+            if plan.writes(r) and not await self._write(
+                snap, [*plan.changes, Change.put(plan.rollout)]
+            ):
+                continue  # someone else wrote: recomputed on the next pass
+            await self._heal_act(spec, plan.rollout, plan, allocs, observed)
+
+    def _heal_plan(
+        self, snap: Snapshot, r: Rollout, spec: ReleaseSpec, observed: dict[str, Container],
+        targets: list[Rollout],
+    ) -> tuple[HealPlan, dict[str, Allocation]]:  # fmt: skip
+        service = r.service
+        allocs = {a.owner: a for a in snap.allocations.values() if a.service == service}
+        healthy: dict[str, bool | None] = {}
+        for rep in container.replicas(spec, r.version):
+            if rep.name in allocs:
+                t = (service, rep.name, allocs[rep.name].address, spec.port)
+                healthy[rep.name] = self.monitor.tracker.healthy(t)
+        facts = HealFacts(
+            rollout=r,
+            spec=spec,
+            now=self._clock(),
+            ttl=snap.services[service].ttl if service in snap.services else 0,
+            endpoints=snap.endpoints_of(service),
+            containers=observed,
+            allocations=allocs,
+            healthy=healthy,
+            bad_for=self._bad_for(observed, healthy),
+            others=tuple(snap.rollouts.get(t.key, t) for t in targets if t.key != r.key),
+        )
+        return heal(facts), allocs
+
+    async def _heal_act(
+        self, spec: ReleaseSpec, r: Rollout, plan: HealPlan, allocs: dict[str, Allocation],
+        observed: dict[str, Container],
+    ) -> None:  # fmt: skip
+        wanted = {rep.name: rep for rep in container.replicas(spec, r.version)}
+
+        async def run(name: str, fresh: bool) -> None:
+            rep = wanted[name]
+            if fresh and name in observed:
+                await self.engine(observed[name].host).remove(name)
+            await self.engine(rep.host).run(
+                container.build(spec, r.version, r.id, rep, allocs[name].address)
+            )
+
+        jobs = [run(n, True) for n in plan.replace] + [run(n, False) for n in plan.start]
+        jobs += [self.engine(observed[n].host).remove(n) for n in plan.remove]
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, EngineError):
+                log.warning("heal %s: %s", spec.service, result.detail)
+            elif isinstance(result, BaseException):
+                raise result
+
+    async def _allocate_heal(
+        self, snap: Snapshot, r: Rollout, spec: ReleaseSpec, names: Iterable[str]
+    ) -> bool:
+        """Addresses for new replicas; whether any was allocated."""
+        wanted = {rep.name: rep for rep in container.replicas(spec, r.version)}
+        by_dc: dict[str, list[str]] = {}
+        for name in names:
+            by_dc.setdefault(wanted[name].dc, []).append(name)
+        wrote = False
+        for dc, owners in sorted(by_dc.items()):
+            pool = addresses.Pool.parse(f"datacenters.{dc}.pool", spec.placement[dc].pool)
+            try:
+                await addresses.allocate(self.store, dc, pool, owners, service=r.service,
+                                         rollout=r.id, clock=self._clock, actor=self.actor)  # fmt: skip
+                wrote = True
+            except PoolExhaustedError as exc:
+                log.warning("heal %s: %s", r.service, exc.detail)
+                text = f"cannot start {', '.join(owners)}: {exc.detail}"
+                now = await self.store.snapshot()
+                latest = now.rollouts.get(r.key)
+                if latest is not None and (
+                    not latest.events or latest.events[-1].get("text") != text
+                ):
+                    changed = healing.event(latest, self._clock(), healing.HELD, text)
+                    await self._write(now, [Change.put(changed)])
+        return wrote
+
+    def _bad_for(
+        self, observed: dict[str, Container], healthy: dict[str, bool | None]
+    ) -> dict[str, float]:
+        """Seconds each replica has been not running or unhealthy (as this controller saw)."""
+        now = self._monotonic()
+        out = {}
+        for name, ok in healthy.items():
+            c = observed.get(name)
+            if c is None or not c.running or ok is False:
+                out[name] = now - self._bad_since.setdefault(name, now)
+            else:
+                self._bad_since.pop(name, None)
+        return out
+
+    async def _heartbeat(self) -> None:
+        """Record this pass, at most about once per ``max(interval, 1 s)`` (the audit log
+        grows by one line per heartbeat)."""
+        every = max(self.interval, 1.0)
+        if self._monotonic() - self._last_beat < every * 0.9:
+            return
+        now = self._clock()
+        changes = [Change.put(Heartbeat(self.name, now, every, self.actor))]
+        try:
+            snap = await self.store.snapshot()
+            # controllers gone for a day (restarts get new ids) are forgotten
+            changes += [Change.delete("heartbeat", h.key) for h in snap.heartbeats.values()
+                        if h.id != self.name and now - h.time > HEARTBEAT_KEEP]  # fmt: skip
+            await self.store.apply(changes, actor=self.actor)
+        except RegistryError as exc:
+            log.warning("heartbeat: %s", exc)
+            return
+        self._last_beat = self._monotonic()
+
     async def sweep(self, service: str) -> list[str]:
         """Remove containers and free addresses of ``service`` that nothing accounts for:
         not wanted by a live rollout and not a registered endpoint. The removed names."""
@@ -267,6 +468,9 @@ class Controller:
                 spec = ReleaseSpec.from_dict(r.spec)
                 keep.update(rep.name for rep in container.replicas(spec, r.version))
                 keep.update(r.drained)
+        for r in targets_of(snap, service):
+            spec = ReleaseSpec.from_dict(r.spec)
+            keep.update(rep.name for rep in container.replicas(spec, r.version))
         observed = await self._observe(snap, service)
         removed = []
         for name, c in sorted(observed.items()):
@@ -300,6 +504,15 @@ class Controller:
                 t = (service, ep.id, ep.address, ep.port)
                 tracker.seed(t, ep.healthy)
                 targets[t] = check
+        for service in checks:
+            eps = snap.endpoints_of(service)
+            for r in targets_of(snap, service):
+                spec = ReleaseSpec.from_dict(r.spec)
+                held = {a.owner: a.address for a in snap.allocations.values()
+                        if a.service == service}  # fmt: skip
+                for rep in container.replicas(spec, r.version):
+                    if rep.name in held and rep.name not in eps:
+                        targets[(service, rep.name, held[rep.name], spec.port)] = spec.health
         for r in snap.rollouts.values():
             if r.phase == STARTING:
                 spec = ReleaseSpec.from_dict(r.spec)

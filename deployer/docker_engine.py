@@ -21,7 +21,7 @@ import requests
 
 from .container import ContainerSpec
 from .engine import Container, Stats
-from .errors import EngineError, EngineUnavailableError
+from .errors import EngineError, EngineUnavailableError, ImageError, PullError
 
 T = TypeVar("T")
 TIMEOUT = 60  # seconds per Engine API call
@@ -84,6 +84,16 @@ class DockerEngine:
         """A resource sample from the container's cgroup (takes about a second)."""
         return await self._call(self._stats, name)
 
+    async def ensure_image(self, image: str) -> None:
+        """Make sure the host has ``image``: present, or pulled now (ImageError if not)."""
+        try:
+            await self._call(self._ensure_image, image)
+        except EngineUnavailableError:
+            raise
+        except EngineError as exc:
+            raise ImageError(f"image {image} is not on docker {self.host} and cannot be "
+                             f"pulled: {exc.detail.removeprefix(f'docker {self.host}: ')}") from exc  # fmt: skip
+
     async def close(self) -> None:
         """Close the HTTP connection pool."""
         if self._api is not None:
@@ -98,6 +108,14 @@ class DockerEngine:
         except docker.errors.NotFound:
             return None
         return _from_inspect(self.host, info)
+
+    def _ensure_image(self, image: str) -> None:
+        api = self._client()
+        try:
+            api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            api.pull(image)
+            api.inspect_image(image)  # a pull that "succeeds" without the image still fails
 
     def _run(self, spec: ContainerSpec) -> Container:
         api = self._client()
@@ -146,8 +164,8 @@ class DockerEngine:
             try:
                 api.pull(spec.image)
             except docker.errors.APIError as exc:
-                raise EngineError(self.host, f"image {spec.image} is missing and the pull failed: "
-                                  f"{exc.explanation or exc}") from exc  # fmt: skip
+                raise PullError(self.host, f"image {spec.image} is missing and the pull failed: "
+                                f"{exc.explanation or exc}") from exc  # fmt: skip
             api.create_container(spec.image, **kwargs)
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: created meanwhile under this name (a race)
@@ -168,7 +186,7 @@ class DockerEngine:
 
     def _stats(self, name: str) -> Stats:
         api = self._client()
-        s = api.stats(name, stream=False)
+        s = api.stats(name, stream=False)  # Docker samples twice, a second apart
         host = api.inspect_container(name)["HostConfig"]
         cpu, pre = s.get("cpu_stats", {}), s.get("precpu_stats", {})
         cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
@@ -177,15 +195,29 @@ class DockerEngine:
         sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
         online = cpu.get("online_cpus") or 1
         nets = s.get("networks") or {}
+        mem = s.get("memory_stats", {})
+        inactive = (mem.get("stats") or {}).get("inactive_file") or (mem.get("stats") or {}).get(
+            "total_inactive_file", 0
+        )
+        io = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+        throttling = cpu.get("throttling_data") or {}
         return Stats(
             cpu_percent=round(cpu_delta / sys_delta * online * 100, 2) if sys_delta > 0 else 0.0,
-            memory_usage=int(s.get("memory_stats", {}).get("usage", 0)),
-            memory_limit=int(s.get("memory_stats", {}).get("limit", 0)),
+            memory_bytes=max(int(mem.get("usage", 0)) - int(inactive), 0),
+            memory_limit_bytes=int(mem.get("limit", 0)),
+            net_rx_bytes=sum(int(n.get("rx_bytes", 0)) for n in nets.values()),
+            net_tx_bytes=sum(int(n.get("tx_bytes", 0)) for n in nets.values()),
+            blkio_read_bytes=sum(int(e["value"]) for e in io if e.get("op", "").lower() == "read"),
+            blkio_write_bytes=sum(
+                int(e["value"]) for e in io if e.get("op", "").lower() == "write"
+            ),
+            pids=int(s.get("pids_stats", {}).get("current", 0)),
+            tcp_connections=None,  # the stats API does not see into the network namespace
+            cpu_throttled_periods=int(throttling.get("throttled_periods", 0)),
+            cpu_throttled_seconds=int(throttling.get("throttled_time", 0)) / 1e9,
             cpu_quota=int(host.get("CpuQuota") or 0),
             cpu_period=int(host.get("CpuPeriod") or 0),
-            network_rx=sum(int(n.get("rx_bytes", 0)) for n in nets.values()),
-            network_tx=sum(int(n.get("tx_bytes", 0)) for n in nets.values()),
-            pids=int(s.get("pids_stats", {}).get("current", 0)),
+            source="api",
         )
 
 
@@ -207,6 +239,8 @@ def _from_inspect(host: str, info: Mapping[str, Any]) -> Container:
         address=address,
         mac=mac,
         image=info["Config"].get("Image", ""),
+        id=info.get("Id", ""),
+        pid=int((info.get("State") or {}).get("Pid") or 0),
     )
 
 
@@ -220,4 +254,5 @@ def _from_summary(host: str, c: Mapping[str, Any]) -> Container:
         address=address,
         mac=mac,
         image=c.get("Image", ""),
+        id=c.get("Id", ""),
     )

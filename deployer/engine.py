@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .container import ContainerSpec
-from .errors import EngineError
+from .errors import EngineError, ImageError, PullError
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,8 @@ class Container:
     address: str = ""
     mac: str = ""
     image: str = ""
+    id: str = ""
+    pid: int = 0  # the main process on the Docker host (inspect only; 0 when not known)
 
     @property
     def running(self) -> bool:
@@ -36,16 +38,46 @@ class Container:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """A one-shot resource sample of a container (from its cgroup)."""
+    """Resource figures of one container: rates over a short interval (CPU) and current
+    values or counters since it started (everything else)."""
 
-    cpu_percent: float
-    memory_usage: int
-    memory_limit: int
-    cpu_quota: int
-    cpu_period: int
-    network_rx: int = 0
-    network_tx: int = 0
-    pids: int = 0
+    cpu_percent: float  # of one core (100 = one core busy)
+    memory_bytes: int  # without the inactive page cache, as ``docker stats``
+    memory_limit_bytes: int  # 0 = no limit
+    net_rx_bytes: int
+    net_tx_bytes: int
+    blkio_read_bytes: int
+    blkio_write_bytes: int
+    pids: int
+    tcp_connections: int | None  # TCP sockets but listeners; None when not known (Docker API)
+    cpu_throttled_periods: int = 0
+    cpu_throttled_seconds: float = 0.0
+    oom_kills: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    tcp_states: Mapping[str, int] = field(default_factory=dict)
+    source: str = "cgroup"  # "cgroup" (files on this host) or "api" (Docker stats API)
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON form (``rolling ps --stats --json``)."""
+        return {
+            "cpu_percent": self.cpu_percent,
+            "memory_bytes": self.memory_bytes,
+            "memory_limit_bytes": self.memory_limit_bytes,
+            "net_rx_bytes": self.net_rx_bytes,
+            "net_tx_bytes": self.net_tx_bytes,
+            "blkio_read_bytes": self.blkio_read_bytes,
+            "blkio_write_bytes": self.blkio_write_bytes,
+            "pids": self.pids,
+            "tcp_connections": self.tcp_connections,
+            "tcp_states": dict(self.tcp_states),
+            "cpu_throttled_periods": self.cpu_throttled_periods,
+            "cpu_throttled_seconds": self.cpu_throttled_seconds,
+            "oom_kills": self.oom_kills,
+            "cpu_quota": self.cpu_quota,
+            "cpu_period": self.cpu_period,
+            "stats_source": self.source,
+        }
 
 
 class Engine(Protocol):
@@ -73,6 +105,10 @@ class Engine(Protocol):
         """A resource sample of a running container."""
         ...
 
+    async def ensure_image(self, image: str) -> None:
+        """Make sure the host has ``image`` (pull it if missing); ImageError otherwise."""
+        ...
+
     async def close(self) -> None:
         """Release the connection."""
         ...
@@ -87,6 +123,7 @@ class MemoryEngine:
         self.specs: dict[str, ContainerSpec] = {}
         self.created = 0  # how many containers were ever created (duplicates would show here)
         self.fail: str | None = None  # when set, every call raises EngineError with it
+        self.images: set[str] | None = None  # None: every image is there (pulls succeed)
 
     def _check(self) -> None:
         if self.fail is not None:
@@ -95,6 +132,8 @@ class MemoryEngine:
     async def run(self, spec: ContainerSpec) -> Container:
         self._check()
         current = self.containers.get(spec.name)
+        if current is None and self.images is not None and spec.image not in self.images:
+            raise PullError(self.host, f"image {spec.image} is missing and the pull failed")
         if current is None:
             self.created += 1
             self.specs[spec.name] = spec
@@ -122,7 +161,13 @@ class MemoryEngine:
     async def stats(self, name: str) -> Stats:
         self._check()
         spec = self.specs[name]
-        return Stats(0.0, spec.memory // 10, spec.memory, spec.cpu_quota, spec.cpu_period)
+        return Stats(0.0, spec.memory // 10, spec.memory, 0, 0, 0, 0, 1, None,
+                     cpu_quota=spec.cpu_quota, cpu_period=spec.cpu_period, source="api")  # fmt: skip
+
+    async def ensure_image(self, image: str) -> None:
+        self._check()
+        if self.images is not None and image not in self.images:
+            raise ImageError(f"image {image} is not on {self.host} and cannot be pulled")
 
     async def close(self) -> None:
         return None

@@ -8,7 +8,9 @@ API and the ``rolling`` CLI report, so they are mapped by kind in one place::
      ├── NoRolloutError               (404 no_rollout)       the service has no such rollout
      ├── IntentRefusedError           (409 intent_refused)   the intent does not fit the phase
      ├── PoolExhaustedError           (409 pool_exhausted)   no free address left in a pool
+     ├── ImageError                   (400 image_unavailable) the image is on no host and cannot be pulled
      └── EngineError                  (502 engine_error)     a Docker host refused; names the host
+          ├── PullError               (502 pull_failed)      a Docker host could not pull the image
           └── EngineUnavailableError  (503 engine_unavailable) a Docker host cannot be reached
 
 Registry errors (``registry.errors``) pass through unchanged.
@@ -76,3 +78,16 @@ class EngineUnavailableError(EngineError):
 
     status = 503
     code = "engine_unavailable"
+
+
+class PullError(EngineError):
+    """A Docker host could not pull the image."""
+
+    code = "pull_failed"
+
+
+class ImageError(DeployerError):
+    """The image is not on a target Docker host and cannot be pulled there."""
+
+    status = 400
+    code = "image_unavailable"

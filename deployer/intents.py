@@ -8,12 +8,16 @@ controller acts on them; nothing here touches Docker.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from registry.changes import Change
 from registry.errors import NotFoundError
 from registry.model import Rollout
 from registry.snapshot import Snapshot
 
-from .errors import IntentRefusedError, NoRolloutError, SpecError
+from . import healing
+from .addresses import Pool
+from .errors import IntentRefusedError, NoRolloutError, PoolExhaustedError, SpecError
 from .rollout import (
     ABORT,
     BAKING,
@@ -72,6 +76,7 @@ def deploy(
     for dc in spec.replicas:
         if dc not in snap.datacenters:
             raise SpecError(f"replicas.{dc}", f"datacenter {dc!r} does not exist in the registry")
+    check_pools(snap, spec)
     release = snap.releases.get(spec.service)
     stable = release.stable if release else None
     if version == stable:
@@ -105,9 +110,89 @@ def deploy(
     return rollout, changes
 
 
+def check_pools(
+    snap: Snapshot,
+    spec: ReleaseSpec,
+    counts: dict[str, int] | None = None,
+    needed: dict[str, int] | None = None,
+) -> None:
+    """Refuse a release whose pools cannot hold it, before anything is recorded.
+
+    Per datacenter the pool must hold the replicas twice (the running version plus one
+    rollout's worth of new containers) and have enough free addresses now for the
+    containers still to be allocated; and no pool may overlap the pool another
+    datacenter uses in any recorded release (two containers, one address).
+    """
+    counts = dict(spec.replicas) if counts is None else counts
+    needed = counts if needed is None else needed
+    for dc, n in sorted(counts.items()):
+        if not n:
+            continue
+        place = spec.placement[dc]
+        pool = Pool.parse(f"datacenters.{dc}.pool", place.pool)
+        if pool.size < 2 * n:
+            raise SpecError(f"datacenters.{dc}.pool",
+                            f"{place.pool} holds {pool.size} addresses; {n} replicas need {2 * n} "
+                            f"({n} running + {n} for the next rollout)")  # fmt: skip
+        taken = sum(1 for a in snap.allocations.values() if a.dc == dc and a.address in pool)
+        free, want = pool.size - taken, needed.get(dc, 0)
+        if free < want:
+            raise PoolExhaustedError(f"datacenter {dc}: pool {place.pool} has {free} of its "
+                                     f"{pool.size} addresses free; {want} are needed")  # fmt: skip
+    mine = {dc: Pool.parse(dc, p.pool) for dc, p in spec.placement.items()}
+    for other in snap.rollouts.values():
+        for dc, place in other.spec.get("datacenters", {}).items():
+            theirs = Pool.parse(dc, place.get("pool"))
+            for my_dc, pool in mine.items():
+                if my_dc != dc and pool.first <= theirs.last and theirs.first <= pool.last:
+                    raise SpecError(f"datacenters.{my_dc}.pool",
+                                    f"{spec.placement[my_dc].pool} overlaps the pool of "
+                                    f"datacenter {dc} ({place.get('pool')}) used by {other.service}; "
+                                    "pools must be disjoint")  # fmt: skip
+
+
+def scale(
+    snap: Snapshot, service: str, now: float, counts: dict[str, int], actor: str = "rolling"
+) -> list[Change]:
+    """Change the replica count per datacenter, as an intent the controller carries out:
+    the stable version's rollout record (and a running rollout's) get the new counts."""
+    targets = healing.targets_of(snap, service)
+    r = active(snap, service)
+    if r is not None and r not in targets and r.phase != CLEANUP:
+        targets.append(r)  # a rollout before promotion starts the new count too
+    if not targets:
+        if service not in snap.services:
+            raise NotFoundError(f"service {service!r} does not exist")
+        raise NoRolloutError(f"service {service!r} has no version released by rolling to scale")
+    changes = []
+    for target in targets:
+        spec = ReleaseSpec.from_dict(target.spec)
+        for dc, n in counts.items():
+            if dc not in spec.placement:
+                raise SpecError(f"replicas.{dc}", f"rollout {target.id} has no placement for "
+                                f"datacenter {dc!r} (deploy a release that names it)")  # fmt: skip
+            if not 0 <= n <= 1000:
+                raise SpecError(f"replicas.{dc}", f"must be 0-1000, not {n}")
+        new = {**spec.replicas, **counts}
+        if not any(new.values()):
+            raise SpecError("replicas", "at least one datacenter needs a replica")
+        grow = {dc: max(n - spec.replicas.get(dc, 0), 0) for dc, n in new.items()}
+        check_pools(snap, spec, {dc: n for dc, n in new.items() if grow[dc]}, grow)
+        raw = {**spec.to_dict(), "replicas": new}
+        ReleaseSpec.from_dict(raw)  # still valid
+        text = ", ".join(
+            f"{dc} {spec.replicas.get(dc, 0)}->{n}" for dc, n in sorted(counts.items())
+        )
+        changed = healing.event(target, now, healing.SCALE, f"scale {text} by {actor}")
+        changes.append(Change.put(replace(changed, spec=raw)))
+    return changes
+
+
 def prune(snap: Snapshot, service: str, keep: int = KEEP) -> list[Change]:
-    """Deletes of the oldest finished rollouts beyond ``keep``."""
-    done = [r for r in snap.rollouts_of(service) if not is_live(r)]
+    """Deletes of the oldest finished rollouts beyond ``keep`` (never the record of the
+    stable version, which the controller keeps running)."""
+    stable = {r.key for r in healing.targets_of(snap, service)}
+    done = [r for r in snap.rollouts_of(service) if not is_live(r) and r.key not in stable]
     return [Change.delete("rollout", r.key) for r in done[: max(len(done) - keep, 0)]]
 
 

@@ -47,8 +47,6 @@ DRAINING, BAKING, CLEANUP, DONE = "draining", "baking", "cleanup", "done"
 ABORTING, ABORTED = "aborting", "aborted"
 ROLLING_BACK, ROLLED_BACK = "rolling-back", "rolled-back"
 TERMINAL = frozenset({DONE, ABORTED, ROLLED_BACK})
-PHASES = (PENDING, STARTING, CANARY, DRAINING, BAKING, CLEANUP, DONE, ABORTING, ABORTED,
-          ROLLING_BACK, ROLLED_BACK)  # fmt: skip
 
 PROMOTE, PROMOTE_FULL, ABORT, ROLLBACK, FINISH = (
     "promote", "promote-full", "abort", "rollback", "finish"
@@ -70,6 +68,7 @@ class Facts:
     allocations: Mapping[str, Allocation] = field(default_factory=dict)  # by owner
     healthy: Mapping[str, bool] = field(default_factory=dict)  # probe results by container
     waiting_for: str | None = None  # an earlier rollout of the service that is still live
+    problem: str | None = None  # the last engine or probe error seen, for the status line
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +120,13 @@ def _to(f: Facts, phase: str, text: str, **fields: object) -> Rollout:
     """The record moved to ``phase`` now, with an event."""
     r = replace(f.rollout, **fields)  # type: ignore[arg-type]
     return replace(r, phase=phase, since=f.now, message=text, events=_event(r, f.now, text, phase))
+
+
+def _why(r: Rollout) -> str:
+    """``": <the event that recorded the abort>"`` (who asked, or the controller's cause)."""
+    texts = [str(e.get("text", "")) for e in r.events if str(e.get("text", "")).startswith(
+        ("abort", "rollback"))]  # fmt: skip
+    return f" ({texts[-1]})" if texts else ""
 
 
 def _say(r: Rollout, text: str) -> Rollout:
@@ -178,7 +184,7 @@ def _pending(f: Facts) -> Plan:
 def _starting(f: Facts) -> Plan:
     r = f.rollout
     if r.intent in (ABORT, ROLLBACK):
-        return _abort(f, "aborted while starting")
+        return _abort(f, f"aborted while starting{_why(r)}")
     mine = _mine(f)
     start = tuple(
         rep.name for rep in mine
@@ -218,7 +224,8 @@ def _starting(f: Facts) -> Plan:
         changes = [*register, _release(f, r.previous, r.version, first.percent)]
         return Plan(rollout, tuple(changes), start)
     if f.now > r.since + f.spec.health.deadline:
-        return _abort(f, f"health deadline passed with {healthy}/{total} healthy")
+        cause = f": {f.problem}" if f.problem else ""
+        return _abort(f, f"health deadline passed with {healthy}/{total} healthy{cause}")
     status = f"{healthy}/{total} containers healthy"
     return Plan(_say(replace(r, ready=ready), status), (), start)
 
@@ -226,7 +233,7 @@ def _starting(f: Facts) -> Plan:
 def _canary(f: Facts) -> Plan:
     r = f.rollout
     if r.intent in (ABORT, ROLLBACK):
-        return _abort(f, f"aborted at {r.percent:g}%")
+        return _abort(f, f"aborted at {r.percent:g}%{_why(r)}")
     steps = f.spec.steps
     step = steps[min(max(r.step, 0), len(steps) - 1)]
     target: str | None = None
@@ -250,6 +257,11 @@ def _canary(f: Facts) -> Plan:
         rollout = _to(f, CANARY, f"canary at {nxt.percent:g}%", step=r.step + 1,
                       percent=nxt.percent, intent=None, paused=False)  # fmt: skip
         return Plan(rollout, (_release(f, r.previous, r.version, nxt.percent),))
+    mine = _mine(f)
+    healthy = sum(1 for rep in mine if rep.name in f.endpoints and f.endpoints[rep.name].healthy)
+    if healthy < len(mine):  # promotion needs the new version at its full healthy count
+        return Plan(_say(r, f"at {r.percent:g}%, waiting for {len(mine)}/{len(mine)} healthy "
+                            f"{r.version} containers before promotion ({healthy} now)"))  # fmt: skip
     return _promote(f, [], f"promoted {r.version} from {r.percent:g}%")
 
 

@@ -10,6 +10,7 @@ rollout record keeps, so a restarted controller needs nothing but the registry.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ DEFAULT_PERSIST_ROOT = "/var/lib/rolling/persist"
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 _TOP = frozenset(
     {"service", "image", "command", "port", "env", "labels", "weight", "restart", "replicas",
-     "resources", "health", "steps", "rollout", "datacenters", "stop_timeout"}
+     "resources", "health", "steps", "rollout", "datacenters", "stop_timeout", "replace_after",
+     "replace_limit", "replace_window", "pull_deadline"}
 )  # fmt: skip
 
 
@@ -245,6 +247,21 @@ class Placement:
         }  # fmt: skip
 
 
+def check_disjoint(pools: Mapping[str, str]) -> None:
+    """Refuse address pools of two datacenters that overlap (two containers, one IP)."""
+    from .addresses import Pool
+
+    parsed = sorted(
+        ((Pool.parse(f"datacenters.{dc}.pool", p), dc) for dc, p in pools.items()),
+        key=lambda x: int(x[0].first),
+    )
+    for (a, dc_a), (b, dc_b) in itertools.pairwise(parsed):
+        if b.first <= a.last:
+            raise SpecError(f"datacenters.{dc_b}.pool",
+                            f"{pools[dc_b]} overlaps the pool of datacenter {dc_a} "
+                            f"({pools[dc_a]}); pools must be disjoint")  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class ReleaseSpec:
     """Everything a rollout needs to know, validated."""
@@ -265,6 +282,10 @@ class ReleaseSpec:
     stop_timeout: int = 10  # seconds between SIGTERM and SIGKILL when a container is removed
     propagation: float = 5.0
     bake: float = 600.0
+    replace_after: float = 30.0  # a running container unhealthy this long is replaced
+    replace_limit: int = 5  # replacements per service within replace_window, at most
+    replace_window: float = 300.0
+    pull_deadline: float = 120.0  # a rollout whose image cannot be pulled this long aborts
 
     @classmethod
     def from_dict(cls, data: Any) -> ReleaseSpec:
@@ -290,6 +311,7 @@ class ReleaseSpec:
         placement = {
             dc: Placement.from_dict(dc, dcs.get(dc)) for dc, n in sorted(replicas.items()) if n
         }
+        check_disjoint({dc: p.pool for dc, p in placement.items()})
         rollout = _table("rollout", d.get("rollout"), frozenset({"propagation", "bake"}))
         restart = d.get("restart", "unless-stopped")
         if restart not in RESTART_POLICIES:
@@ -311,6 +333,10 @@ class ReleaseSpec:
             stop_timeout=round(units.duration("stop_timeout", d.get("stop_timeout", 10))),
             propagation=units.duration("rollout.propagation", rollout.get("propagation", 5.0)),
             bake=units.duration("rollout.bake", rollout.get("bake", 600.0)),
+            replace_after=units.duration("replace_after", d.get("replace_after", 30.0)),
+            replace_limit=_int("replace_limit", d.get("replace_limit", 5), 0, 1000),
+            replace_window=units.duration("replace_window", d.get("replace_window", 300.0)),
+            pull_deadline=units.duration("pull_deadline", d.get("pull_deadline", 120.0)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -331,6 +357,10 @@ class ReleaseSpec:
             "steps": [s.to_dict() for s in self.steps],
             "rollout": {"propagation": self.propagation, "bake": self.bake},
             "datacenters": {dc: p.to_dict() for dc, p in self.placement.items()},
+            "replace_after": self.replace_after,
+            "replace_limit": self.replace_limit,
+            "replace_window": self.replace_window,
+            "pull_deadline": self.pull_deadline,
         }
 
     def without_steps(self) -> ReleaseSpec:

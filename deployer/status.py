@@ -61,3 +61,34 @@ def history_entry(r: Rollout) -> dict[str, Any]:
         "message": r.message,
         "events": [dict(e) for e in r.events],
     }
+
+
+STALE_AFTER = 3  # heartbeat periods without a pass: the controller is not running
+
+
+def controllers(snap: Snapshot, now: float) -> dict[str, Any]:
+    """Every controller's last reconcile time, and whether any is running (one reconciled
+    within 3 of its periods)."""
+    beats = sorted(snap.heartbeats.values(), key=lambda h: -h.time)
+    rows = [
+        {"id": h.id, "last_reconcile": h.time, "age": round(max(now - h.time, 0.0), 1),
+         "running": now - h.time <= STALE_AFTER * h.every}
+        for h in beats
+    ]  # fmt: skip
+    return {
+        "running": any(r["running"] for r in rows),
+        "last_reconcile": beats[0].time if beats else None,
+        "controllers": rows,
+    }
+
+
+def controller_line(info: dict[str, Any]) -> str:
+    """One line for people: who reconciled when, or "controller not running"."""
+    rows = info["controllers"]
+    if info["running"]:
+        alive = [f"{r['id']} reconciled {r['age']:g}s ago" for r in rows if r["running"]]
+        return "controller: " + ", ".join(alive)
+    if rows:
+        return (f"controller not running: the last reconcile was {rows[0]['age']:g}s ago "
+                f"({rows[0]['id']}); start `rolling controller`")  # fmt: skip
+    return "controller not running: no controller has reconciled yet; start `rolling controller`"

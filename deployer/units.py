@@ -78,8 +78,12 @@ def format_duration(seconds: float) -> str:
 
 
 def format_size(n: int) -> str:
-    """``"8g"`` for 8 GiB, ``"512m"`` for 512 MiB."""
+    """``"8g"`` for 8 GiB, ``"512m"`` for 512 MiB, ``"1.4g"`` for 1.4 GiB, ``"900"`` for
+    900 bytes: a whole unit exactly, else the largest unit to one decimal."""
     for unit in ("t", "g", "m", "k"):
         if n >= _BYTES[unit] and n % _BYTES[unit] == 0:
             return f"{n // _BYTES[unit]}{unit}"
+    for unit in ("t", "g", "m", "k"):
+        if n >= _BYTES[unit]:
+            return f"{n / _BYTES[unit]:.1f}{unit}"
     return str(n)

@@ -12,11 +12,12 @@ from aiohttp import web
 
 from registry.changes import Change, Kind
 from registry.errors import NotFoundError, ValidationError
-from registry.model import Datacenter, Endpoint, Region, Release, Service
+from registry.model import Datacenter, Endpoint, Region, Release, Service, Zone
 from registry.traffic import shift
 from registry.validation import dns_name, identifier, token
 from registry.validation import traffic as traffic_table
 
+from . import fleet
 from .dialects.base import Query, client, is_decimal
 from .dialects.google import qtype_of
 from .errors import BadRequest
@@ -31,9 +32,12 @@ async def _write(
     request: web.Request, changes: list[Change], result: dict[str, Any], created: bool = False
 ) -> web.Response:
     node = request.app[NODE]
+    wait = _wait_param(request)  # checked before writing: bad input applies nothing
     cs = await node.write(
         changes, expected_revision=expected_revision(request), actor=actor(request)
     )
+    if wait is not None:
+        result = {**result, "applied": await fleet.wait_applied(node, cs.revision, wait)}
     return json_response({"revision": cs.revision, **result}, 201 if created else 200)
 
 
@@ -98,6 +102,13 @@ async def _put_endpoint(request: web.Request) -> web.Response:
     return await _write(request, [Change.put(ep)], {"endpoint": ep.to_dict()}, created)
 
 
+async def _put_zone(request: web.Request) -> web.Response:
+    authorize(request)
+    zone = Zone.from_dict(request.match_info["zone"], await json_body(request))
+    created = zone.name not in _snapshot(request).zones
+    return await _write(request, [Change.put(zone)], {"zone": zone.to_dict()}, created)
+
+
 def _deleter(kind: Kind) -> Any:
     async def handler(request: web.Request) -> web.Response:
         authorize(request)
@@ -108,6 +119,8 @@ def _deleter(kind: Kind) -> Any:
             key = identifier("region", info["region"])
         elif kind == "service":
             key = dns_name("name", info["name"])
+        elif kind == "zone":
+            key = dns_name("zone", info["zone"])
         else:
             key = f"{dns_name('name', info['name'])}/{token('id', info['id'])}"
         return await _write(request, [Change.delete(kind, key)], {"deleted": f"{kind}/{key}"})
@@ -183,34 +196,71 @@ async def _restore(request: web.Request) -> web.Response:
     return json_response({"revision": revision, "restored": True})
 
 
+# -- the fleet view (httpdns/fleet.py) ------------------------------------------------------
+
+WAIT_TIMEOUT = 10.0  # seconds a ``?wait=1`` write waits for the fleet at most (``?timeout=``)
+
+
+def _wait_param(request: web.Request) -> float | None:
+    """With ``?wait=1`` (``&timeout=S``), how long a write waits for every live node to apply
+    it before answering ``"applied": {"nodes": N, "of": M}``; None without."""
+    if request.query.get("wait", "0").lower() not in ("1", "true", "yes"):
+        return None
+    raw = request.query.get("timeout", str(WAIT_TIMEOUT))
+    try:
+        timeout = float(raw)
+    except ValueError:
+        raise BadRequest(f"timeout: {raw!r} is not a number of seconds") from None
+    if not 0 <= timeout <= 300:
+        raise BadRequest("timeout: 0 to 300 seconds")
+    return timeout
+
+
+async def _nodes(request: web.Request) -> web.Response:
+    """``GET /api/v1/nodes``: every live node's heartbeat."""
+    authorize(request)
+    node = request.app[NODE]
+    return json_response({"revision": node.revision, "nodes": await fleet.members(node)})
+
+
+# Writes through ``_write`` take ``?wait=1[&timeout=S]``: the answer then says how many live
+# nodes have applied the change, ``"applied": {"nodes": N, "of": M}``.
+_WAIT = ("wait", "timeout")
+
 ADMIN_ROUTES: tuple[Route, ...] = (
     Route("GET", f"{P}/state", handler=_state, summary="the whole registry snapshot"),
     Route("PUT", f"{P}/datacenters/{{dc}}", handler=_put_datacenter, body="Datacenter", write=True,
-          summary="create or replace a datacenter"),
+          query=_WAIT, summary="create or replace a datacenter"),
     Route("DELETE", f"{P}/datacenters/{{dc}}", handler=_deleter("datacenter"), write=True,
-          summary="delete an unused datacenter"),
+          query=_WAIT, summary="delete an unused datacenter"),
     Route("PUT", f"{P}/regions/{{region}}", handler=_put_region, body="Region", write=True,
-          summary="create or replace a region"),
-    Route("DELETE", f"{P}/regions/{{region}}", handler=_deleter("region"), write=True,
+          query=_WAIT, summary="create or replace a region"),
+    Route("DELETE", f"{P}/regions/{{region}}", handler=_deleter("region"), write=True, query=_WAIT,
           summary="delete an unused region"),
     Route("PUT", f"{P}/services/{{name}}", handler=_put_service, body="Service", write=True,
-          summary="create or replace a service"),
-    Route("DELETE", f"{P}/services/{{name}}", handler=_deleter("service"), write=True,
+          query=_WAIT, summary="create or replace a service"),
+    Route("DELETE", f"{P}/services/{{name}}", handler=_deleter("service"), write=True, query=_WAIT,
           summary="delete a service with its endpoints and release"),
     Route("PUT", f"{P}/services/{{name}}/traffic", handler=_put_traffic, body="Traffic",
-          write=True, summary="replace a service's traffic tables"),
+          write=True, query=_WAIT, summary="replace a service's traffic tables"),
     Route("PUT", f"{P}/services/{{name}}/release", handler=_put_release, body="Release",
-          write=True, summary="set stable / canary versions"),
+          write=True, query=_WAIT, summary="set stable / canary versions"),
     Route("PUT", f"{P}/services/{{name}}/endpoints/{{id}}", handler=_put_endpoint,
-          body="Endpoint", write=True, summary="create or replace an endpoint"),
+          body="Endpoint", write=True, query=_WAIT, summary="create or replace an endpoint"),
     Route("DELETE", f"{P}/services/{{name}}/endpoints/{{id}}", handler=_deleter("endpoint"),
-          write=True, summary="delete an endpoint"),
-    Route("POST", f"{P}/traffic/shift", handler=_shift, body="Shift", write=True,
+          write=True, query=_WAIT, summary="delete an endpoint"),
+    Route("PUT", f"{P}/zones/{{zone}}", handler=_put_zone, body="Zone", write=True, query=_WAIT,
+          summary="create or replace a zone every node serves (apex SOA and NS, glue)"),
+    Route("DELETE", f"{P}/zones/{{zone}}", handler=_deleter("zone"), write=True, query=_WAIT,
+          summary="stop serving a zone"),
+    Route("POST", f"{P}/traffic/shift", handler=_shift, body="Shift", write=True, query=_WAIT,
           summary="move a percentage of weight between datacenters"),
     Route("GET", f"{P}/explain", handler=_explain, query=("name", "ip", "uid", "type"),
           summary="the steering trace for one query"),
     Route("GET", f"{P}/audit", handler=_audit, query=("since", "limit"),
           summary="committed changes after a revision"),
     Route("POST", f"{P}/registry/restore", handler=_restore, write=True,
-          summary="re-seed a store that lost data (Redis) from this node's snapshot"),
+          summary="re-seed a store that lost data or is damaged (Redis) from this node's snapshot"),
+    Route("GET", f"{P}/nodes", handler=_nodes,
+          summary="the fleet: every live node's id, address, version, revision, status, seen"),
 )  # fmt: skip

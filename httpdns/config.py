@@ -41,6 +41,15 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class DnspodAccount:
+    """A DNSPod encrypted-dialect account: its DES and/or AES key (never printed)."""
+
+    id: str
+    des_key: bytes | None = field(default=None, repr=False)
+    aes_key: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything a node needs to run."""
 
@@ -54,6 +63,7 @@ class Config:
     admin_token: str | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     accounts: Mapping[str, Account] = field(default_factory=dict)
+    dnspod: Mapping[str, DnspodAccount] = field(default_factory=dict)
     zones: tuple[str, ...] = ()
     demo: bool = False
     max_cached_answers: int = 200_000
@@ -115,6 +125,33 @@ def _accounts(raw: Any) -> dict[str, Account]:
     return out
 
 
+def _dnspod(raw: Any) -> dict[str, DnspodAccount]:
+    """``[dnspod."ID"]`` sections: ``des_key`` (8+ bytes, the first 8 used) and/or
+    ``aes_key`` (16, 24 or 32 bytes); an id with neither is refused."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError('dnspod: must be a table of [dnspod."ID"] sections')
+    out = {}
+    for acct, body in raw.items():
+        if not isinstance(body, Mapping) or not str(acct).isalnum():
+            raise ConfigError(f"dnspod.{acct}: must be a table; ids are letters and digits")
+        unknown = sorted(set(body) - {"des_key", "aes_key"})
+        if unknown:
+            raise ConfigError(f"dnspod.{acct}: unknown key {unknown[0]!r}")
+        keys: dict[str, bytes] = {}
+        for name, sizes in (("des_key", range(8, 1025)), ("aes_key", (16, 24, 32))):
+            value = body.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, str) or len(value.encode()) not in sizes:
+                need = "at least 8 bytes" if name == "des_key" else "16, 24 or 32 bytes"
+                raise ConfigError(f"dnspod.{acct}.{name}: must be a string of {need}")
+            keys[name] = value.encode()
+        if not keys:
+            raise ConfigError(f"dnspod.{acct}: needs des_key or aes_key")
+        out[str(acct)] = DnspodAccount(str(acct), keys.get("des_key"), keys.get("aes_key"))
+    return out
+
+
 def _zones(raw: Any) -> tuple[str, ...]:
     if isinstance(raw, str):
         raw = [z for z in raw.split(",") if z.strip()]
@@ -139,6 +176,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
         "http", "https", "tls_cert", "tls_key", "store", "admin_token", "trusted_proxies",
         "accounts", "zones", "demo", "max_cached_answers", "snapshot", "dns", "workers",
         *_LIMITS,
+        "dnspod",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -190,6 +228,8 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
         cfg = replace(cfg, trusted_proxies=_networks("trusted_proxies", data["trusted_proxies"]))
     if "accounts" in data:
         cfg = replace(cfg, accounts=_accounts(data["accounts"]))
+    if "dnspod" in data:
+        cfg = replace(cfg, dnspod=_dnspod(data["dnspod"]))
     if "zones" in data:
         cfg = replace(cfg, zones=_zones(data["zones"]))
     if data.get("snapshot"):

@@ -2,21 +2,25 @@
 
 Shared by DoH (RFC 8484) and the plain DNS listener. Uses dnslib for the wire
 format. Rules (DESIGN §6): names the node serves get their steered addresses;
-other names get NXDOMAIN inside configured zones (with the zone's SOA) and
-REFUSED outside them (no open recursion). EDNS Client Subnet (RFC 7871) is
-honoured and echoed with scope = the steering key's prefix length, so
-resolvers cache at the steering granularity.
+other names get NXDOMAIN inside served zones (the registry's zones plus static
+``--zone`` ones, with the zone's SOA) and REFUSED outside them (no open
+recursion). A zone's apex answers SOA and NS, its in-zone nameservers their
+addresses. EDNS Client Subnet (RFC 7871) is honoured and echoed with scope =
+the steering key's prefix length where the answer depends on the client, 0
+everywhere else (negative answers, zone data, single-answer services).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from dnslib import AAAA as AAAA_RD
 from dnslib import (
     EDNS0,
+    NS,
     QTYPE,
     RCODE,
     RR,
@@ -31,10 +35,12 @@ from dnslib import (
 from dnslib import A as A_RD
 
 from registry.errors import ValidationError
+from registry.model import Zone
 from registry.validation import dns_name
 
 from .config import Config
 from .errors import BadRequest
+from .steering import CompiledService
 from .table import AAAA, A, Client, Deps, RoutingTable
 
 ECS_OPTION = 8
@@ -42,6 +48,9 @@ NEGATIVE_TTL = 30
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 recommendation
 BADVERS = 16  # extended rcode: 1 in the OPT record, 0 in the header
 MAX_NAME = 255  # octets of a name in wire form (RFC 1035 §2.3.4)
+DO_BIT = 0x8000  # in the OPT record's TTL field (RFC 3225)
+NS_TTL = 3600  # apex NS and nameserver addresses: they change rarely
+MAX_UNIFORM_MEMO = 50_000
 
 
 class MalformedMessage(BadRequest):
@@ -58,6 +67,9 @@ class WireReply:
     rcode: int
     min_ttl: int  # smallest answer TTL, or the negative TTL when there are none
     deps: tuple[tuple[str, object], ...] = ()  # what the answer was computed from
+    # Built from zone data too (SOA, NS, glue, NXDOMAIN/NODATA/REFUSED): ``deps`` alone do
+    # not say when it goes stale, so a cache must also watch the zones (see DnsEngine).
+    zoned: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,38 +107,143 @@ def parse(wire: bytes) -> DNSRecord:
     return DNSRecord(header, questions, sections[0], auth=sections[1], ar=sections[2])
 
 
-def _ecs(record: DNSRecord) -> Ecs | None:
-    for rr in record.ar:
-        if rr.rtype != QTYPE.OPT:
+class _BadEcs(Exception):
+    """An ECS option RFC 7871 §6 says to answer with FORMERR."""
+
+
+def _ecs(opt: RR | None) -> Ecs | None:
+    """The ECS option of the query's OPT record, or None; _BadEcs when malformed."""
+    if opt is None:
+        return None
+    for option in opt.rdata or []:
+        if option.code != ECS_OPTION:
             continue
-        for opt in rr.rdata or []:
-            if opt.code != ECS_OPTION:
-                continue
-            data = bytes(opt.data)
-            if len(data) < 4:
-                raise MalformedMessage("ECS option shorter than 4 bytes")
-            family = int.from_bytes(data[:2], "big")
-            source = data[2]
-            raw = data[4:]
-            width = {1: 4, 2: 16}.get(family)
-            if width is None or source > width * 8 or len(raw) != (source + 7) // 8:
-                raise MalformedMessage("ECS option with a bad family, prefix or address length")
-            packed = raw + bytes(width - len(raw))
-            addr = str(ipaddress.ip_address(packed))
-            return Ecs(family, source, addr, raw)
+        data = bytes(option.data)
+        if len(data) < 4:
+            raise _BadEcs("ECS option shorter than 4 bytes")
+        family = int.from_bytes(data[:2], "big")
+        source = data[2]
+        raw = data[4:]
+        width = {1: 4, 2: 16}.get(family)
+        if width is None or source > width * 8 or len(raw) != (source + 7) // 8:
+            raise _BadEcs("ECS option with a bad family, prefix or address length")
+        if source % 8 and raw[-1] & (0xFF >> (source % 8)):
+            raise _BadEcs("ECS address bits set past the source prefix")
+        packed = raw + bytes(width - len(raw))
+        addr = str(ipaddress.ip_address(packed))
+        return Ecs(family, source, addr, raw)
     return None
 
 
-def soa(zone: str, revision: int) -> RR:
-    """The synthesised SOA of a configured zone (serial = registry revision)."""
+# -- zones -------------------------------------------------------------------
+
+_zone_memo: list[Any] = [None, None, {}]  # (registry zones, config zones, merged): one entry
+
+
+def served_zones(table: RoutingTable, config: Config) -> Mapping[str, Zone]:
+    """The zones this node answers for: the registry's plus the static ``--zone`` ones
+    (a static zone the registry also holds takes the registry's record)."""
+    registry = table.snapshot.zones
+    memo = _zone_memo
+    if memo[0] is registry and memo[1] is config.zones:
+        return memo[2]  # type: ignore[no-any-return]
+    merged: dict[str, Zone] = {z: Zone(z) for z in config.zones}
+    merged.update(registry)
+    memo[:] = [registry, config.zones, merged]
+    return merged
+
+
+def zone_of(name: str, zones: Mapping[str, Zone]) -> Zone | None:
+    """The served zone holding ``name`` (the longest suffix), or None."""
+    if not zones:
+        return None
+    while True:
+        zone = zones.get(name)
+        if zone is not None:
+            return zone
+        dot = name.find(".")
+        if dot < 0:
+            return None
+        name = name[dot + 1 :]
+
+
+def soa(zone: Zone | str, revision: int) -> RR:
+    """The SOA of a served zone: mname the first nameserver, serial the registry revision."""
+    if isinstance(zone, str):
+        zone = Zone(zone)
     return RR(
-        zone + ".",
+        zone.name + ".",
         QTYPE.SOA,
-        ttl=NEGATIVE_TTL,
+        ttl=zone.minimum,
         rdata=SOA(
-            f"ns1.{zone}.", f"hostmaster.{zone}.", (revision, 3600, 600, 86400, NEGATIVE_TTL)
+            zone.primary + ".",
+            zone.contact + ".",
+            (revision, zone.refresh, zone.retry, zone.expire, zone.minimum),
         ),
     )
+
+
+def _inside(name: str, zone: Zone) -> bool:
+    return name == zone.name or name.endswith("." + zone.name)
+
+
+def glue(zone: Zone, host: str, qtype: int) -> list[RR]:
+    """Address records of an in-zone nameserver ``host`` for ``qtype`` (A, AAAA or ANY)."""
+    out = []
+    for addr in zone.nameservers.get(host, ()):
+        v6 = ":" in addr
+        if qtype == QTYPE.ANY or (qtype == QTYPE.AAAA) == v6:
+            rtype, rdata = (QTYPE.AAAA, AAAA_RD) if v6 else (QTYPE.A, A_RD)
+            out.append(RR(host + ".", rtype, ttl=NS_TTL, rdata=rdata(addr)))
+    return out
+
+
+def apex_ns(zone: Zone) -> list[RR]:
+    """The zone's NS records."""
+    return [RR(zone.name + ".", QTYPE.NS, ttl=NS_TTL, rdata=NS(h + ".")) for h in zone.nameservers]
+
+
+def exists(name: str, zone: Zone, table: RoutingTable) -> bool:
+    """Whether ``name`` (not a service) exists in ``zone``: the apex, a nameserver, or an
+    empty non-terminal above a service or a nameserver (NODATA, not NXDOMAIN: RFC 8020)."""
+    if name == zone.name or name in zone.nameservers or table.has_descendants(name):
+        return True
+    tail = "." + name
+    return any(h.endswith(tail) for h in zone.nameservers)
+
+
+# -- ECS scope ---------------------------------------------------------------
+
+# (service name, family) -> (the compiled service it was computed for, verdict): one
+# entry per name, so it never holds more than the current services (plus the odd
+# replaced one until its name is asked for again).
+_uniform_memo: dict[tuple[str, int], tuple[CompiledService, bool]] = {}
+
+
+def uniform(svc: CompiledService, family: int) -> bool:
+    """Whether every client gets the same address set for ``svc`` (then the answer does not
+    depend on the client subnet: ECS scope 0). Conservative: no canary, at most one usable
+    datacenter reachable from every region, and no pool larger than the answer size."""
+    key = (svc.name, family)
+    hit = _uniform_memo.get(key)
+    if hit is not None and hit[0] is svc:
+        return hit[1]
+    dcs = {dc for table in svc.tables.values() for dc, _, _ in table}
+    same = svc.canary is None and len(dcs) <= 1
+    if same and dcs:
+        (dc,) = dcs
+        same = bool(svc.tables.get("default")) and all(
+            len(pool.addresses) <= svc.answers
+            for (fam, at, _, _), pool in svc.pools.items()
+            if fam == family and at == dc
+        )
+    if len(_uniform_memo) >= MAX_UNIFORM_MEMO:
+        _uniform_memo.clear()
+    _uniform_memo[key] = (svc, same)
+    return same
+
+
+# -- answering ---------------------------------------------------------------
 
 
 def answer(
@@ -136,40 +253,46 @@ def answer(
     who: Callable[[str | None], Client],
     udp: bool = False,
 ) -> WireReply:
-    """Answer one DNS query message. ``who(ecs_address)`` gives the client to steer for.
+    """Answer one DNS query message. ``who(ecs_address)`` gives the client to steer for
+    (None: no usable ECS, steer by the peer).
 
     With ``udp`` the reply is truncated (TC set, no records) when it exceeds the
     client's EDNS payload size (512 without EDNS), so the client retries over TCP.
+    AA is set only on answers from our own data (services, served zones).
     """
     request = parse(wire)
     header = request.header
     deps: Deps = []
     reply = DNSRecord(
-        header=type(header)(id=header.id, qr=1, aa=1, ra=0, rd=header.rd, opcode=header.opcode),
+        header=type(header)(
+            id=header.id, qr=1, aa=0, ra=0, rd=header.rd, cd=header.cd, opcode=header.opcode
+        ),
         q=request.q if request.questions else None,
     )
-    edns = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+    opts = [rr for rr in request.ar if rr.rtype == QTYPE.OPT]
+    edns = opts[0] if opts else None
     limit = None
     if udp:
         limit = max(512, min(int(edns.rclass), EDNS_PAYLOAD)) if edns is not None else 512
 
     def done(
-        rcode: int, min_ttl: int = 0, scope: int | None = None, ecs: Ecs | None = None
+        rcode: int, min_ttl: int = 0, scope: int = 0, ecs: Ecs | None = None, zoned: bool = True
     ) -> WireReply:
         reply.header.rcode = rcode & 0xF
         opt = None
         if edns is not None:
-            opts = []
+            echo = []
             if ecs is not None:
-                opts.append(
+                echo.append(
                     EDNSOption(
                         ECS_OPTION,
                         ecs.family.to_bytes(2, "big")
-                        + bytes([ecs.source, scope or 0])
+                        + bytes([ecs.source, scope])
                         + ecs.raw_address,
                     )
                 )
-            opt = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=rcode >> 4, opts=opts)
+            flags = "do" if edns.ttl & DO_BIT else ""  # RFC 3225: DO is copied into the reply
+            opt = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=rcode >> 4, flags=flags, opts=echo)
             reply.add_ar(opt)
         packed = bytes(reply.pack())
         if limit is not None and len(packed) > limit:
@@ -178,55 +301,94 @@ def answer(
             if opt is not None:
                 short.add_ar(opt)
             packed = bytes(short.pack())
-        return WireReply(packed, rcode, min_ttl, tuple(deps))
+        return WireReply(packed, rcode, min_ttl, tuple(deps), zoned)
 
     if header.qr:
         raise MalformedMessage("the message is a response, not a query")
+    if len(opts) > 1:
+        edns = None  # RFC 6891 §6.1.1: FORMERR, and no OPT of ours to echo
+        return done(RCODE.FORMERR)
     if header.opcode != 0:
         return done(RCODE.NOTIMP)
     if len(request.questions) != 1:
         return done(RCODE.FORMERR)
     if edns is not None and (edns.ttl >> 16) & 0xFF != 0:
         return done(BADVERS)  # RFC 6891 §6.1.3: we speak EDNS version 0 only
+    try:
+        ecs = _ecs(edns)
+    except _BadEcs:
+        return done(RCODE.FORMERR)  # RFC 7871 §6, without echoing the bad option
     question = request.q
     if question.qclass not in (1, 255):  # IN, ANY
-        return done(RCODE.REFUSED)  # only Internet-class data lives here
-    ecs = _ecs(request)
+        return done(RCODE.REFUSED, 0, 0, ecs)  # only Internet-class data lives here
+    qtype = question.qtype
+    if qtype in (QTYPE.AXFR, QTYPE.IXFR):
+        return done(RCODE.REFUSED, 0, 0, ecs)  # no zone transfers: the data is computed
     text = str(question.qname).lower().rstrip(".")
+    zone = zone_of(text, served_zones(table, config)) if text else None
+    if zone is not None and text == zone.name and qtype in (QTYPE.SOA, QTYPE.NS, QTYPE.ANY):
+        return _apex(reply, zone, qtype, table, done, ecs)
     try:
         name: str | None = dns_name("name", text)
     except ValidationError:
         name = None  # legal in DNS (a wildcard, the root) but never a service name
-    client = who(ecs.address if ecs else None)
-    qtype = question.qtype
-    svc_choice = (
-        table.resolve(name, A if qtype != QTYPE.AAAA else AAAA, client, deps) if name else None
-    )
-    scope = client.prefix_len if ecs else None
+    # ECS source prefix 0: the client opted out, steer by the resolver itself (RFC 7871 §7.1.2)
+    client = who(ecs.address if ecs and ecs.source else None)
+    family_qtype = A if qtype != QTYPE.AAAA else AAAA
+    svc_choice = table.resolve(name, family_qtype, client, deps) if name else None
     if svc_choice is None:
-        zone = config.zone_of(text) if text else None
         if zone is None:
-            return done(RCODE.REFUSED, 0, scope, ecs)
-        if text == zone or table.has_descendants(text):
-            # The apex and empty non-terminals exist: NODATA, not NXDOMAIN (RFC 8020).
-            if text == zone and qtype in (QTYPE.SOA, QTYPE.ANY):
-                reply.add_answer(soa(zone, table.revision))
-                return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
-            reply.add_auth(soa(zone, table.revision))
-            return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
+            return done(RCODE.REFUSED, 0, 0, ecs)
+        reply.header.aa = 1
+        if text in zone.nameservers and qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY):
+            records = glue(zone, text, qtype)
+            for rr in records:
+                reply.add_answer(rr)
+            if records:
+                return done(RCODE.NOERROR, NS_TTL, 0, ecs)
         reply.add_auth(soa(zone, table.revision))
-        return done(RCODE.NXDOMAIN, NEGATIVE_TTL, scope, ecs)
+        rcode = RCODE.NOERROR if exists(text, zone, table) else RCODE.NXDOMAIN
+        return done(rcode, zone.minimum, 0, ecs)
+    reply.header.aa = 1
     if qtype not in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY) or not svc_choice.addresses:
-        zone = config.zone_of(text)
         if zone is not None:
             reply.add_auth(soa(zone, table.revision))
-        return done(RCODE.NOERROR, NEGATIVE_TTL, scope, ecs)
+        return done(RCODE.NOERROR, zone.minimum if zone else NEGATIVE_TTL, 0, ecs)
     rdata = A_RD if qtype != QTYPE.AAAA else AAAA_RD
     rtype = QTYPE.A if qtype != QTYPE.AAAA else QTYPE.AAAA
     label = DNSLabel(question.qname)
     for addr in svc_choice.addresses:
         reply.add_answer(RR(label, rtype, ttl=svc_choice.ttl, rdata=rdata(addr)))
-    return done(RCODE.NOERROR, svc_choice.ttl, scope, ecs)
+    scope = 0
+    if ecs is not None and ecs.source:
+        svc = deps[-1][1]
+        if svc is not None and not uniform(svc, 6 if qtype == QTYPE.AAAA else 4):
+            scope = client.prefix_len
+    return done(RCODE.NOERROR, svc_choice.ttl, scope, ecs, zoned=False)
+
+
+def _apex(
+    reply: DNSRecord,
+    zone: Zone,
+    qtype: int,
+    table: RoutingTable,
+    done: Callable[[int, int, int, Ecs | None], WireReply],
+    ecs: Ecs | None,
+) -> WireReply:
+    """SOA, NS or ANY at a zone's apex: the records, with in-zone nameservers' glue."""
+    reply.header.aa = 1
+    if qtype in (QTYPE.SOA, QTYPE.ANY):
+        reply.add_answer(soa(zone, table.revision))
+    if qtype in (QTYPE.NS, QTYPE.ANY) and zone.nameservers:
+        for rr in apex_ns(zone):
+            reply.add_answer(rr)
+        for host in zone.nameservers:
+            if _inside(host, zone):
+                for rr in glue(zone, host, QTYPE.ANY):
+                    reply.add_ar(rr)
+    elif qtype == QTYPE.NS:
+        reply.add_auth(soa(zone, table.revision))  # a static zone without nameservers: NODATA
+    return done(RCODE.NOERROR, zone.minimum, 0, ecs)
 
 
 def formerr(wire: bytes) -> bytes | None:

@@ -49,16 +49,25 @@ log = logging.getLogger("httpdns.fasthttp")
 MAX_HEAD = 96 * 1024  # request line + headers (a DoH GET carries up to 64 KiB of base64)
 MAX_BODY = 65535  # a DNS message; anything larger goes to aiohttp (which refuses it)
 MAX_CACHED = 50_000  # front cache entries
-MAX_CACHED_BYTES = 48 << 20  # and bytes (targets + responses)
+MAX_CACHED_BYTES = 24 << 20  # and bytes (targets + responses), per cache
 MAX_CACHED_TARGET = 1024  # longer request targets are answered, never kept
 WRITE_HIGH = 256 * 1024  # output buffered for one connection before it stops being read
 SWEEP = 1.0  # seconds between timeout sweeps
 
-_REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
-            405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
-            415: b"Unsupported Media Type", 429: b"Too Many Requests",
-            431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
-            503: b"Service Unavailable"}  # fmt: skip
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    415: b"Unsupported Media Type",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
 
 _clock = time.monotonic
 
@@ -79,6 +88,12 @@ class Limits:
 
 _Key = tuple[bytes, str | None, bytes | None]  # target, peer, forwarded-for
 _Kept = tuple[tuple[tuple[str, object], ...], bytes, bytes]  # deps, status line, the rest
+# deps, status line, connection header + the rest, keep the connection open
+_Repeat = tuple[tuple[tuple[str, object], ...], bytes, bytes, bool]
+_TOO_MANY = b'{"error":"too_many_requests","detail":"too many requests from this address"}'
+_CLOSE = b"Connection: close\r\n"
+_KEEP_10 = b"Connection: keep-alive\r\n"
+MAX_REPEAT = 1024  # requests longer than this are never kept byte for byte
 
 
 class _HandOff(Exception):
@@ -106,6 +121,11 @@ class FastServer:
         self.slow = slow
         self.limits = limits or Limits()
         self.cache: BoundedCache[_Key, _Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
+        # A request identical byte for byte to one llhttp accepted and the front cache kept
+        # is answered without parsing it again (same bytes, same parse): the hot path.
+        self.repeat: BoundedCache[tuple[bytes, str | None], _Repeat] = BoundedCache(
+            MAX_CACHED, MAX_CACHED_BYTES
+        )
         self.connections: dict[FastHTTP, None] = {}  # insertion order = age
         self.handed_off: dict[asyncio.BaseTransport, None] = {}
         self.now = time.monotonic()  # refreshed by the sweep (rate windows)
@@ -192,20 +212,21 @@ class FastServer:
         headers: bytes,
         body: bytes,
         peer: str | None,
-    ) -> bytes:
-        """The full response (less connection headers) for one request to a query route."""
+    ) -> tuple[bytes, bytes, _Kept | None]:
+        """``(status line, headers and body less Date)`` of the answer to one request to a
+        query route, and the front cache's entry when it answered (the request was seen
+        before: the caller keeps it byte for byte too), else None."""
         if self.limits.http_rate and self.over_rate(peer):
             client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
-            return self.error(429, {"error": "too_many_requests",
-                                    "detail": "too many requests from this address"},
-                              (("Retry-After", "1"),))  # fmt: skip
+            reply = Reply(429, "application/json", _TOO_MANY, (("Retry-After", "1"),))
+            return (*self._parts(None, reply), None)
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         key = None
         if route.cacheable:
             key = (target, peer, forwarded)
             hit = self.cache.get(key)
             if hit is not None and self.table.still_valid(hit[0]):
-                return hit[1] + self.date() + hit[2]
+                return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
         query = target.partition(b"?")[2]
         content_type = _header(headers, b"content-type") if body else None
         try:
@@ -235,7 +256,7 @@ class FastServer:
             and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
         ):
             self.cache.put(key, (reply.deps, head, tail), len(target) + len(head) + len(tail))
-        return head + self.date() + tail
+        return head, tail, None
 
     def error(
         self, status: int, body: dict[str, str], headers: tuple[tuple[str, str], ...] = ()
@@ -250,7 +271,11 @@ class FastServer:
         pairs = reply_headers(route, reply) if route is not None else list(reply.headers)
         extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in pairs)
         tail = b"Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
-            reply.content_type.encode(), len(reply.body), extra, reply.body)  # fmt: skip
+            reply.content_type.encode(),
+            len(reply.body),
+            extra,
+            reply.body,
+        )
         return head, tail
 
 
@@ -298,8 +323,20 @@ def _canonical(params: dict[str, str], query: bytes, known: tuple[str, ...]) -> 
 class FastHTTP(asyncio.Protocol):
     """One client connection on the fast path."""
 
-    __slots__ = ("buf", "chunks", "parser", "parser_error", "paused", "peer", "request",
-                 "server", "since", "start", "state", "transport")  # fmt: skip
+    __slots__ = (
+        "buf",
+        "chunks",
+        "parser",
+        "parser_error",
+        "paused",
+        "peer",
+        "request",
+        "server",
+        "since",
+        "start",
+        "state",
+        "transport",
+    )
 
     def __init__(self, server: FastServer) -> None:
         self.server = server
@@ -308,8 +345,9 @@ class FastHTTP(asyncio.Protocol):
         self.peer: str | None = None
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        # (route, account, method, target, headers, body offset) of the request in progress
-        self.request: tuple[Route, str | None, bytes, bytes, bytes, int] | None = None
+        # (route, account, method, target, headers, body offset, Content-Length) of the
+        # request in progress
+        self.request: tuple[Route, str | None, bytes, bytes, bytes, int, int] | None = None
         self.state = _HEAD  # a new connection owes its first request head in header_timeout
         self.since = _clock()
         self.paused = False
@@ -344,6 +382,17 @@ class FastHTTP(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if not self.buf:  # between requests: is this one a repeat?
+            server = self.server
+            hit = server.repeat.get((data, self.peer))
+            if hit is not None and server.table.still_valid(hit[0]):
+                transport = self.transport
+                assert transport is not None
+                transport.write(hit[1] + server.date() + hit[2])
+                self.state, self.since = _IDLE, _clock()
+                if not hit[3]:
+                    transport.close()
+                return
         self.buf = self.buf + data if self.buf else data
         try:
             self.parser.feed_data(data)
@@ -399,14 +448,16 @@ class FastHTTP(asyncio.Protocol):
             self._raise(_Stop())
         # A chunked body: llhttp decodes it (on_body); _chunked_end finds where it ends.
         self.chunks = [] if b"\r\ntransfer-encoding:" in lower else None
-        length = _header(headers, b"content-length")
-        if length is not None and int(length) > MAX_BODY:  # llhttp checked: one decimal value
-            self._fail(413, "payload_too_large", f"a body is at most {MAX_BODY} bytes")
-            self._raise(_Stop())
+        length = 0
+        if b"\r\ncontent-length:" in lower:
+            length = int(_header(headers, b"content-length") or 0)  # llhttp checked: one value
+            if length > MAX_BODY:
+                self._fail(413, "payload_too_large", f"a body is at most {MAX_BODY} bytes")
+                self._raise(_Stop())
         assert found is not None
         route, account = found
-        # the body's offset from the request's start: ``buf`` is trimmed between reads
-        self.request = (route, account, method, target, headers, head_end + 4 - start)
+        # the body's offset from the request's start (``buf`` is trimmed between reads)
+        self.request = (route, account, method, target, headers, head_end + 4 - start, length)
 
     def on_body(self, data: bytes) -> None:
         if self.chunks is not None:
@@ -418,29 +469,34 @@ class FastHTTP(asyncio.Protocol):
     def on_message_complete(self) -> None:
         request = self.request
         assert request is not None
-        route, account, method, target, headers, body_at = request
+        route, account, method, target, headers, body_at, length = request
         self.request = None
-        body_at += self.start
+        start = self.start
+        body_at += start
         chunks = self.chunks
         if chunks is None:
-            length = _header(headers, b"content-length")
-            end = body_at + (int(length) if length else 0)
+            end = body_at + length
             body = self.buf[body_at:end]
         else:
             end, body = _chunked_end(self.buf, body_at), b"".join(chunks)
             self.chunks = None
         server = self.server
-        response = server.respond(route, account, method, target, headers, body, self.peer)
+        head, tail, kept = server.respond(route, account, method, target, headers, body, self.peer)
         self.start = end
         keep = self.parser.should_keep_alive()
         if not keep:
-            response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+            tail = _CLOSE + tail
         elif self.parser.get_http_version() == "1.0":  # 1.0 clients reuse only when told
-            response = response.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
+            tail = _KEEP_10 + tail
         transport = self.transport
         assert transport is not None
-        transport.write(response)
+        transport.write(head + server.date() + tail)
         self.state, self.since = _IDLE, _clock()
+        if kept is not None and end - start <= MAX_REPEAT and not server.limits.http_rate:
+            raw = self.buf[start:end]
+            server.repeat.put(
+                (raw, self.peer), (kept[0], head, tail, keep), 2 * len(raw) + len(tail)
+            )
         if not keep:
             transport.close()
             self._raise(_Stop())

@@ -45,12 +45,13 @@ def bucket(key: str) -> int:
     return int.from_bytes(blake2b(key.encode(), digest_size=8).digest()[:2], "big")
 
 
-def mix64s(zs: Iterable[int]) -> list[int]:
-    """The SplitMix64 finaliser of each value: a bijection on 64-bit integers with full
-    avalanche. The one place it is written; every draw and score goes through it."""
+def mix64s(zs: Iterable[int], xor: int = 0) -> list[int]:
+    """The SplitMix64 finaliser of each value XOR ``xor``: a bijection on 64-bit integers
+    with full avalanche. The one place it is written; every draw and score goes through it."""
     out: list[int] = []
     append = out.append
     for z in zs:
+        z ^= xor
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
         append(z ^ (z >> 31))
@@ -83,9 +84,8 @@ def scores(bucket: int, salts: Sequence[int], weights: Sequence[int] | None) -> 
     With ``weights`` None (all weights equal) the ranking is the same as the
     draw's, so the draws (times 2**52) are returned and the logarithm is skipped.
     """
-    s = (bucket * _GOLDEN) & _M64
-    draws = [(m >> 12) + 0.5 for m in mix64s([salt ^ s for salt in salts])]
+    mixed = mix64s(salts, (bucket * _GOLDEN) & _M64)
     if weights is None:
-        return draws
+        return [(m >> 12) + 0.5 for m in mixed]
     log = math.log
-    return [-w / log(d / _TWO52) for d, w in zip(draws, weights, strict=True)]
+    return [-w / log(((m >> 12) + 0.5) / _TWO52) for m, w in zip(mixed, weights, strict=True)]

@@ -17,8 +17,17 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _op(summary: str, body: str | None = None, params: list[str] | None = None,
-        write: bool = False, query: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
+def _param(name: str, where: str, required: bool) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "schema": {"type": "string"}}
+
+
+def _op(
+    summary: str,
+    body: str | None = None,
+    params: list[str] | None = None,
+    write: bool = False,
+    query: Sequence[str] = (),
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {
@@ -36,10 +45,8 @@ def _op(summary: str, body: str | None = None, params: list[str] | None = None,
             },
         },
     }
-    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in params or []]  # fmt: skip
-    parameters += [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                   for n in query]  # fmt: skip
+    parameters = [_param(p, "path", True) for p in params or []]
+    parameters += [_param(n, "query", False) for n in query]
     if write:
         op["responses"]["409"] = {"description": "If-Match revision moved, or record in use"}
         op["responses"]["503"] = {"description": "store unavailable; nothing applied"}
@@ -96,6 +103,15 @@ SCHEMAS: dict[str, Any] = {
                 "from": {"type": "string"}, "to": {"type": "string"},
                 "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
                 "services": {"type": ["array", "null"], "items": {"type": "string"}}}},
+            "Zone": {"type": "object", "additionalProperties": False, "required": ["nameservers"],
+                     "properties": {
+                "nameservers": {"type": "object", "minProperties": 1, "additionalProperties": {
+                    "type": "array", "items": {"type": "string"}}},
+                "soa": {"type": "object", "additionalProperties": False, "properties": {
+                    "mname": {"type": "string"}, "rname": {"type": "string"},
+                    **{k: {"type": "integer", "minimum": 1}
+                       for k in ("refresh", "retry", "expire")},
+                    "minimum": {"type": "integer", "minimum": 0, "maximum": 86400}}}}},
         }  # fmt: skip
 
 

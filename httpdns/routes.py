@@ -81,7 +81,7 @@ async def _preflight(request: web.Request) -> web.StreamResponse:
 
 
 _COMMON = ("ip", "uid")
-_DNSPOD = ("dn", "type", "ttl", "clientip", *_COMMON)
+_DNSPOD = ("dn", "type", "ttl", "clientip", "id", "alg", *_COMMON)  # id, alg: encrypted
 _ALIYUN = ("host", "query", *_COMMON)
 _GOOGLE = ("name", "type", "cd", "do", "edns_client_subnet", *_COMMON)
 _DOH = ("dns", *_COMMON)

@@ -30,6 +30,7 @@ from .demo import DEMO_ACCOUNT, DEMO_SECRET, DEMO_ZONE, load_demo
 from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
+from .http2 import ALPN, AlpnSwitch
 from .logs import ClientErrorsOnly
 from .node import Node
 from .plugins import Plugin
@@ -125,6 +126,7 @@ async def run(
                 context.load_cert_chain(cfg.tls_cert or "", cfg.tls_key or "")
             except (OSError, ssl.SSLError) as exc:
                 raise ServeError(f"cannot load the TLS certificate/key: {exc}") from None
+            context.set_alpn_protocols(ALPN)  # HTTP/2 for DoH (RFC 8484 §5.2), or 1.1
             listeners.append(("https", cfg.https, context))
         loop = asyncio.get_running_loop()
         slow = runner.server
@@ -135,7 +137,7 @@ async def run(
             try:
                 servers.append(
                     await loop.create_server(
-                        lambda: FastHTTP(fast),
+                        (lambda: AlpnSwitch(fast)) if tls is not None else (lambda: FastHTTP(fast)),
                         host,
                         port,
                         ssl=tls,
@@ -156,15 +158,22 @@ async def run(
             servers.append(tcp)
             transports.append(udp)
             log.info("serving DNS on udp+tcp %s:%d", host, port)
+        node.announce([(s, h, p) for s, (h, p), _tls in listeners])  # the fleet view
         log.info(
             "descriptor limit %d; at most %d HTTP connections, head timeout %gs, keep-alive %gs",
-            fd_limit, limit.max_connections, limit.header_timeout, limit.keepalive_timeout,
-        )  # fmt: skip
+            fd_limit,
+            limit.max_connections,
+            limit.header_timeout,
+            limit.keepalive_timeout,
+        )
         log.info(
             "registry %s at revision %d (from the %s), %d services; admin writes %s",
-            cfg.store, node.revision, node.started_from, len(node.table.services),
+            cfg.store,
+            node.revision,
+            node.started_from,
+            len(node.table.services),
             "need the admin token" if cfg.admin_token else "DISABLED (no admin token configured)",
-        )  # fmt: skip
+        )
         if stop is None:
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -290,13 +299,25 @@ def serve(
         stream=sys.stderr,
     )
     flags: dict[str, Any] = {
-        "http": http, "https": https, "tls_cert": tls_cert, "tls_key": tls_key, "store": store,
-        "admin_token": admin_token, "trusted_proxies": list(trusted_proxy) or None,
-        "zones": list(zone) or None, "demo": demo, "snapshot": snapshot, "dns": dns,
-        "workers": workers, "header_timeout": header_timeout,
-        "keepalive_timeout": keepalive_timeout, "max_connections": max_connections,
-        "http_rate": http_rate, "rrl_rate": rrl_rate, "rrl_slip": rrl_slip,
-    }  # fmt: skip
+        "http": http,
+        "https": https,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "store": store,
+        "admin_token": admin_token,
+        "trusted_proxies": list(trusted_proxy) or None,
+        "zones": list(zone) or None,
+        "demo": demo,
+        "snapshot": snapshot,
+        "dns": dns,
+        "workers": workers,
+        "header_timeout": header_timeout,
+        "keepalive_timeout": keepalive_timeout,
+        "max_connections": max_connections,
+        "http_rate": http_rate,
+        "rrl_rate": rrl_rate,
+        "rrl_slip": rrl_slip,
+    }
     try:
         cfg = config_mod.load(config_file, **flags)
     except ConfigError as exc:

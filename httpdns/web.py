@@ -109,9 +109,10 @@ def make_app(
     app.router.add_get("/api/v1/openapi.json", _openapi)
     # Literal paths first: "/{account}/resolve" must not shadow "/api/v1/..." routes.
     for r in sorted(routes, key=lambda r: r.path.startswith("/{")):
-        handler = r.handler if r.handler is not None else None
-        if handler is None:
-            assert r.dialect is not None, f"route {r.method} {r.path} has nothing to serve"
-            handler = _query_handler(r, r.dialect)
-        app.router.add_route(r.method, r.path, handler)
+        if r.handler is not None:
+            app.router.add_route(r.method, r.path, r.handler)
+        elif r.dialect is not None:
+            app.router.add_route(r.method, r.path, _query_handler(r, r.dialect))
+        else:
+            raise ValueError(f"route {r.method} {r.path} has nothing to serve")
     return app

@@ -15,7 +15,16 @@ from .errors import (
     StoreUnavailableError,
     ValidationError,
 )
-from .model import Allocation, Datacenter, Endpoint, Region, Release, Rollout, Service
+from .model import (
+    Allocation,
+    Datacenter,
+    Endpoint,
+    Heartbeat,
+    Region,
+    Release,
+    Rollout,
+    Service,
+)
 from .snapshot import Snapshot
 from .store import Store, open_store
 
@@ -26,6 +35,7 @@ __all__ = [
     "ConflictError",
     "Datacenter",
     "Endpoint",
+    "Heartbeat",
     "InUseError",
     "NotFoundError",
     "Region",

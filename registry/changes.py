@@ -6,9 +6,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .model import Allocation, Datacenter, Endpoint, Record, Region, Release, Rollout, Service
+from .model import (
+    Allocation,
+    Datacenter,
+    Endpoint,
+    Heartbeat,
+    Record,
+    Region,
+    Release,
+    Rollout,
+    Service,
+    Zone,
+)
 
-Kind = Literal["datacenter", "region", "service", "endpoint", "release", "rollout", "allocation"]
+Kind = Literal[
+    "datacenter",
+    "region",
+    "service",
+    "endpoint",
+    "release",
+    "rollout",
+    "allocation",
+    "heartbeat",
+    "zone",
+]
 Op = Literal["put", "delete"]
 
 _LOADERS: dict[str, Any] = {
@@ -19,11 +40,15 @@ _LOADERS: dict[str, Any] = {
     "release": Release.load,
     "rollout": Rollout.load,
     "allocation": Allocation.load,
+    "heartbeat": Heartbeat.load,
+    "zone": Zone.load,
 }
 
 # Kinds that never change an answer: the deployer's bookkeeping. A batch of them
 # recompiles nothing (and never forces a rebuild of the whole routing table).
-UNROUTED: frozenset[str] = frozenset({"rollout", "allocation"})
+UNROUTED: frozenset[str] = frozenset({"rollout", "allocation", "heartbeat"})
+# Kinds read from the snapshot at query time: they change answers but no compiled service.
+UNCOMPILED: frozenset[str] = frozenset({"zone"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +113,11 @@ class ChangeSet:
     @property
     def services(self) -> frozenset[str] | None:
         """Services whose answers may change, or None when a datacenter or region changed
-        (all affected). Rollouts and allocations change no answer and count for nothing."""
+        (all affected). Rollouts and allocations change no answer and count for nothing;
+        zones are read from the snapshot when answering, so they recompile nothing either."""
         out = set()
         for c in self.changes:
-            if c.kind in UNROUTED:
+            if c.kind in UNROUTED or c.kind in UNCOMPILED:
                 continue
             s = c.service
             if s is None:
@@ -130,12 +156,16 @@ def kind_of(record: Record) -> Kind:
         return "rollout"
     if isinstance(record, Allocation):
         return "allocation"
+    if isinstance(record, Heartbeat):
+        return "heartbeat"
+    if isinstance(record, Zone):
+        return "zone"
     return "release"
 
 
 def key_of(record: Record) -> str:
     """The store key for a record."""
-    if isinstance(record, Endpoint | Rollout | Allocation):
+    if isinstance(record, Endpoint | Rollout | Allocation | Heartbeat):
         return record.key
     if isinstance(record, Release):
         return record.service

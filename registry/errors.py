@@ -10,7 +10,11 @@ report, so they are mapped to responses by kind in one place::
      │    └── InUseError              (409 in_use)        a record still referenced elsewhere
      └── StoreUnavailableError        (503 store_unavailable) the backend cannot be reached
           ├── StoreRegressedError     (503 store_regressed) the backend lost data (older revision)
-          └── StoreResyncError        (503 store_resync)   the feed has a hole; reload a snapshot
+          ├── StoreResyncError        (503 store_resync)   the feed has a hole; reload a snapshot
+          ├── StoreDamagedError       (503 store_damaged)  the content does not match its digest,
+          │                                                or a key is unreadable; restore it
+          └── StoreFullError          (503 store_full)     the backend refuses writes (disk full,
+                                                           Redis maxmemory / MISCONF)
 """
 
 from __future__ import annotations
@@ -75,3 +79,16 @@ class StoreResyncError(StoreUnavailableError):
     """The change feed cannot continue from the given revision; reload a snapshot."""
 
     code = "store_resync"
+
+
+class StoreDamagedError(StoreUnavailableError):
+    """The store's content does not match its digest (records lost, corrupt or of the wrong
+    type); nothing was applied. Re-seed it with `httpdns registry restore --from-node URL`."""
+
+    code = "store_damaged"
+
+
+class StoreFullError(StoreUnavailableError):
+    """The store refuses writes (disk full, or Redis maxmemory); nothing was applied."""
+
+    code = "store_full"

@@ -1,5 +1,5 @@
-"""The registry's records: datacenters, regions, services, endpoints, releases, and the
-deployer's rollouts and address allocations.
+"""The registry's records: datacenters, regions, services, endpoints, releases, zones,
+and the deployer's rollouts, address allocations and controller heartbeats.
 
 Records are immutable. ``from_dict`` validates untrusted input (an admin API
 body, a CLI argument) and names the offending field; ``to_dict`` gives the JSON
@@ -277,6 +277,111 @@ class Release:
         }
 
 
+MAX_NAMESERVERS = 16
+MAX_SOA_TIMER = 2**31 - 1  # RFC 2181 §8: 31-bit unsigned
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A DNS zone every node answers authoritatively: apex SOA and NS, nameserver glue,
+    NXDOMAIN for unserved names inside it.
+
+    ``nameservers`` keeps its order: the first is the SOA's primary (mname) unless
+    ``mname`` is given. The SOA serial is the registry revision (not stored).
+    """
+
+    name: str
+    nameservers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    mname: str | None = None
+    rname: str | None = None
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 86400
+    minimum: int = 30
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"nameservers", "soa"})
+    SOA_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"mname", "rname", "refresh", "retry", "expire", "minimum"}
+    )
+
+    def __post_init__(self) -> None:
+        _frozen(self, "nameservers", {k: tuple(a) for k, a in self.nameservers.items()})
+
+    @property
+    def primary(self) -> str:
+        """The SOA mname: given, else the first nameserver, else ``ns1.<zone>``."""
+        return self.mname or next(iter(self.nameservers), None) or f"ns1.{self.name}"
+
+    @property
+    def contact(self) -> str:
+        """The SOA rname: given, else ``hostmaster.<zone>``."""
+        return self.rname or f"hostmaster.{self.name}"
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any) -> Zone:
+        """Validate an admin body for zone ``name``."""
+        d = _body("zone", data, cls.FIELDS)
+        name = v.dns_name("name", name)
+        raw = d.get("nameservers")
+        if not isinstance(raw, Mapping) or not raw:
+            raise ValidationError("nameservers", "is required: an object of name -> [addresses]")
+        if len(raw) > MAX_NAMESERVERS:
+            raise ValidationError("nameservers", f"at most {MAX_NAMESERVERS} nameservers")
+        nameservers: dict[str, tuple[str, ...]] = {}
+        for ns, addrs in raw.items():
+            where = f"nameservers.{ns}"
+            host = v.dns_name(where, ns)
+            if not isinstance(addrs, list) or len(addrs) > MAX_NAMESERVERS:
+                raise ValidationError(
+                    where, f"must be a list of at most {MAX_NAMESERVERS} addresses"
+                )
+            if host in nameservers:
+                raise ValidationError(where, f"nameserver {host!r} appears twice")
+            inside = host == name or host.endswith("." + name)
+            if inside and not addrs:
+                raise ValidationError(where, "a nameserver inside the zone needs its addresses")
+            nameservers[host] = tuple(
+                dict.fromkeys(v.address(f"{where}[{i}]", a) for i, a in enumerate(addrs))
+            )
+        soa = _body("soa", d.get("soa", {}), cls.SOA_FIELDS)
+        mname, rname = soa.get("mname"), soa.get("rname")
+        return cls(
+            name=name,
+            nameservers=nameservers,
+            mname=None if mname is None else v.dns_name("soa.mname", mname),
+            rname=None if rname is None else v.dns_name("soa.rname", rname),
+            refresh=v.integer("soa.refresh", soa.get("refresh", 3600), 1, MAX_SOA_TIMER),
+            retry=v.integer("soa.retry", soa.get("retry", 600), 1, MAX_SOA_TIMER),
+            expire=v.integer("soa.expire", soa.get("expire", 86400), 1, MAX_SOA_TIMER),
+            minimum=v.integer("soa.minimum", soa.get("minimum", 30), 0, v.MAX_TTL),
+        )
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any]) -> Zone:
+        """Rebuild from the store's JSON (trusted); also reads the flat dataclass form that
+        ``Snapshot.dump_json`` writes."""
+        soa = d.get("soa", d)
+        return cls(
+            d["name"], {k: tuple(a) for k, a in d["nameservers"].items()}, soa["mname"],
+            soa["rname"], soa["refresh"], soa["retry"], soa["expire"], soa["minimum"],
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``mname``/``rname`` null when they follow the defaults)."""
+        return {
+            "name": self.name,
+            "nameservers": {k: list(a) for k, a in self.nameservers.items()},
+            "soa": {
+                "mname": self.mname,
+                "rname": self.rname,
+                "refresh": self.refresh,
+                "retry": self.retry,
+                "expire": self.expire,
+                "minimum": self.minimum,
+            },
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Rollout:
     """One release of a service by the deployer (``rolling``): its whole, resumable state.
@@ -442,6 +547,45 @@ class Allocation:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A deployer controller's last reconcile pass: written every pass, so a reader can tell
+    a running controller from one that stopped (none within a few ``every`` periods)."""
+
+    id: str  # the controller, e.g. "host-pid"
+    time: float = 0.0  # when its last pass ended
+    every: float = 1.0  # seconds between its passes
+    actor: str = ""
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"time", "every", "actor"})
+
+    @property
+    def key(self) -> str:
+        """The store key: the controller id."""
+        return self.id
+
+    @classmethod
+    def from_dict(cls, id: str, data: Any) -> Heartbeat:
+        """Validate a body for the heartbeat of controller ``id``."""
+        d = _body("heartbeat", data, cls.FIELDS)
+        actor = d.get("actor", "")
+        return cls(
+            id=v.token("id", id),
+            time=_number("time", d.get("time", 0.0)),
+            every=_number("every", d.get("every", 1.0)),
+            actor=v.token("actor", actor) if actor else "",
+        )
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any]) -> Heartbeat:
+        """Rebuild from the store's JSON (trusted)."""
+        return cls(d["id"], d["time"], d["every"], d["actor"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"id": self.id, "time": self.time, "every": self.every, "actor": self.actor}
+
+
 def _number(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(field, f"must be a number, not {value!r}")
@@ -474,4 +618,6 @@ def _thaw(value: Any) -> Any:
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
-Record = Datacenter | Region | Service | Endpoint | Release | Rollout | Allocation
+Record = (
+    Datacenter | Region | Service | Endpoint | Release | Rollout | Allocation | Heartbeat | Zone
+)

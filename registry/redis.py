@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,17 +26,22 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from .changes import Change, ChangeSet
+from .digest import Digest, digest_of, mismatch
 from .errors import (
     ConflictError,
+    StoreDamagedError,
+    StoreFullError,
     StoreRegressedError,
     StoreResyncError,
     StoreUnavailableError,
     ValidationError,
 )
 from .snapshot import Snapshot
+
+log = logging.getLogger("registry.redis")
 
 # -- key schema ---------------------------------------------------------------
 # Every key starts with PREFIX (default "httpdns:").
@@ -44,6 +50,10 @@ KEY_RECORDS = "records"  # hash: "<kind>\x1f<key>" -> the record's JSON (the cur
 KEY_CHANGES = "changes"  # stream: one entry per batch, ID "<revision>-1", field "cs" =
 #                          the ChangeSet JSON; the feed's backlog and the audit log
 CHANNEL_FEED = "feed"  # pub/sub channel: the ChangeSet JSON of each commit
+KEY_DIGEST = "digest"  # string "REVISION COUNT SUM": the records' digest (registry/digest.py),
+#                        written by the same script as the records and the revision
+KEY_NODES = "nodes"  # sorted set: node id -> expiry (unix ms); an index of the node keys
+KEY_NODE = "node:"  # string per node id: its heartbeat JSON, with a TTL (expires by itself)
 STREAM_MAXLEN = 1_000_000  # approximate cap on kept history (audit)
 # ------------------------------------------------------------------------------
 
@@ -52,26 +62,103 @@ RETRY_FOR = 10.0  # seconds of re-validation while other writers move the revisi
 REPLAY_LIMIT = 100  # behind by more revisions than this, reload instead of replaying
 POLL = 1.0  # seconds between revision checks while the feed is quiet (regression, lost messages)
 
-# KEYS: revision, records, changes, feed channel.
+# KEYS: revision, records, changes, feed channel, digest.
 # ARGV: base revision, ChangeSet JSON, stream maxlen, then (op, field, value) triples.
+# Returns {1, new revision}, {0, current revision} when the base moved, or {-1, why} when the
+# stored content is damaged (nothing written): a count that does not match the digest is
+# checked on every write (O(1)); the digest itself is kept up to date per change.
 _APPLY = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local M = 281474976710656  -- registry.digest.MODULUS, 2^48
+local function h(f, v)
+  return tonumber(string.sub(redis.sha1hex(f .. '\\n' .. v), 1, 12), 16)
+end
+local raw = redis.call('GET', KEYS[1])
+local cur = tonumber(raw or '0')
+if cur == nil then return {-1, 'the revision key holds ' .. string.sub(raw, 1, 40) .. ', not a number'} end
 if cur ~= tonumber(ARGV[1]) then return {0, cur} end
+local n, d = 0, 0
+local dg = redis.call('GET', KEYS[5])
+local unverified = not dg
+if dg then
+  local r, c, s = string.match(dg, '^(%d+) (%d+) (%d+)$')
+  if r == nil then return {-1, 'the digest key is unreadable'} end
+  if tonumber(r) > cur then
+    return {-1, 'the digest was written at revision ' .. r .. ', the revision is ' .. cur}
+  end
+  -- Older than the revision: a writer that keeps no digest (an older version) wrote since.
+  unverified = tonumber(r) < cur
+  n, d = tonumber(c), tonumber(s)
+  local have = redis.call('HLEN', KEYS[2])
+  if not unverified and have ~= n then
+    return {-1, have .. ' records where revision ' .. cur .. ' has ' .. n}
+  end
+end
+if unverified then
+  -- No digest for this revision (written before digests existed): compute it once.
+  n, d = 0, 0
+  local all = redis.call('HGETALL', KEYS[2])
+  if cur ~= 0 and #all == 0 then return {-1, 'revision ' .. cur .. ' has no records'} end
+  for j = 1, #all, 2 do
+    n = n + 1
+    d = (d + h(all[j], all[j + 1])) % M
+  end
+end
 local rev = cur + 1
 local i = 4
 while i <= #ARGV do
+  local old = redis.call('HGET', KEYS[2], ARGV[i + 1])
+  if old then
+    n = n - 1
+    d = (d - h(ARGV[i + 1], old)) % M
+  end
   if ARGV[i] == 'put' then
     redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])
+    n = n + 1
+    d = (d + h(ARGV[i + 1], ARGV[i + 2])) % M
   else
     redis.call('HDEL', KEYS[2], ARGV[i + 1])
   end
   i = i + 3
 end
 redis.call('SET', KEYS[1], rev)
+redis.call('SET', KEYS[5], string.format('%d %d %.0f', rev, n, d))
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], rev .. '-1', 'cs', ARGV[2])
 redis.call('PUBLISH', KEYS[4], ARGV[2])
 return {1, rev}
 """
+
+# Policies under which Redis may evict keys without a TTL (the registry's) when it is full.
+EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
+_BAD_FEED_LOG_EVERY = (
+    10.0  # seconds: garbage on the feed, refused writes: logged at most this often
+)
+
+
+def store_error(exc: RedisError, what: str = "Redis") -> StoreUnavailableError:
+    """The registry error for a Redis failure, by kind: refused writes (OOM, MISCONF), keys of
+    the wrong type, or unreachable."""
+    text = str(exc)
+    if isinstance(exc, ResponseError):
+        # redis-py strips the error code into the class for some (OOM, READONLY) but not all.
+        if isinstance(exc, OutOfMemoryError) or text.startswith("OOM") or "maxmemory" in text:
+            return StoreFullError(
+                f"Redis refuses writes: maxmemory reached ({text}); nothing was applied"
+            )
+        if "MISCONF" in text:
+            return StoreFullError(
+                f"Redis refuses writes: it cannot persist to disk (MISCONF: {text}); "
+                "nothing was applied"
+            )
+        if isinstance(exc, ReadOnlyError):
+            return StoreUnavailableError(
+                f"Redis refuses writes: it is a read-only replica ({text}); nothing was applied"
+            )
+        if "WRONGTYPE" in text:
+            return StoreDamagedError(
+                f"{what} has the wrong type ({text}); the registry's keys are damaged: "
+                "re-seed them with `httpdns registry restore --from-node URL`"
+            )
+    return StoreUnavailableError(f"Redis: {text}")
 
 
 def parse_url(url: str) -> tuple[str, list[tuple[str, int]], str | None, int]:
@@ -114,6 +201,11 @@ class RedisStore:
         self.k_records = prefix + KEY_RECORDS
         self.k_changes = prefix + KEY_CHANGES
         self.channel = prefix + CHANNEL_FEED
+        self.k_digest = prefix + KEY_DIGEST
+        self.k_nodes = prefix + KEY_NODES
+        self.k_node = prefix + KEY_NODE
+        self._bad_feed_logged = -1e9
+        self._refusal_logged: dict[str, float] = {}  # error code -> when last logged
         self._apply_script = client.register_script(_APPLY)
         self._snap = Snapshot()
         self._lock = asyncio.Lock()  # one writer at a time per client keeps the cache simple
@@ -159,7 +251,19 @@ class RedisStore:
         actor: str = "unknown",
     ) -> ChangeSet:
         """Validate against the latest state, then commit atomically (see Store.apply)."""
-        changes = tuple(changes)
+        try:
+            return await self._apply(tuple(changes), expected_revision, actor)
+        except (StoreDamagedError, StoreFullError) as exc:
+            # An operator must find these in the log, not only in one client's answer.
+            now = time.monotonic()
+            if now - self._refusal_logged.get(exc.code, -1e9) > _BAD_FEED_LOG_EVERY:
+                self._refusal_logged[exc.code] = now
+                log.error("write refused: %s", exc.detail)
+            raise
+
+    async def _apply(
+        self, changes: tuple[Change, ...], expected_revision: int | None, actor: str
+    ) -> ChangeSet:
         async with self._lock:
             deadline = time.monotonic() + RETRY_FOR
             attempt = 0
@@ -175,15 +279,23 @@ class RedisStore:
                 for c in effective:
                     value = b"" if c.value is None else orjson.dumps(c.value.to_dict())
                     args += [c.op, _field(c), value]
-                keys = [self.k_revision, self.k_records, self.k_changes, self.channel]
+                keys = [
+                    self.k_revision, self.k_records, self.k_changes, self.channel, self.k_digest
+                ]  # fmt: skip
                 try:
                     ok, _rev = await self._apply_script(keys=keys, args=args)
+                except ResponseError as exc:
+                    # Refused by Redis (OOM, MISCONF, WRONGTYPE): the script did not write.
+                    raise store_error(exc, "a registry key") from exc
                 except RedisError as exc:
                     # The script may have run before the connection broke: say so.
                     raise StoreUnavailableError(
                         f"Redis: {exc}; the change may or may not have been committed "
                         "(check the revision or the audit log)"
                     ) from exc
+                if ok == -1:
+                    detail = _rev.decode(errors="replace") if isinstance(_rev, bytes) else _rev
+                    raise _damaged(f"{detail}; nothing was applied")
                 if ok:
                     self._snap = new
                     self._high = max(self._high, new.revision)
@@ -238,10 +350,13 @@ class RedisStore:
                 message = getter.result()
                 while message is not None:
                     if message.get("type") == "message":
-                        body = orjson.loads(message["data"])
-                        if body.get("resync"):
-                            raise StoreResyncError("the registry was restored; reload a snapshot")
-                        cs = ChangeSet.load(body)
+                        fed = self._decode_feed(message["data"])
+                        if fed is None:
+                            # Not ours (garbage on the channel): the revision check on the next
+                            # turn finds any real change in the stream, so nothing is lost.
+                            message = await pubsub.get_message(timeout=0)
+                            continue
+                        cs = fed
                         if cs.revision == last + 1:
                             self._high = max(self._high, cs.revision)
                             yield cs
@@ -250,7 +365,7 @@ class RedisStore:
                             break  # a gap: the backlog fills it on the next turn
                     message = await pubsub.get_message(timeout=0)
         except RedisError as exc:
-            raise StoreUnavailableError(f"Redis: {exc}") from exc
+            raise store_error(exc) from exc
         finally:
             closed.cancel()
             with contextlib.suppress(RedisError, OSError, RuntimeError):
@@ -259,43 +374,158 @@ class RedisStore:
     async def audit(self, since: int = 0, limit: int = 1000) -> list[ChangeSet]:
         """Batches after ``since`` from the stream, oldest first."""
         entries = await self._xrange(f"{since + 1}-0", "+", limit)
-        return [ChangeSet.load(orjson.loads(fields[b"cs"])) for _id, fields in entries]
+        try:
+            return [ChangeSet.load(orjson.loads(fields[b"cs"])) for _id, fields in entries]
+        except Exception as exc:  # a damaged stream entry: say which key, never a 500
+            raise StoreDamagedError(
+                f"the change history {self.k_changes} has an unreadable entry ({exc!r:.120})"
+            ) from exc
 
     async def restore(self, snap: Snapshot, actor: str = "restore") -> int:
-        """Re-seed a Redis that lost data from a node's snapshot (only if Redis is behind)."""
+        """Re-seed Redis from a node's snapshot: allowed when Redis is behind it (lost data)
+        or when Redis' content does not match its own digest (damaged); refused otherwise.
+
+        Returns the restored revision: the snapshot's, or one past Redis' when Redis is not
+        behind (so no node sees the registry go back)."""
         async with self._lock:
             try:
                 async with self._r.pipeline(transaction=True) as pipe:
-                    await pipe.watch(self.k_revision)
-                    current = int(await pipe.get(self.k_revision) or 0)
-                    if current >= snap.revision:
+                    await pipe.watch(self.k_revision, self.k_records, self.k_digest)
+                    try:
+                        current = await self._revision(pipe)
+                        why = None
+                        if current >= snap.revision:
+                            why = await self._damage(pipe, current)
+                    except StoreDamagedError as exc:
+                        current, why = 0, exc.detail  # an unreadable revision: damaged
+                    if current >= snap.revision and why is None:
                         raise ConflictError(
-                            f"Redis is at revision {current}, not behind the snapshot's {snap.revision}"
+                            f"Redis is at revision {current}, not behind the snapshot's "
+                            f"{snap.revision}, and its content matches its digest"
                         )
-                    pipe.multi()
-                    pipe.delete(self.k_records)
+                    revision = max(snap.revision, current + 1) if why else snap.revision
+                    # The history may have outlived the revision key (evicted, deleted): the
+                    # restore must come after every revision it already holds.
+                    top = await self._stream_top(pipe)
+                    if top >= revision:
+                        revision = top + 1
+                    if why:
+                        log.warning("restoring a damaged registry (%s) at revision %d",
+                                    why, revision)  # fmt: skip
                     fields = {
                         _field(c): orjson.dumps(c.value.to_dict())
                         for c in _as_changes(snap)
                         if c.value is not None
                     }
+                    digest = digest_of(revision, ((f.encode(), v) for f, v in fields.items()))
+                    pipe.multi()
+                    pipe.delete(self.k_records, self.k_revision, self.k_digest)
                     items = list(fields.items())
                     for i in range(0, len(items), 10_000):
                         pipe.hset(self.k_records, mapping=dict(items[i : i + 10_000]))
-                    pipe.set(self.k_revision, snap.revision)
-                    cs = ChangeSet(snap.revision, (), actor, time.time())
+                    pipe.set(self.k_revision, revision)
+                    pipe.set(self.k_digest, digest.encode())
+                    cs = ChangeSet(revision, (), actor, time.time())
+                    if await self._r.type(self.k_changes) not in (b"stream", b"none"):
+                        pipe.delete(self.k_changes)  # a history of the wrong type: start anew
                     pipe.xadd(
                         self.k_changes,
                         {"cs": orjson.dumps(cs.to_dict()), "resync": b"1"},
-                        id=f"{snap.revision}-1",
+                        id=f"{revision}-1",
                     )
                     pipe.publish(self.channel, orjson.dumps({**cs.to_dict(), "resync": True}))
                     await pipe.execute()
             except RedisError as exc:
-                raise StoreUnavailableError(f"Redis: {exc}") from exc
-            self._snap = snap
-            self._high = snap.revision
-            return snap.revision
+                raise store_error(exc) from exc
+            self._snap = _build_checked(revision, {f.encode(): v for f, v in fields.items()})[0]
+            self._high = revision
+            return revision
+
+    # -- integrity and the fleet ----------------------------------------------
+
+    async def check(self) -> None:
+        """A cheap integrity check (O(1)): the revision is a number, the keys have their types
+        and the record count matches the digest. Raises StoreDamagedError (or
+        StoreUnavailableError); a full check of the content happens on every load."""
+        self._check_open()
+        try:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.get(self.k_revision)
+                pipe.get(self.k_digest)
+                pipe.hlen(self.k_records)
+                raw_rev, raw_digest, count = await pipe.execute()
+        except RedisError as exc:
+            raise store_error(
+                exc, f"{self.k_revision}, {self.k_digest} or {self.k_records}"
+            ) from exc
+        revision = self._parse_revision(raw_rev)
+        if raw_digest is None:
+            if revision and not count:
+                raise _damaged(f"revision {revision} has no records ({self.k_records} is gone)")
+            return
+        try:
+            digest = Digest.decode(raw_digest)
+        except ValueError as exc:
+            raise _damaged(f"{self.k_digest}: {exc}") from None
+        if digest.revision > revision:
+            raise _damaged(f"the digest was written at revision {digest.revision}, "
+                           f"the revision is {revision}")  # fmt: skip
+        if digest.revision == revision and digest.count != count:
+            raise _damaged(f"{count} records where revision {revision} has {digest.count}")
+
+    async def preflight(self) -> list[str]:
+        """Warnings about the Redis configuration (an eviction policy that can drop the
+        registry's keys); [] when fine or when CONFIG is not allowed."""
+        try:
+            policy = (await self._r.config_get("maxmemory-policy")).get("maxmemory-policy")
+        except RedisError:
+            return []
+        if policy in EVICTING:
+            return [
+                f"Redis maxmemory-policy is {policy}: when Redis is full it may evict the "
+                f"registry's keys ({self.k_records}...); set it to noeviction (or volatile-*)"
+            ]
+        return []
+
+    async def heartbeat(self, node_id: str, info: dict[str, Any], ttl: float) -> None:
+        """Record that ``node_id`` is alive with ``info``, expiring after ``ttl`` seconds."""
+        expires = int((time.time() + ttl) * 1000)
+        try:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.set(self.k_node + node_id, orjson.dumps(info), px=int(ttl * 1000))
+                pipe.zadd(self.k_nodes, {node_id: expires})
+                await pipe.execute()
+        except RedisError as exc:
+            raise store_error(exc) from exc
+
+    async def forget(self, node_id: str) -> None:
+        """Remove ``node_id``'s heartbeat (a clean stop)."""
+        try:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(self.k_node + node_id)
+                pipe.zrem(self.k_nodes, node_id)
+                await pipe.execute()
+        except RedisError as exc:
+            raise store_error(exc) from exc
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The heartbeats of the live nodes (those whose key has not expired), by id."""
+        try:
+            now = int(time.time() * 1000)
+            await self._r.zremrangebyscore(self.k_nodes, "-inf", now - 60_000)
+            ids = [i.decode() for i in cast(list[bytes], await self._r.zrange(self.k_nodes, 0, -1))]
+            values = await self._r.mget([self.k_node + i for i in ids]) if ids else []
+        except RedisError as exc:
+            raise store_error(exc) from exc
+        out = []
+        for raw in values:
+            if raw is None:
+                continue  # expired: the node stopped heartbeating
+            with contextlib.suppress(ValueError):
+                info = orjson.loads(raw)
+                if isinstance(info, dict):
+                    out.append(info)
+        return sorted(out, key=lambda i: str(i.get("id")))
 
     async def close(self) -> None:
         """Close the connection pool; watchers end with StoreUnavailableError."""
@@ -317,15 +547,87 @@ class RedisStore:
         try:
             entries = await self._r.xrange(self.k_changes, min=low, max=high, count=count)
         except RedisError as exc:
-            raise StoreUnavailableError(f"Redis: {exc}") from exc
+            raise store_error(exc, self.k_changes) from exc
         return cast(list[tuple[bytes, dict[bytes, bytes]]], entries or [])
 
-    async def _revision(self) -> int:
+    async def _stream_top(self, client: Any) -> int:
+        """The revision of the last entry of the change history (0 if none or unreadable)."""
+        try:
+            last = await client.xrevrange(self.k_changes, "+", "-", count=1)
+        except ResponseError:  # WRONGTYPE: the restore replaces it
+            return 0
+        if not last:
+            return 0
+        try:
+            return int(bytes(last[0][0]).split(b"-")[0])
+        except ValueError:
+            return 0
+
+    async def _revision(self, client: Any = None) -> int:
         self._check_open()
         try:
-            return int(await self._r.get(self.k_revision) or 0)
+            raw = await (client or self._r).get(self.k_revision)
         except RedisError as exc:
-            raise StoreUnavailableError(f"Redis: {exc}") from exc
+            raise store_error(exc, self.k_revision) from exc
+        return self._parse_revision(cast(bytes | None, raw))
+
+    def _parse_revision(self, raw: bytes | None) -> int:
+        try:
+            return int(raw or 0)
+        except ValueError:
+            raise _damaged(
+                f"{self.k_revision} holds {raw[:40]!r}, not a revision number"  # type: ignore[index]
+            ) from None
+
+    def _decode_feed(self, data: Any) -> ChangeSet | None:
+        """A feed message as a ChangeSet; None for garbage (logged, rate-limited);
+        StoreResyncError for a restore's resync message."""
+        try:
+            body = orjson.loads(data)
+            if isinstance(body, dict) and body.get("resync"):
+                raise StoreResyncError("the registry was restored; reload a snapshot")
+            return ChangeSet.load(body)
+        except StoreResyncError:
+            raise
+        except Exception as exc:  # anything undecodable on our channel is ignored, not fatal
+            now = time.monotonic()
+            if now - self._bad_feed_logged > _BAD_FEED_LOG_EVERY:
+                self._bad_feed_logged = now
+                log.warning("ignoring an undecodable message on %s (%r: %s)",
+                            self.channel, bytes(data)[:80] if isinstance(data, bytes) else data,
+                            exc)  # fmt: skip
+            return None
+
+    async def _damage(self, client: Any, revision: int) -> str | None:
+        """Why the records at ``revision`` do not match the digest (full check), or None."""
+        try:
+            raw_digest = await client.get(self.k_digest)
+            records = await client.hgetall(self.k_records)
+        except ResponseError as exc:  # WRONGTYPE: a key replaced by something else
+            return f"{self.k_digest} or {self.k_records}: {exc}"
+        return self._verify(revision, raw_digest, records)
+
+    def _verify(
+        self, revision: int, raw_digest: bytes | None, records: dict[bytes, bytes]
+    ) -> str | None:
+        try:
+            expected = None if raw_digest is None else Digest.decode(raw_digest)
+        except ValueError as exc:
+            return f"{self.k_digest}: {exc}"
+        if expected is None or expected.revision < revision:
+            # No digest for this revision: the registry was written before digests existed,
+            # or an older version wrote since (a rolling upgrade). Trusted as it is; the next
+            # write by this version adds the digest.
+            if revision and not records:
+                return f"revision {revision} has no records ({self.k_records} is gone)"
+            return None
+        why = mismatch(expected, digest_of(revision, records.items()))
+        if why is None:
+            return None
+        _snap, bad = _build_checked(revision, records)
+        if bad:
+            why += f"; unreadable: {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else "")
+        return why
 
     async def _since(self, after: int, upto: int) -> list[ChangeSet]:
         """Batches (after, upto] from the stream; StoreResyncError if any is missing."""
@@ -334,7 +636,12 @@ class RedisStore:
         for _id, fields in entries:
             if b"resync" in fields:
                 raise StoreResyncError("the registry was restored; reload a snapshot")
-            out.append(ChangeSet.load(orjson.loads(fields[b"cs"])))
+            try:
+                out.append(ChangeSet.load(orjson.loads(fields[b"cs"])))
+            except Exception as exc:  # a damaged entry: the records are the other copy
+                raise StoreResyncError(
+                    f"unreadable change history entry {_id!r}: {exc!r:.80}"
+                ) from exc
         if [cs.revision for cs in out] != list(range(after + 1, upto + 1)):
             raise StoreResyncError(f"the change history between {after} and {upto} is incomplete")
         return out
@@ -373,11 +680,23 @@ class RedisStore:
         try:
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.get(self.k_revision)
+                pipe.get(self.k_digest)
                 pipe.hgetall(self.k_records)
-                raw_rev, records = await pipe.execute()
+                raw_rev, raw_digest, records = await pipe.execute()
         except RedisError as exc:
-            raise StoreUnavailableError(f"Redis: {exc}") from exc
-        return _build(int(raw_rev or 0), records)
+            raise store_error(
+                exc, f"{self.k_revision}, {self.k_digest} or {self.k_records}"
+            ) from exc
+        revision = self._parse_revision(raw_rev)
+        why = self._verify(revision, raw_digest, records)
+        if why is not None:
+            # Never adopt records that are not the registry that was written (a partial
+            # registry moves clients): the caller keeps its last good copy.
+            raise _damaged(f"the registry in Redis at revision {revision} is damaged: {why}")
+        snap, bad = _build_checked(revision, records)
+        if bad:  # the digest matched what was written, yet a record does not decode
+            raise _damaged(f"unreadable records at revision {revision}: {', '.join(bad[:5])}")
+        return snap
 
 
 def _as_changes(snap: Snapshot) -> list[Change]:
@@ -388,12 +707,21 @@ def _as_changes(snap: Snapshot) -> list[Change]:
     out += [Change.put(e) for eps in snap.endpoints.values() for e in eps.values()]
     out += [Change.put(r) for r in snap.rollouts.values()]
     out += [Change.put(a) for a in snap.allocations.values()]
+    out += [Change.put(h) for h in snap.heartbeats.values()]
+    out += [Change.put(z) for z in snap.zones.values()]
     return out
 
 
-def _build(revision: int, records: dict[bytes, bytes]) -> Snapshot:
+def _build_checked(revision: int, records: dict[bytes, bytes]) -> tuple[Snapshot, list[str]]:
     rows = []
     for field, value in records.items():
-        kind, _, key = field.decode().partition(SEP)
+        kind, _, key = field.decode(errors="replace").partition(SEP)
         rows.append((kind, key, value))
-    return Snapshot.from_records(revision, rows)
+    return Snapshot.decode_records(revision, rows)
+
+
+def _damaged(why: str) -> StoreDamagedError:
+    return StoreDamagedError(
+        f"{why}. Writes are refused; re-seed the registry from a good node with "
+        "`httpdns registry restore --from-node URL`"
+    )

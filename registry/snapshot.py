@@ -15,7 +15,17 @@ import orjson
 
 from .changes import _LOADERS, Change
 from .errors import InUseError, NotFoundError, ValidationError
-from .model import Allocation, Datacenter, Endpoint, Region, Release, Rollout, Service
+from .model import (
+    Allocation,
+    Datacenter,
+    Endpoint,
+    Heartbeat,
+    Region,
+    Release,
+    Rollout,
+    Service,
+    Zone,
+)
 
 T = TypeVar("T")
 
@@ -54,6 +64,8 @@ class Snapshot:
     releases: Mapping[str, Release] = field(default_factory=dict)
     rollouts: Mapping[str, Rollout] = field(default_factory=dict)  # by "service/id"
     allocations: Mapping[str, Allocation] = field(default_factory=dict)  # by "dc/address"
+    heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # deployer controllers
+    zones: Mapping[str, Zone] = field(default_factory=dict)
 
     def endpoints_of(self, service: str) -> Mapping[str, Endpoint]:
         """Endpoints of ``service`` by id (empty when none)."""
@@ -82,6 +94,8 @@ class Snapshot:
             "release": _Cow(self.releases),
             "rollout": _Cow(self.rollouts),
             "allocation": _Cow(self.allocations),
+            "heartbeat": _Cow(self.heartbeats),
+            "zone": _Cow(self.zones),
         }
         eps_cow: _Cow[Mapping[str, Endpoint]] = _Cow(self.endpoints)
         copied: set[str] = set()  # services whose endpoint map is already a private copy
@@ -139,6 +153,8 @@ class Snapshot:
             tables["release"].current,
             tables["rollout"].current,
             tables["allocation"].current,
+            tables["heartbeat"].current,
+            tables["zone"].current,
         )
         new._check_references(effective)
         return new, tuple(effective)
@@ -222,6 +238,8 @@ class Snapshot:
             },
             "rollouts": {k: r.to_dict() for k, r in sorted(self.rollouts.items())},
             "allocations": {k: a.to_dict() for k, a in sorted(self.allocations.items())},
+            "heartbeats": {k: h.to_dict() for k, h in sorted(self.heartbeats.items())},
+            "zones": {k: z.to_dict() for k, z in sorted(self.zones.items())},
         }
 
     @classmethod
@@ -230,6 +248,25 @@ class Snapshot:
         tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
         for kind, key, value in records:
             tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+        return cls._from_tables(revision, tables)
+
+    @classmethod
+    def decode_records(
+        cls, revision: int, records: Iterable[tuple[str, str, bytes]]
+    ) -> tuple[Snapshot, list[str]]:
+        """Like ``from_records`` for rows that may be damaged: the snapshot of the rows that
+        decode, and ``kind/key`` of those that do not (bad JSON, unknown kind, bad record)."""
+        tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
+        bad: list[str] = []
+        for kind, key, value in records:
+            try:
+                tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+            except Exception:  # any decoding failure makes the row unreadable, nothing else
+                bad.append(f"{kind}/{key}")
+        return cls._from_tables(revision, tables), bad
+
+    @classmethod
+    def _from_tables(cls, revision: int, tables: dict[str, dict[str, Any]]) -> Snapshot:
         endpoints: dict[str, dict[str, Any]] = {}
         for key, ep in tables["endpoint"].items():
             svc, _, eid = key.partition("/")
@@ -243,6 +280,8 @@ class Snapshot:
             tables["release"],
             tables["rollout"],
             tables["allocation"],
+            tables["heartbeat"],
+            tables["zone"],
         )
 
     def dump_json(self) -> bytes:
@@ -263,6 +302,8 @@ class Snapshot:
             {k: Release.load(x) for k, x in d["releases"].items()},
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
+            {k: Heartbeat.load(x) for k, x in d.get("heartbeats", {}).items()},
+            {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )
 
     @classmethod
@@ -284,4 +325,6 @@ class Snapshot:
             releases,
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
+            {k: Heartbeat.load(x) for k, x in d.get("heartbeats", {}).items()},
+            {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )

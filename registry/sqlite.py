@@ -2,7 +2,9 @@
 
 Schema: ``records`` holds the current state (one row per record), ``changes``
 holds every committed batch (it is both the change feed and the audit log),
-``meta`` holds the revision. All SQLite calls run on one dedicated thread so
+``meta`` holds the revision and the records' digest (``count`` and ``digest``,
+see registry/digest.py, written in the same transaction as the records),
+``nodes`` holds the nodes' heartbeats. All SQLite calls run on one dedicated thread so
 the event loop (and the query hot path) never waits on disk. Other processes
 writing the same file are noticed by polling ``PRAGMA data_version``.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -21,8 +24,17 @@ from typing import Any, TypeVar
 import orjson
 
 from .changes import Change, ChangeSet
-from .errors import ConflictError, StoreUnavailableError, ValidationError
+from .digest import MODULUS, Digest, digest_of, field_name, mismatch, record_hash
+from .errors import (
+    ConflictError,
+    StoreDamagedError,
+    StoreFullError,
+    StoreUnavailableError,
+    ValidationError,
+)
 from .snapshot import Snapshot
+
+log = logging.getLogger("registry.sqlite")
 
 T = TypeVar("T")
 
@@ -33,11 +45,13 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (kind, key));
 CREATE TABLE IF NOT EXISTS changes (
     revision INTEGER PRIMARY KEY, time REAL NOT NULL, actor TEXT NOT NULL, changes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, info BLOB NOT NULL, expires REAL NOT NULL);
 INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0);
 """
 
 
 POLL_INTERVAL = 0.02  # seconds between PRAGMA data_version checks while someone watches
+LOG_EVERY = 10.0  # seconds: the same trouble is logged at most this often
 
 
 def parse_url(url: str) -> str:
@@ -52,8 +66,18 @@ def parse_url(url: str) -> str:
 class SQLiteStore:
     """Store backend over one SQLite database."""
 
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, snap: Snapshot):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        snap: Snapshot,
+        path: str = ":memory:",
+        damaged: str | None = None,
+    ):
         self._conn = conn
+        self._path = path
+        self._damaged = damaged  # why the file's records do not match their digest
+        self._error_logged: dict[str, float] = {}
         self._executor = executor
         self._snap = snap  # touched only on the executor thread
         self._data_version = 0
@@ -69,11 +93,13 @@ class SQLiteStore:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         loop = asyncio.get_running_loop()
         try:
-            conn, snap = await loop.run_in_executor(executor, _connect, path)
+            conn, snap, damaged = await loop.run_in_executor(executor, _connect, path)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        store = cls(conn, executor, snap)
+        if damaged:
+            log.error("%s", damaged)
+        store = cls(conn, executor, snap, path, damaged)
         store._data_version = await store._run(store._read_data_version)
         return store
 
@@ -83,12 +109,23 @@ class SQLiteStore:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"SQLite: {exc}") from exc
+            error = sqlite_error(exc, self._path)
+            now = time.monotonic()
+            # Per kind of error, at most every LOG_EVERY s: the poller may fail 50 times a second.
+            if now - self._error_logged.get(error.code, -1e9) > LOG_EVERY:
+                self._error_logged[error.code] = now
+                log.error("%s", error.detail)
+            raise error from exc
+
+    def _check_damage(self) -> None:
+        if self._damaged is not None:
+            raise StoreDamagedError(self._damaged)
 
     # -- protocol -------------------------------------------------------------
 
     async def snapshot(self) -> Snapshot:
         """The whole registry at the latest revision."""
+        self._check_damage()
         return await self._run(self._snapshot_sync)
 
     async def apply(
@@ -99,6 +136,7 @@ class SQLiteStore:
         actor: str = "unknown",
     ) -> ChangeSet:
         """Apply a batch atomically (see Store.apply)."""
+        self._check_damage()
         cs = await self._run(self._apply_sync, tuple(changes), expected_revision, actor)
         self._notify()
         return cs
@@ -124,6 +162,29 @@ class SQLiteStore:
     async def audit(self, since: int = 0, limit: int = 1000) -> list[ChangeSet]:
         """Committed batches after ``since``, oldest first."""
         return await self._run(self._changes_since, since, limit)
+
+    async def check(self) -> None:
+        """Raise StoreDamagedError when the file's records did not match their digest."""
+        self._check_damage()
+
+    async def heartbeat(self, node_id: str, info: dict[str, Any], ttl: float) -> None:
+        """Record that ``node_id`` is alive with ``info``, expiring after ``ttl`` seconds."""
+        await self._run(self._heartbeat_sync, node_id, orjson.dumps(info), time.time() + ttl)
+
+    async def forget(self, node_id: str) -> None:
+        """Remove ``node_id``'s heartbeat (a clean stop)."""
+        await self._run(self._execute, "DELETE FROM nodes WHERE id = ?", (node_id,))
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The heartbeats of the live nodes, by id."""
+        rows = await self._run(self._live_nodes, time.time())
+        out = []
+        for (raw,) in rows:
+            with contextlib.suppress(ValueError):
+                info = orjson.loads(raw)
+                if isinstance(info, dict):
+                    out.append(info)
+        return out
 
     async def close(self) -> None:
         """Stop polling and close the database."""
@@ -160,6 +221,29 @@ class SQLiteStore:
 
     # -- executor-thread side -------------------------------------------------
 
+    def _execute(self, sql: str, args: tuple[Any, ...]) -> None:
+        self._conn.execute(sql, args)
+
+    def _heartbeat_sync(self, node_id: str, info: bytes, expires: float) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM nodes WHERE expires < ?", (time.time(),))
+            conn.execute(
+                "INSERT OR REPLACE INTO nodes (id, info, expires) VALUES (?,?,?)",
+                (node_id, info, expires),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _live_nodes(self, now: float) -> list[tuple[bytes]]:
+        return self._conn.execute(
+            "SELECT info FROM nodes WHERE expires > ? ORDER BY id", (now,)
+        ).fetchall()
+
     def _read_data_version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
@@ -189,14 +273,26 @@ class SQLiteStore:
                 raise ConflictError(f"expected revision {expected}, the registry is at {rev}")
             new, effective = self._snap.apply(changes, rev + 1)
             cs = ChangeSet(rev + 1, effective, actor, time.time())
+            count, total = self._digest(rev)
             for c in effective:
+                field = field_name(c.kind, c.key)
+                old = conn.execute(
+                    "SELECT value FROM records WHERE kind = ? AND key = ?", (c.kind, c.key)
+                ).fetchone()
+                if old is not None:
+                    count -= 1
+                    total = (total - record_hash(field, bytes(old[0]))) % MODULUS
                 if c.value is None:
                     conn.execute("DELETE FROM records WHERE kind = ? AND key = ?", (c.kind, c.key))
                 else:
+                    value = orjson.dumps(c.value.to_dict())
                     conn.execute(
                         "INSERT OR REPLACE INTO records (kind, key, value, revision) VALUES (?,?,?,?)",
-                        (c.kind, c.key, orjson.dumps(c.value.to_dict()), cs.revision),
+                        (c.kind, c.key, value, cs.revision),
                     )
+                    count += 1
+                    total = (total + record_hash(field, value)) % MODULUS
+            _set_digest(conn, Digest(cs.revision, count, total))
             conn.execute(
                 "INSERT INTO changes (revision, time, actor, changes) VALUES (?,?,?,?)",
                 (cs.revision, cs.time, actor, orjson.dumps([c.to_dict() for c in effective])),
@@ -204,10 +300,22 @@ class SQLiteStore:
             conn.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (cs.revision,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL does): a second ROLLBACK would
+            # replace the real error with "no transaction is active".
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         self._snap = new
         return cs
+
+    def _digest(self, revision: int) -> tuple[int, int]:
+        """``(count, sum)`` of the records at ``revision``: stored, or computed when a
+        writer that keeps no digest (an older version) wrote since."""
+        meta = dict(self._conn.execute("SELECT k, v FROM meta"))
+        if meta.get("digest_revision") == revision:
+            return int(meta["count"]), int(meta["digest"])
+        found = _compute(self._conn, revision)
+        return found.count, found.sum
 
     def _changes_since(self, since: int, limit: int) -> list[ChangeSet]:
         rows = self._conn.execute(
@@ -221,8 +329,22 @@ class SQLiteStore:
         ]
 
 
-def _connect(path: str) -> tuple[sqlite3.Connection, Snapshot]:
-    """Open the database, create the schema, load the current state."""
+def sqlite_error(exc: sqlite3.Error, path: str) -> StoreUnavailableError:
+    """The registry error for a SQLite failure, naming the cause (disk full above all)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return StoreFullError(
+            f"disk full: SQLite cannot write {path} (SQLITE_FULL: {exc}); nothing was applied"
+        )
+    if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+        return StoreUnavailableError(f"SQLite I/O error on {path}: {exc}; nothing was applied")
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreUnavailableError(f"SQLite: {path} is read-only ({exc}); nothing was applied")
+    return StoreUnavailableError(f"SQLite: {exc}")
+
+
+def _connect(path: str) -> tuple[sqlite3.Connection, Snapshot, str | None]:
+    """Open the database, create the schema, load (and verify) the current state."""
     if path != ":memory:":
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -236,17 +358,51 @@ def _connect(path: str) -> tuple[sqlite3.Connection, Snapshot]:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(_SCHEMA)
-        return conn, _load(conn)
+        return (conn, *_load(conn, path))
     except sqlite3.Error as exc:
         conn.close()
         raise StoreUnavailableError(f"cannot open SQLite database {path}: {exc}") from exc
 
 
-def _load(conn: sqlite3.Connection) -> Snapshot:
-    conn.execute("BEGIN")  # one read transaction: the revision and the rows agree
+def _compute(conn: sqlite3.Connection, revision: int) -> Digest:
+    rows = conn.execute("SELECT kind, key, value FROM records")
+    return digest_of(revision, ((field_name(k, key), bytes(v)) for k, key, v in rows))
+
+
+def _set_digest(conn: sqlite3.Connection, digest: Digest) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
+        [("digest_revision", digest.revision), ("count", digest.count), ("digest", digest.sum)],
+    )
+
+
+def _load(conn: sqlite3.Connection, path: str) -> tuple[Snapshot, str | None]:
+    """The snapshot, and why it is damaged (then the snapshot is empty) or None."""
+    conn.execute("BEGIN")  # one transaction: the revision, the digest and the rows agree
     try:
-        revision = int(conn.execute("SELECT v FROM meta WHERE k = 'revision'").fetchone()[0])
+        meta = dict(conn.execute("SELECT k, v FROM meta"))
+        revision = int(meta["revision"])
         rows = conn.execute("SELECT kind, key, value FROM records").fetchall()
-    finally:
+        found = digest_of(revision, ((field_name(k, key), bytes(v)) for k, key, v in rows))
+        stored = meta.get("digest_revision")
+        if stored is None or stored < revision:
+            # Written before digests existed (or by an older version since): this file is
+            # the only copy and is trusted as it is; from now on every write keeps the digest.
+            _set_digest(conn, found)
+            why = None
+        else:
+            why = mismatch(Digest(int(stored), int(meta["count"]), int(meta["digest"])), found)
         conn.execute("COMMIT")
-    return Snapshot.from_records(revision, rows)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    snap, bad = Snapshot.decode_records(revision, rows)
+    if bad and why is None:
+        why = f"unreadable records: {', '.join(bad[:5])}"
+    if why is not None:
+        return Snapshot(), (
+            f"the registry in {path} at revision {revision} is damaged: {why}. Writes are "
+            "refused; restore the file from a backup"
+        )
+    return snap, None

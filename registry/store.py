@@ -8,7 +8,7 @@ feed and an audit log. Backends: ``sqlite:///path`` / ``sqlite://:memory:``
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from .changes import Change, ChangeSet
 from .errors import ValidationError
@@ -47,6 +47,29 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections and stop background tasks."""
+        ...
+
+    # -- integrity and the fleet (registry/digest.py; httpdns/fleet.py) ---------
+
+    async def check(self) -> None:
+        """A cheap integrity check of the stored registry (a full one happens on each load).
+
+        Raises StoreDamagedError when the records cannot be the registry that was written
+        (their count does not match the digest, a key has the wrong type),
+        StoreUnavailableError when the store cannot be reached.
+        """
+        ...
+
+    async def heartbeat(self, node_id: str, info: dict[str, Any], ttl: float) -> None:
+        """Record that node ``node_id`` is alive with ``info``; it expires after ``ttl`` s."""
+        ...
+
+    async def forget(self, node_id: str) -> None:
+        """Remove a node's heartbeat (it stopped cleanly)."""
+        ...
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The ``info`` of every node whose heartbeat has not expired."""
         ...
 
 

@@ -36,6 +36,7 @@ from .datacenters import dc
 from .endpoints import endpoint
 from .errors import ApiError, CliError, UnreachableError
 from .explain import explain
+from .fleet import nodes, wait
 from .options import HELP, ClientCommand, ClientGroup, default_actor, server_param
 from .regions import region
 from .registry import registry_group
@@ -43,6 +44,7 @@ from .release import release
 from .services import service
 from .state import health, state
 from .traffic import traffic
+from .zones import zone
 
 __all__ = ["ApiError", "CliError", "Client", "UnreachableError", "main"]
 
@@ -121,5 +123,8 @@ for _command in (
     explain,
     audit,
     registry_group,
+    nodes,
+    wait,
+    zone,
 ):
     main.add_command(_command)

@@ -24,9 +24,10 @@ def registry_group() -> None:
 )
 @pass_client
 def registry_restore(client: Client, node_url: str) -> None:
-    """Re-seed a store that lost data (e.g. a Redis that came back empty) from a node.
+    """Re-seed a store that lost data (e.g. a Redis that came back empty) or is damaged
+    (its records do not match their digest) from a node.
 
-    Refused when the store is not behind the node's snapshot.
+    Refused when the store is not behind the node's snapshot and its content is intact.
     """
     client.server = node_url
     data = client.api("POST", "/registry/restore")

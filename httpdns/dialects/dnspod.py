@@ -2,6 +2,7 @@
 
 Text answer ``ip1;ip2`` (``,TTL`` with ``ttl=1``; ``|CLIENTIP`` with
 ``clientip=1``). ``type=addrs`` gives ``v4;v4-v6;v6``. Empty body when nothing.
+With ``id=ACCOUNT`` the request is the encrypted dialect (``dnspod_crypto``).
 """
 
 from __future__ import annotations
@@ -9,12 +10,20 @@ from __future__ import annotations
 from ..errors import BadRequest
 from ..table import AAAA, A, Deps
 from .base import Context, Query, Reply, client, param, qname, text_reply
+from .dnspod_crypto import resolve_encrypted
 
 _TYPES = {"a": (A,), "aaaa": (AAAA,), "addrs": (A, AAAA)}
 
 
 def resolve_d(q: Query, ctx: Context) -> Reply:
-    """Answer a ``/d`` query."""
+    """Answer a ``/d`` query (encrypted when it names an account with ``id``)."""
+    if "id" in q.params:
+        return resolve_encrypted(q, ctx, _resolve_plain)
+    return _resolve_plain(q, ctx)
+
+
+def _resolve_plain(q: Query, ctx: Context) -> Reply:
+    """The plain dialect (the encrypted one answers through it too)."""
     name = qname("dn", param(q, "dn", required=True) or "")
     kind = (param(q, "type") or "a").lower()
     qtypes = _TYPES.get(kind)

@@ -3,6 +3,9 @@
 The reply is the DNS wire message with the query's ID echoed and
 ``Cache-Control: max-age`` set to the smallest answer TTL (the negative TTL
 for empty answers). An undecodable message is HTTP 400 with a JSON error.
+Steered answers name the services they came from, so the fast path's front
+cache keeps GET answers (keyed by the whole target, the ``dns=`` message and
+its ID included, and the client).
 """
 
 from __future__ import annotations
@@ -49,5 +52,7 @@ def resolve_doh(q: Query, ctx: Context) -> Reply:
     """Answer a DoH request."""
     wire = message(q)
     out = dnswire.answer(wire, ctx.table, ctx.config, lambda ecs: client(q, ctx, ecs))
-    headers = (("Cache-Control", f"max-age={out.min_ttl}"),)
-    return Reply(200, MEDIA_TYPE, out.wire, headers, out.deps)  # deps: front-cacheable
+    # A steered answer may be kept by a front cache while its service is unchanged; one
+    # that holds zone data is not (zones change without any service changing).
+    deps = () if out.zoned else out.deps
+    return Reply(200, MEDIA_TYPE, out.wire, (("Cache-Control", f"max-age={out.min_ttl}"),), deps)

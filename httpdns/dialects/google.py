@@ -1,8 +1,9 @@
 """JSON API, Google style: ``GET /resolve?name=NAME&type=A&edns_client_subnet=1.2.3.0/24``.
 
-Answers ``{"Status","TC","RD","RA","AD","CD","Question","Answer"}`` with DNS
-semantics: NXDOMAIN (Status 3) inside configured zones, REFUSED (5) outside,
-NOERROR with no Answer for record types other than A/AAAA.
+Answers ``{"Status","TC","RD","RA","AD","CD","Question","Answer"}`` with the same
+zone logic as DNS (``dnswire``): NXDOMAIN (Status 3) inside served zones with
+the zone's SOA in ``Authority``, REFUSED (5) outside, the apex's SOA and NS,
+in-zone nameservers' addresses, NOERROR with no Answer for other record types.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import ipaddress
 from typing import Any
 
 import orjson
-from dnslib import QTYPE, RCODE
+from dnslib import QTYPE, RCODE, RR
 
+from .. import dnswire
 from ..errors import BadRequest
 from ..table import AAAA, A, Deps
 from .base import Context, Query, Reply, client, ecs_subnet, is_decimal, param, qname
 
-NEGATIVE_TTL = 30
 _KNOWN_TYPES: dict[str, int] = {str(name): int(code) for code, name in QTYPE.forward.items()}
 
 
@@ -60,23 +61,47 @@ def resolve_json(q: Query, ctx: Context) -> Reply:
         "Question": [{"name": name + ".", "type": qtype}],
     }
     deps: Deps = []
-    choice = ctx.table.resolve(name, AAAA if qtype == QTYPE.AAAA else A, who, deps)
+    table = ctx.table
+    zone = dnswire.zone_of(name, dnswire.served_zones(table, ctx.config))
+    if zone is not None and name == zone.name and qtype in (QTYPE.SOA, QTYPE.NS):
+        # The apex's own records, the same as over DNS (dnswire._apex); zone data can change
+        # without a service changing, so the reply carries no deps and is never kept.
+        records = [dnswire.soa(zone, table.revision)] if qtype == QTYPE.SOA else []
+        records += dnswire.apex_ns(zone) if qtype == QTYPE.NS else []
+        if records:
+            body["Answer"] = [_rr_json(rr) for rr in records]
+        else:
+            body["Authority"] = [_rr_json(dnswire.soa(zone, table.revision))]
+        return _reply(body, subnet, ())
+    choice = table.resolve(name, AAAA if qtype == QTYPE.AAAA else A, who, deps)
     if choice is None:
-        zone = ctx.config.zone_of(name)
-        exists = zone is not None and (name == zone or ctx.table.has_descendants(name))
-        body["Status"] = RCODE.NOERROR if exists else RCODE.NXDOMAIN if zone else RCODE.REFUSED
-        if zone:
-            body["Authority"] = [_soa_json(zone, ctx.table.revision)]
-    elif qtype in (QTYPE.A, QTYPE.AAAA) and choice.addresses:
+        glue = dnswire.glue(zone, name, qtype) if zone and qtype in (QTYPE.A, QTYPE.AAAA) else []
+        if zone is None:
+            body["Status"] = RCODE.REFUSED
+        elif glue:
+            body["Answer"] = [_rr_json(rr) for rr in glue]
+        else:
+            exists = dnswire.exists(name, zone, table)
+            body["Status"] = RCODE.NOERROR if exists else RCODE.NXDOMAIN
+            body["Authority"] = [_rr_json(dnswire.soa(zone, table.revision))]
+        return _reply(body, subnet, ())  # depends on zones too: never kept (see above)
+    if qtype in (QTYPE.A, QTYPE.AAAA) and choice.addresses:
         body["Answer"] = [
             {"name": name + ".", "type": qtype, "TTL": choice.ttl, "data": addr}
             for addr in choice.addresses
         ]
+    elif zone is not None:
+        body["Authority"] = [_rr_json(dnswire.soa(zone, table.revision))]
+        return _reply(body, subnet, ())
+    return _reply(body, subnet, tuple(deps))
+
+
+def _reply(body: dict[str, Any], subnet: str | None, deps: tuple[tuple[str, object], ...]) -> Reply:
     if subnet:
         body["edns_client_subnet"] = str(ipaddress.ip_network(subnet, strict=False))
-    return Reply(200, "application/json", orjson.dumps(body), (), tuple(deps))
+    return Reply(200, "application/json", orjson.dumps(body), (), deps)
 
 
-def _soa_json(zone: str, revision: int) -> dict[str, Any]:
-    data = f"ns1.{zone}. hostmaster.{zone}. {revision} 3600 600 86400 {NEGATIVE_TTL}"
-    return {"name": zone + ".", "type": int(QTYPE.SOA), "TTL": NEGATIVE_TTL, "data": data}
+def _rr_json(rr: RR) -> dict[str, Any]:
+    """One record in the JSON API's shape (``data`` in presentation format)."""
+    return {"name": str(rr.rname), "type": int(rr.rtype), "TTL": rr.ttl, "data": rr.rdata.toZone()}

@@ -192,3 +192,81 @@ def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+# -- the DNSPod encrypted dialect -------------------------------------------------------------
+
+DNSPOD_ID = "1001"  # both keys
+DNSPOD_DES_ONLY = "1002"
+DES_KEY = "dnspodpass"
+AES_KEY = "0123456789abcdef"
+DNSPOD_CONFIG = f"""
+[dnspod."{DNSPOD_ID}"]
+des_key = "{DES_KEY}"
+aes_key = "{AES_KEY}"
+[dnspod."{DNSPOD_DES_ONLY}"]
+des_key = "another-des-key"
+"""
+
+
+def dnspod_config(directory: Path) -> Path:
+    """A config file with the DNSPod accounts above."""
+    path = directory / "httpdns.toml"
+    path.write_text(DNSPOD_CONFIG)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dnspod_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    """A demo server that also knows the DNSPod accounts (SHORT registered)."""
+    directory = tmp_path_factory.mktemp("httpdns-dnspod")
+    server = DemoServer(directory, "--config", str(dnspod_config(directory)))
+    server.start()
+    try:
+        server.register(SHORT, SHORT_ADDRESS, ttl=1)
+        yield server
+    finally:
+        server.stop()
+
+
+class HttpsServer:
+    """A demo server with an HTTPS listener whose certificate (from a test CA) names both
+    ``httpdns.test`` and ``127.0.0.1``."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        self.ca = trustme.CA()
+        self.cert = self.ca.issue_cert("httpdns.test", "127.0.0.1")
+        self.cert.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
+        self.ca_file = directory / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        pem = str(directory / "server.pem")
+        self.server = DemoServer(
+            directory, "--https", f"127.0.0.1:{self.port}", "--tls-cert", pem, "--tls-key", pem
+        )
+
+    def pin(self) -> str:
+        """The certificate key's pin, computed with ``cryptography`` (not the client)."""
+        import base64
+        import hashlib
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        cert = x509.load_pem_x509_certificate(self.cert.cert_chain_pems[0].bytes())
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@pytest.fixture(scope="session")
+def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsServer]:
+    """One HTTPS demo server for the pinning tests."""
+    server = HttpsServer(tmp_path_factory.mktemp("httpdns-https"))
+    server.server.start()
+    try:
+        yield server
+    finally:
+        server.server.stop()

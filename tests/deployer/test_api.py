@@ -56,6 +56,12 @@ async def test_deploy_and_every_intent(client: TestClient) -> None:
                                                 "idc": {"healthy": 0, "total": 2}}  # fmt: skip
     for verb in ("pause", "resume"):
         assert (await call(client, "POST", f"{P}/{SERVICE}/{verb}"))["recorded"] == verb
+    scaled = await call(client, "POST", f"{P}/{SERVICE}/scale", {"replicas": {"idc": 3}})
+    assert scaled["recorded"] == "scale" and scaled["replicas"] == {"idc": 3}
+    status = await call(client, "GET", f"{P}/{SERVICE}")
+    assert status["rollout"]["datacenters"]["idc"]["total"] == 3
+    await call(client, "POST", f"{P}/{SERVICE}/scale", {"replicas": {"mars": 1}}, 400)
+    await call(client, "POST", f"{P}/{SERVICE}/scale", {"replicas": {"idc": "3"}}, 400)
     assert (await call(client, "POST", f"{P}/{SERVICE}/promote", {"full": True}))["recorded"] == (
         "promote-full"
     )

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 import registry
@@ -130,7 +132,8 @@ class Rig:
                 str(self.config), "--actor", "e2e"]  # fmt: skip
 
     def rolling(self, *args: str) -> str:
-        done = subprocess.run([*self.cli(), *args], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([*self.cli(), *args], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": "250"})  # fmt: skip
         assert done.returncode == 0, f"rolling {' '.join(args)}: {done.stderr}"
         return done.stdout
 
@@ -242,6 +245,24 @@ class Rig:
     def containers(self, **labels: str) -> list[dict[str, Any]]:
         want = [f"{LABEL_SERVICE}={SERVICE}", *(f"rolling.{k}={v}" for k, v in labels.items())]
         return self.daemon.api.containers(all=True, filters={"label": want})  # type: ignore[no-any-return]
+
+
+def count_block_io(container_id: str, persist: Path) -> None:
+    """Make a cgroup v1 kernel count the container's block IO. Kernels of the 6.x series
+    count v1 ``blkio.throttle.io_service_bytes`` only for devices with a throttle rule, so
+    a rule far above any real rate is set on the device holding /persist (as an operator
+    of such a host does once per container); cgroup v2's io.stat needs none."""
+    blkio = Path("/sys/fs/cgroup/blkio/docker") / container_id
+    if not blkio.is_dir():
+        return  # cgroup v2 (or another layout): nothing to do
+    dev = Path(
+        f"/sys/dev/block/{os.major(persist.stat().st_dev)}:{os.minor(persist.stat().st_dev)}"
+    )
+    if (dev / "partition").exists():
+        dev = dev.resolve().parent  # rules apply to whole disks
+    number = (dev / "dev").read_text().strip()
+    for name in ("blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"):
+        (blkio / name).write_text(f"{number} {1 << 40}\n")
 
 
 def fetch(address: str) -> str:
@@ -390,24 +411,42 @@ def test_a_killed_controller_resumes_without_duplicates_or_orphans(rig: Rig) -> 
     }
 
 
-def test_a_killed_container_turns_unhealthy_and_leaves_the_answers(rig: Rig) -> None:
-    victim = container_name(SERVICE, "idc", "v4", 1)
-    address = next(a.address for a in rig.snap().allocations.values() if a.owner == victim)
-    rig.daemon.api.kill(victim)
-    wait_until(lambda: rig.by_address()[address][2] is False, 10, "the endpoint to turn unhealthy")
+def test_killed_containers_are_replaced_and_answered_again(rig: Rig) -> None:
+    victims = [container_name(SERVICE, "idc", "v4", 1), container_name(SERVICE, "cloud", "v4", 2)]
+    allocated = {a.owner: a.address for a in rig.snap().allocations.values()}
+    before = {n: rig.daemon.api.inspect_container(n)["Id"] for n in victims}
+    killed_at = time.monotonic()
+    for name in victims:
+        rig.daemon.api.kill(name)  # Docker's unless-stopped does not bring these back
+
+    def replaced() -> bool:
+        for name in victims:
+            try:
+                info = rig.daemon.api.inspect_container(name)
+            except docker.errors.NotFound:  # between the removal and the new one
+                return False
+            if info["Id"] == before[name] or info["State"]["Status"] != "running":
+                return False
+        return True
+
+    wait_until(replaced, 30, "new containers under the old names")
+    print(f"replaced {len(victims)} killed containers in {time.monotonic() - killed_at:.2f}s")
+    wait_until(lambda: all(rig.by_address()[allocated[n]][2] for n in victims), 30,
+               "the replacements to be healthy again")  # fmt: skip
+    for name in victims:  # same name, same address, same MAC
+        net = next(
+            iter(rig.daemon.api.inspect_container(name)["NetworkSettings"]["Networks"].values())
+        )
+        assert (net["IPAddress"], net["MacAddress"]) == (allocated[name], mac_for(allocated[name]))
+        assert fetch(allocated[name]) == "version v4"
     rig.synced()
-    answered = rig.answers(CLIENTS)
-    assert not any(address in addrs for addrs in answered.values())
-    endpoints = rig.by_address()
-    assert {endpoints[a][1] for addrs in answered.values() for a in addrs} == {"idc", "cloud"}
-    # the whole idc dies: the steering's failover sends every client to the cloud
-    rig.daemon.api.kill(container_name(SERVICE, "idc", "v4", 2))
-    wait_until(lambda: not any(h for _, dc, h in rig.by_address().values() if dc == "idc"), 10,
-               "every idc endpoint to turn unhealthy")  # fmt: skip
-    rig.synced()
-    endpoints = rig.by_address()
-    dcs = {endpoints[a][1] for addrs in rig.answers(CLIENTS).values() for a in addrs}
-    assert dcs == {"cloud"}
+    answered = {a for addrs in rig.answers(CLIENTS).values() for a in addrs}
+    assert {allocated[n] for n in victims} <= answered
+    events = json.loads(rig.rolling("history", SERVICE, "--json"))[0]["events"]
+    texts = [e["text"] for e in events]
+    for name in victims:
+        assert any(t.startswith(f"replacing {name}: its container exited") for t in texts), texts
+    assert sorted(c["Names"][0].lstrip("/") for c in rig.containers()) == sorted(names("v4"))
 
 
 async def test_the_engine_adapter_samples_and_wraps_docker_errors(rig: Rig) -> None:
@@ -418,9 +457,10 @@ async def test_the_engine_adapter_samples_and_wraps_docker_errors(rig: Rig) -> N
         assert found is not None and found.running and found.mac == mac_for(found.address)
         listed = await engine.list({LABEL_SERVICE: SERVICE, "rolling.dc": "cloud"})
         assert {c.name for c in listed} == {name, container_name(SERVICE, "cloud", "v4", 2)}
-        stats = await engine.stats(name)
-        assert stats.memory_limit == 32 << 20 and 0 < stats.memory_usage < stats.memory_limit
+        stats = await engine.stats(name)  # the Docker stats API (the remote-host fallback)
+        assert stats.memory_limit_bytes == 32 << 20 and stats.memory_bytes < 32 << 20
         assert (stats.cpu_quota, stats.cpu_period) == (10000, 100000) and stats.pids >= 1
+        assert stats.source == "api" and stats.net_rx_bytes > 0
         assert await engine.inspect("no-such-container") is None
         await engine.remove("no-such-container")  # already gone is fine
         bad = ContainerSpec(name="rolling-e2e-bad", image=f"{REPO}:v1", command=(),
@@ -437,3 +477,128 @@ async def test_the_engine_adapter_samples_and_wraps_docker_errors(rig: Rig) -> N
     with pytest.raises(EngineUnavailableError) as unreachable:
         await gone.list({})
     assert "no-docker.sock" in unreachable.value.detail and unreachable.value.status == 503
+
+
+def test_a_missing_image_is_refused_with_nothing_recorded(rig: Rig) -> None:
+    before = rig.snap()
+    done = subprocess.run([*rig.cli(), "deploy", str(rig.spec([])), "--version", "nosuch"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1
+    line = done.stderr.strip()
+    assert line.startswith(f"error: image_unavailable: image {REPO}:nosuch is not on docker "
+                           f"{rig.daemon.url} and cannot be pulled")  # fmt: skip
+    assert len(line.splitlines()) == 1
+    after = rig.snap()
+    assert after.rollouts == before.rollouts and after.allocations == before.allocations
+
+
+def test_an_exhausted_pool_is_refused_at_deploy_time(rig: Rig) -> None:
+    snap = rig.snap()
+    net = ipaddress.IPv4Network(rig.subnets["idc"])
+    pool = [str(net.network_address + i) for i in range(10, 41)]
+    taken = {a.address for a in snap.allocations.values() if a.dc == "idc"}
+    free = [a for a in pool if a not in taken]
+    fillers = [registry.Allocation("idc", a, f"filler-{i}") for i, a in enumerate(free[1:])]
+
+    async def put(changes: list[Change]) -> None:
+        store = await registry.open_store(rig.store)
+        try:
+            await store.apply(changes)
+        finally:
+            await store.close()
+
+    asyncio.run(put([Change.put(a) for a in fillers]))
+    try:
+        done = subprocess.run([*rig.cli(), "deploy", str(rig.spec([])), "--version", "v1"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 1
+        assert done.stderr.strip() == (
+            f"error: pool_exhausted: datacenter idc: pool {pool[0]}-{pool[-1]} has 1 of its "
+            "31 addresses free; 2 are needed"
+        )
+        assert rig.snap().rollouts == snap.rollouts
+    finally:
+        asyncio.run(put([Change.delete("allocation", a.key) for a in fillers]))
+
+
+def test_stats_rows_carry_the_eight_figures_and_they_move(rig: Rig) -> None:
+    eight = ("cpu_percent", "memory_bytes", "net_rx_bytes", "net_tx_bytes", "blkio_read_bytes",
+             "blkio_write_bytes", "pids", "tcp_connections")  # fmt: skip
+    name = container_name(SERVICE, "idc", "v4", 2)
+    address = next(a.address for a in rig.snap().allocations.values() if a.owner == name)
+
+    def rows() -> dict[str, dict[str, Any]]:
+        out = json.loads(rig.rolling("ps", SERVICE, "--stats", "--json", "--interval", "1"))
+        return {r["name"]: r for r in out}
+
+    first = rows()
+    assert set(first) == names("v4")
+    for row in first.values():
+        assert row["stats_source"] == "cgroup"  # this machine is the Docker host
+        assert all(isinstance(row[k], int | float) for k in eight), row
+        assert 0 < row["memory_bytes"] < row["memory_limit_bytes"] == 32 << 20
+        assert row["pids"] >= 1 and (row["cpu_quota"], row["cpu_period"]) == (10000, 100000)
+    api = rig.daemon.api
+    box = api.inspect_container(name)["Id"]
+    count_block_io(box, rig.persist)
+
+    def run(cmd: str, detach: bool = False) -> None:
+        ex = api.exec_create(box, ["/bin/busybox", "sh", "-c", cmd])
+        out = api.exec_start(ex["Id"], detach=detach)
+        if not detach:
+            assert api.exec_inspect(ex["Id"])["ExitCode"] == 0, out
+
+    # disk: 8 MiB written and read back past the page cache; network: 2 MiB fetched from
+    # a neighbour; a second process; a CPU burner; and a connection held open
+    run("/bin/busybox dd if=/dev/zero of=/persist/blob bs=1M count=8 oflag=direct")
+    run("/bin/busybox dd if=/persist/blob of=/dev/null bs=1M iflag=direct")
+    neighbour = container_name(SERVICE, "idc", "v4", 1)
+    api.exec_start(api.exec_create(neighbour, ["/bin/busybox", "dd", "if=/dev/zero",
+                                               "of=/www/big", "bs=1M", "count=2"])["Id"])  # fmt: skip
+    neighbour_ip = rig.daemon.api.inspect_container(neighbour)["NetworkSettings"]["Networks"]
+    neighbour_ip = next(iter(neighbour_ip.values()))["IPAddress"]
+    run(f"/bin/busybox wget -q -O /dev/null http://{neighbour_ip}:8080/big")
+    run("/bin/busybox sleep 30", detach=True)
+    run("i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done", detach=True)
+    held = socket.create_connection((address, 8080), timeout=5)
+    try:
+        second = rows()
+    finally:
+        held.close()
+    a, b = first[name], second[name]
+    print({k: (a[k], b[k]) for k in eight})
+    assert b["net_rx_bytes"] - a["net_rx_bytes"] >= 2 << 20
+    assert b["net_tx_bytes"] > a["net_tx_bytes"]
+    assert b["blkio_write_bytes"] - a["blkio_write_bytes"] >= 8 << 20
+    assert b["blkio_read_bytes"] - a["blkio_read_bytes"] >= 8 << 20
+    assert b["pids"] >= a["pids"] + 2  # the sleep and the burner's shell
+    assert b["tcp_connections"] >= 1 and b["tcp_states"].get("established", 0) >= 1
+    assert b["cpu_percent"] > 0 and b["cpu_percent"] <= 100 * 0.1 * 1.5  # quota: 0.1 core
+    assert b["cpu_throttled_periods"] >= a["cpu_throttled_periods"]
+    text = rig.rolling("ps", SERVICE, "--stats")
+    assert name in text and "net rx/tx" in text
+
+
+def test_plan_from_metrics_recommends_and_applies_a_scale_intent(rig: Rig) -> None:
+    out = json.loads(rig.rolling("plan", "--from-metrics", SERVICE, "--qps", "500",
+                                 "--container", "1c1g", "--apply", "--json"))  # fmt: skip
+    assert out["containers"] == 4 and out["qps"] == 500 and out["memory"] > 0
+    assert out["current"] == {"idc": 2, "cloud": 2}
+    assert {r["dc"]: r["containers"] for r in out["plan"]} == {"idc": 2, "cloud": 2}  # --min 2
+    events = json.loads(rig.rolling("history", SERVICE, "--json"))[0]["events"]
+    assert events[-1]["text"] == "scale cloud 2->2, idc 2->2 by e2e"
+
+
+def test_a_killed_controller_shows_in_status_within_three_intervals(rig: Rig) -> None:
+    assert rig.rollout()["controller"]["running"] is True
+    rig.kill_controller()
+    killed = time.monotonic()
+    every = rig.rollout()["controller"]["controllers"][0]
+    wait_until(lambda: rig.rollout()["controller"]["running"] is False, 10, "status to notice")
+    noticed = time.monotonic() - killed
+    print(f"status said 'controller not running' {noticed:.2f}s after the kill")
+    assert noticed <= 3 * 1.0 + 1.5  # heartbeats every max(interval, 1 s)
+    assert "controller not running: the last reconcile was" in rig.rolling("status", SERVICE)
+    assert every["running"] is True
+    rig.start_controller()
+    wait_until(lambda: rig.rollout()["controller"]["running"] is True, 10, "a running controller")

@@ -131,7 +131,7 @@ def test_the_sample_spec_is_valid() -> None:
     raw = load_spec_file(SAMPLE)
     cfg = DeployerConfig.from_dict(
         {"datacenters": {dc: {"hosts": ["unix:///var/run/docker.sock"], "network": "n",
-                              "pool": "10.0.0.0/24"} for dc in raw["replicas"]}},
+                              "pool": f"10.0.{i}.0/24"} for i, dc in enumerate(raw["replicas"])}},
         env={},
     )  # fmt: skip
     s = cfg.resolve(raw, "v2")

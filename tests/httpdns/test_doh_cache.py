@@ -45,12 +45,17 @@ def test_a_doh_answer_is_front_cached_until_its_service_changes() -> None:
     wire = b"\0\0" + wire[2:]  # ID 0 (RFC 8484 section 4.1)
     target = b"/dns-query?dns=" + base64.urlsafe_b64encode(wire).rstrip(b"=")
 
-    def ask() -> bytes:
-        return fast.respond(route, account, b"GET", target, b"\r\nhost: x\r\n", b"", "127.0.0.1")
+    def ask() -> tuple[bytes, bool]:
+        """The response (less Date) and whether the front cache answered it."""
+        head, tail, kept = fast.respond(
+            route, account, b"GET", target, b"\r\nhost: x\r\n", b"", "127.0.0.1"
+        )
+        return head + tail, kept is not None
 
-    first = ask()
-    assert addresses(first) == ["10.0.0.1"]
+    first, cached = ask()
+    assert addresses(first) == ["10.0.0.1"] and not cached
     assert len(fast.cache) == 1
-    assert ask() == first
+    assert ask() == (first, True)
     table.update(snapshot("cloud"), frozenset({NAME}))
-    assert addresses(ask()) == ["10.1.0.1"]
+    moved, cached = ask()
+    assert addresses(moved) == ["10.1.0.1"] and not cached

@@ -510,3 +510,22 @@ def test_engine_is_silent_only_below_a_header(size: int) -> None:
     for n in range(12):
         assert engine.respond(bytes(n), "127.0.0.1", True) is None
     assert engine.respond(bytes(size), "127.0.0.1", True) is not None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"/d?dn={SHOP}&ip=198.51.100.20",
+        f"/resolve?name={SHOP}&type=A&ip=198.51.100.20",
+        f"/100000/d?host={SHOP}&ip=198.51.100.20",
+        "/dns-query?dns=" + b64url(dns.message.make_query(SHOP, "A", id=0).to_wire()),
+    ],
+)
+def test_every_cacheable_dialect_is_kept_by_the_front_cache(target: str) -> None:
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    first, _, _ = run_stream([request])
+    assert (target.encode(), "127.0.0.1", None) in SERVER.cache
+    second, _, _ = run_stream([request])  # from the front cache, then byte for byte
+    third, _, _ = run_stream([request])
+    assert (request, "127.0.0.1") in SERVER.repeat
+    assert without_date(first) == without_date(second) == without_date(third)

@@ -428,15 +428,20 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_answering(cluster: Clus
     assert "restarting it" in Path(cluster.node.log).read_text()
 
 
-def test_sigterm_stops_the_supervisor_and_every_worker(cluster: Cluster) -> None:
-    """Last test of the module: it stops the shared cluster."""
-    proc = cluster.node.proc
-    assert proc is not None
-    kids = children(cluster.pid)
-    assert len(kids) == WORKERS
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
-    for pid in kids:
-        wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists(), 10, f"worker {pid} gone")
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", cluster.port), timeout=2).close()
+def test_sigterm_stops_the_supervisor_and_every_worker(tmp_path: Path) -> None:
+    """On a cluster of its own: the module's shared one stays up whatever the test order."""
+    cluster = start_cluster(tmp_path)
+    try:
+        wait_until(lambda: len(children(cluster.pid)) == WORKERS, 20, "both workers")
+        proc = cluster.node.proc
+        assert proc is not None
+        kids = children(cluster.pid)
+        assert len(kids) == WORKERS
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        for pid in kids:
+            wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists(), 10, f"worker {pid} gone")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", cluster.port), timeout=2).close()
+    finally:
+        cluster.node.stop()

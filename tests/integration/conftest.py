@@ -23,8 +23,9 @@ import pytest
 import redis
 
 from registry.changes import Change, ChangeSet
+from registry.digest import MODULUS, Digest, record_hash
 from registry.model import Endpoint
-from registry.redis import KEY_CHANGES, KEY_RECORDS, KEY_REVISION, SEP
+from registry.redis import KEY_CHANGES, KEY_DIGEST, KEY_RECORDS, KEY_REVISION, SEP
 from tests.servers import Node, RedisServer, Sentinel, httpdns_command, need, wait_until
 
 TOKEN = "T"
@@ -189,18 +190,23 @@ def redis_revision(port: int) -> int | None:
 
 
 def commit_silently(port: int, endpoint: Endpoint) -> int:
-    """Commit a put of ``endpoint`` as the store's Lua script does, but without publishing it:
-    the change is in Redis (revision, records, stream) and no node is told."""
+    """Commit a put of ``endpoint`` as the store's Lua script does (revision, records, digest,
+    stream), but without publishing it: the change is in Redis and no node is told."""
     with redis_client(port) as r:
         revision = int(r.get(PREFIX + KEY_REVISION) or 0) + 1
         cs = ChangeSet(revision, (Change.put(endpoint),), "silent", time.time())
+        field = f"endpoint{SEP}{endpoint.key}"
+        value = orjson.dumps(endpoint.to_dict())
+        old = Digest.decode(r.get(PREFIX + KEY_DIGEST))
+        previous = r.hget(PREFIX + KEY_RECORDS, field)
+        count, total = old.count + 1, old.sum + record_hash(field.encode(), value)
+        if previous is not None:
+            count, total = count - 1, total - record_hash(field.encode(), previous)
+        digest = Digest(revision, count, total % MODULUS)
         with r.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                PREFIX + KEY_RECORDS,
-                f"endpoint{SEP}{endpoint.key}",
-                orjson.dumps(endpoint.to_dict()),
-            )
+            pipe.hset(PREFIX + KEY_RECORDS, field, value)
             pipe.set(PREFIX + KEY_REVISION, revision)
+            pipe.set(PREFIX + KEY_DIGEST, digest.encode())
             pipe.xadd(PREFIX + KEY_CHANGES, {"cs": orjson.dumps(cs.to_dict())}, id=f"{revision}-1")
             pipe.execute()
     return revision

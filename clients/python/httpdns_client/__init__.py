@@ -1,7 +1,8 @@
 """HTTP DNS client: resolve names through an HTTP DNS service, with a TTL cache, stale
 answers while refreshing, refresh-ahead, server failover and a system fallback.
 
-``Resolver`` (blocking) and ``AsyncResolver`` (asyncio) use the standard library only;
+``Resolver`` (blocking) and ``AsyncResolver`` (asyncio) use the standard library only
+(the DNSPod encrypted dialect needs ``cryptography``: ``httpdns-client[dnspod]``);
 ``httpdns_client.aiohttp_resolver.HttpDnsResolver`` plugs the async one into aiohttp.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from .aio import AsyncResolver, AsyncTransport
 from .core import (
     Answer,
+    DualAnswer,
     ErrorEvent,
     HttpDnsError,
     LookupEvent,
@@ -25,6 +27,9 @@ from .core import (
     Source,
     sign,
 )
+from .encrypted import DnspodCipher
+from .persist import CacheStore, FileStore
+from .pinning import PinMismatch, spki_pin
 from .protocol import DIALECTS, Dialect
 from .sync import Resolver, SyncTransport
 
@@ -35,11 +40,16 @@ __all__ = [
     "Answer",
     "AsyncResolver",
     "AsyncTransport",
+    "CacheStore",
     "Dialect",
+    "DnspodCipher",
+    "DualAnswer",
     "ErrorEvent",
+    "FileStore",
     "HttpDnsError",
     "LookupEvent",
     "NoServerAvailable",
+    "PinMismatch",
     "QType",
     "RequestEvent",
     "RequestRejected",
@@ -53,4 +63,5 @@ __all__ = [
     "SyncTransport",
     "__version__",
     "sign",
+    "spki_pin",
 ]

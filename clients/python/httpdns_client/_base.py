@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -18,8 +19,10 @@ from .core import (
     FRESH,
     Answer,
     Cache,
+    DualAnswer,
     ErrorEvent,
     ErrorHook,
+    Family,
     Key,
     LookupEvent,
     LookupHook,
@@ -37,6 +40,10 @@ from .core import (
     normalize_name,
     normalize_qtype,
 )
+from .dual import both_request, one_request, parse_both
+from .encrypted import ENCRYPTIONS, EncryptedProtocol
+from .persist import CacheStore, as_store, restore, snapshot
+from .pinning import normalize_pins
 from .protocol import Protocol, Record, Request, parse_server
 
 log = logging.getLogger("httpdns_client")
@@ -54,6 +61,8 @@ Outcome = tuple[int, bytes] | Exception
 Walk = Generator[Attempt, Outcome, tuple[dict[str, Record], Server]]
 T = TypeVar("T")
 _FAST_QTYPES: dict[str, QType] = {"A": "A", "AAAA": "AAAA"}
+Parse = Callable[[Request, int, bytes, str], dict[str, Record]]
+PERSIST_INTERVAL = 1.0  # seconds between two writes of the persistent cache
 
 
 def family_of(qtype: QType) -> socket.AddressFamily:
@@ -93,6 +102,12 @@ class ResolverBase(Generic[T]):
         ssl_context: ssl.SSLContext | None = None,
         tls_hostname: str | None = None,
         sign_lifetime: float = 300.0,
+        dnspod_id: str | None = None,
+        dnspod_key: str | bytes | None = None,
+        encryption: str = "des",
+        cache_store: str | os.PathLike[str] | CacheStore | None = None,
+        max_age: float = 86400.0,
+        pins: Iterable[str] = (),
         on_lookup: LookupHook | None = None,
         on_request: RequestHook | None = None,
         on_error: ErrorHook | None = None,
@@ -106,15 +121,36 @@ class ResolverBase(Generic[T]):
             raise ValueError("timeout and lookup_timeout must be > 0")
         parsed = [parse_server(s, tls_hostname) for s in servers]
         self._pool = ServerPool(parsed, backoff, max_backoff)
-        self._protocol = Protocol(
-            dialect,
-            account=account,
-            secret=secret,
-            uid=uid,
-            negative_ttl=negative_ttl,
-            sign_lifetime=sign_lifetime,
-            wall_clock=wall_clock,
-        )
+        self._pins = normalize_pins(pins)
+        if self._pins and any(s.scheme != "https" for s in parsed):
+            raise ValueError("pins need https servers only (a plain http server would bypass them)")
+        if max_age <= 0:
+            raise ValueError("max_age must be > 0")
+        self._protocol: Protocol
+        if dnspod_id is not None or dnspod_key is not None:
+            if dialect != "d" or dnspod_id is None or dnspod_key is None:
+                raise ValueError(
+                    "the DNSPod encrypted dialect needs dialect='d', dnspod_id and dnspod_key"
+                )
+            if encryption not in ENCRYPTIONS:
+                raise ValueError(f"encryption {encryption!r} is not des or aes")
+            self._protocol = EncryptedProtocol(
+                dnspod_id=dnspod_id,
+                dnspod_key=dnspod_key,
+                encryption=encryption,
+                uid=uid,
+                negative_ttl=negative_ttl,
+            )
+        else:
+            self._protocol = Protocol(
+                dialect,
+                account=account,
+                secret=secret,
+                uid=uid,
+                negative_ttl=negative_ttl,
+                sign_lifetime=sign_lifetime,
+                wall_clock=wall_clock,
+            )
         self._cache = Cache(
             max_stale=max_stale,
             refresh_ahead=refresh_ahead,
@@ -122,6 +158,7 @@ class ResolverBase(Generic[T]):
             min_ttl=min_ttl,
             max_ttl=max_ttl,
             max_entries=max_entries,
+            max_age=max_age,
         )
         self._entries = self._cache.entries  # the hot path reads this dict directly
         self._timeout = float(timeout)
@@ -133,9 +170,16 @@ class ResolverBase(Generic[T]):
         self._on_request = on_request
         self._on_error = on_error
         self._clock = clock
+        self._wall_clock = wall_clock
         self._transport: T | None = transport
         self._lock = threading.RLock()
         self._closed = False
+        self._max_age = float(max_age)
+        self._cache_store = None if cache_store is None else as_store(cache_store)
+        self._persisted_at = -float("inf")
+        self._dirty = False
+        if self._cache_store is not None:
+            self._restore()
         self._setup()
 
     def _setup(self) -> None:
@@ -159,9 +203,61 @@ class ResolverBase(Generic[T]):
             return self._pool.states(self._clock())
 
     def clear(self) -> None:
-        """Forget every cached answer."""
+        """Forget every cached answer (the persistent cache too, when there is one)."""
         with self._lock:
             self._cache.clear()
+        self.persist()
+
+    def network_changed(self) -> int:
+        """The device changed network: answers steered for the old one may be wrong now.
+
+        Every cached answer becomes stale at once (served while a refresh runs, within
+        ``max_stale``), negative answers are dropped, server backoffs are forgotten, and
+        the names in use are re-resolved in the background. Returns how many. Wire it to
+        the platform's connectivity callback (see the README).
+        """
+        with self._lock:
+            hot = self._cache.mark_stale(self._clock())
+            self._pool.reset()
+        for key in hot:
+            self._refresh_soon(key)
+        return len(hot)
+
+    def persist(self) -> bool:
+        """Save the cache to ``cache_store`` now (it is saved at most once a second after
+        answers arrive, and at close); False when there is no store or it failed."""
+        store = self._cache_store
+        if store is None:
+            return False
+        with self._lock:
+            records = snapshot(self._cache, self._clock(), self._wall_clock())
+            self._dirty = False
+            self._persisted_at = time.monotonic()
+        try:
+            store.save(records)
+        except Exception as exc:  # a full disk must not break name resolution
+            log.warning("httpdns cache store: saving failed: %s", exc)
+            return False
+        return True
+
+    def _persist_soon(self) -> None:
+        if self._cache_store is None:
+            return
+        if time.monotonic() - self._persisted_at >= PERSIST_INTERVAL:
+            self.persist()
+        else:
+            self._dirty = True
+
+    def _restore(self) -> None:
+        store = self._cache_store
+        assert store is not None
+        try:
+            records = list(store.load())
+        except Exception as exc:  # an unreadable store starts empty
+            log.warning("httpdns cache store: loading failed: %s", exc)
+            return
+        with self._lock:
+            restore(self._cache, records, self._clock(), self._wall_clock(), self._max_age)
 
     def invalidate(self, name: str, qtype: str | int | None = None) -> bool:
         """Forget the cached answer of ``name`` (both types unless ``qtype``), e.g. after
@@ -194,10 +290,11 @@ class ResolverBase(Generic[T]):
             return name, q
         return normalize_name(name), q
 
-    def _walk(self, request: Request, background: bool) -> Walk:
+    def _walk(self, request: Request, background: bool, parse: Parse | None = None) -> Walk:
         """Try the servers in order for one request; the caller does the I/O for each
         ``Attempt`` it yields and sends back the outcome. Returns the records and the
         server that answered, raises ``NoServerAvailable`` or ``RequestRejected``."""
+        parse = parse or self._protocol.parse
         errors: list[ServerError] = []
         deadline = time.monotonic() + self._lookup_timeout
         with self._lock:
@@ -216,7 +313,7 @@ class ResolverBase(Generic[T]):
                     detail = str(outcome) or type(outcome).__name__
                     raise ServerError(server.url, detail) from outcome
                 status, body = outcome
-                records = self._protocol.parse(request, status, body, server.url)
+                records = parse(request, status, body, server.url)
             except ServerError as exc:
                 with self._lock:
                     self._pool.failed(server, self._clock())
@@ -234,17 +331,59 @@ class ResolverBase(Generic[T]):
             return records, server
         raise NoServerAvailable(request.names, request.qtype, errors)
 
-    def _store(self, qtype: QType, records: dict[str, Record], server: Server) -> dict[str, Answer]:
-        """Cache what a server answered; the answers, marked ``server``."""
+    def _store(
+        self, qtype: QType, records: dict[str, Record], server: Server, hot: bool = False
+    ) -> dict[str, Answer]:
+        """Cache what a server answered; the answers, marked ``server``. ``hot``: for a
+        lookup of the app (not a background refresh or prefetch)."""
         now = self._clock()
         out: dict[str, Answer] = {}
         with self._lock:
             for name, rec in records.items():
-                entry = self._cache.store(name, qtype, rec.addresses, rec.ttl, now, server.url)
+                entry = self._cache.store(
+                    name, qtype, rec.addresses, rec.ttl, now, server.url, hot=hot
+                )
                 a = entry.cached
                 out[name] = Answer(a.name, a.qtype, a.addresses, a.ttl, "server", a.expires_at,
                                    a.server)  # fmt: skip
+        self._persist_soon()
         return out
+
+    # -- dual stack ------------------------------------------------------------------------
+
+    def _both_parts(self) -> tuple[bool, Callable[[str], Request], Parse]:
+        """Whether one request answers both families, and how to make and read it."""
+        protocol = self._protocol
+
+        def parse(request: Request, status: int, body: bytes, server: str) -> dict[str, Record]:
+            return parse_both(protocol, request, status, body, server)
+
+        return one_request(protocol), lambda name: both_request(protocol, name), parse
+
+    def _both_cached(self, norm: str) -> tuple[Answer | None, Answer | None]:
+        """The usable cached A and AAAA answers of a name (refreshes scheduled)."""
+        out: list[Answer | None] = []
+        for q in ("A", "AAAA"):
+            answer, refresh = self._cached((norm, q))
+            if refresh:
+                self._refresh_soon((norm, q))
+            out.append(answer)
+        return out[0], out[1]
+
+    def _store_both(
+        self, norm: str, records: dict[str, Record], server: Server
+    ) -> tuple[Answer, Answer]:
+        """Cache a dual-stack reply; the A and AAAA answers, marked ``server``."""
+        a4 = self._store("A", {norm: records["A"]}, server, hot=True)[norm]
+        a6 = self._store("AAAA", {norm: records["AAAA"]}, server, hot=True)[norm]
+        return a4, a6
+
+    @staticmethod
+    def _dual(norm: str, a4: Answer, a6: Answer, prefer: str) -> DualAnswer:
+        if prefer not in ("ipv4", "ipv6"):
+            raise ValueError(f"prefer {prefer!r} is not ipv4 or ipv6")
+        family: Family = "ipv6" if prefer == "ipv6" else "ipv4"
+        return DualAnswer(norm, a4, a6, family)
 
     def _cached(self, key: Key) -> tuple[Answer | None, bool]:
         """A usable cached answer for a normalised key, marking the entry in use, and

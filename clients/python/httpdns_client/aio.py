@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any
 
-from ._base import Outcome, ResolverBase, Walk, addresses_of, family_of
+from ._base import PERSIST_INTERVAL, Outcome, ResolverBase, Walk, addresses_of, family_of
 from .core import (
     Answer,
+    DualAnswer,
     Key,
     NoServerAvailable,
     QType,
@@ -23,6 +24,7 @@ from .core import (
     normalize_name,
     normalize_qtype,
 )
+from .pinning import check_pin
 from .protocol import (
     MAX_RESPONSE,
     Record,
@@ -80,7 +82,9 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
         return bool(done)
 
     async def close(self) -> None:
-        """Cancel the background tasks and wait for them to end."""
+        """Save the persistent cache, cancel the background tasks and wait for them."""
+        if not self._closed:
+            self.persist()
         self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
@@ -132,6 +136,45 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
         for name, answer in out.items():
             self._emit_lookup(name, q, started, answer)
         return out
+
+    async def resolve_both(self, name: str, prefer: str = "ipv4") -> DualAnswer:
+        """A and AAAA in one request where the dialect has one; see
+        ``Resolver.resolve_both``."""
+        self._start()
+        self._dual(name, _EMPTY_A, _EMPTY_AAAA, prefer)  # checks prefer
+        norm = normalize_name(name)
+        a4: Answer | None = self._literal((norm, "A"))
+        a6: Answer | None = self._literal((norm, "AAAA"))
+        if a4 is None or a6 is None:
+            a4, a6 = self._both_cached(norm)
+        if a4 is None or a6 is None:
+            together, make, parse = self._both_parts()
+            if not together:
+                got4, got6 = await asyncio.gather(
+                    self._family((norm, "A")) if a4 is None else _ready(a4),
+                    self._family((norm, "AAAA")) if a6 is None else _ready(a6),
+                )
+                a4, a6 = got4, got6
+                if a4.source == a6.source == "system" and not a4.addresses and not a6.addresses:
+                    raise ResolveError(norm, "A+AAAA", [])
+            else:
+                try:
+                    records, server = await self._drive(self._walk(make(norm), False, parse))
+                    a4, a6 = self._store_both(norm, records, server)
+                except NoServerAvailable as exc:
+                    a4 = a4 or await self._system_or_empty((norm, "A"), exc)
+                    a6 = a6 or await self._system_or_empty((norm, "AAAA"), exc)
+                    if not a4.addresses and not a6.addresses:
+                        raise ResolveError(norm, "A+AAAA", [exc]) from exc
+        return self._dual(norm, a4, a6, prefer)
+
+    async def _family(self, key: tuple[str, QType]) -> Answer:
+        """One family's answer for ``resolve_both`` (an empty ``system`` one on failure)."""
+        try:
+            return await self._lookup(key)
+        except ResolveError as exc:
+            self._emit_error("system", (key[0],), key[1], exc)
+            return self._system_answer(key[0], key[1], ())
 
     async def prefetch(self, names: Iterable[str], qtypes: Iterable[str | int] = ("A",)) -> int:
         """Fetch names that are not freshly cached; see ``Resolver.prefetch``."""
@@ -218,7 +261,7 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
                 records, server = await self._drive(self._walk(request, background))
             except NoServerAvailable as exc:
                 return {}, exc
-            return self._store(qtype, records, server), None
+            return self._store(qtype, records, server, hot=not background), None
 
         if len(requests) == 1:
             results = [await one(requests[0])]
@@ -303,13 +346,19 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
             for key in keys:
                 self._refresh_soon(key)
             wait = None if next_due is None else max(0.0, next_due - self._clock())
+            if self._dirty:  # answers arrived since the last save: save within a second
+                self._persist_soon()
+                if self._dirty:
+                    wait = PERSIST_INTERVAL if wait is None else min(wait, PERSIST_INTERVAL)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await wake.wait()
             wake.clear()
 
-    def _store(self, qtype: QType, records: dict[str, Record], server: Server) -> dict[str, Answer]:
-        out = super()._store(qtype, records, server)
+    def _store(
+        self, qtype: QType, records: dict[str, Record], server: Server, hot: bool = False
+    ) -> dict[str, Answer]:
+        out = super()._store(qtype, records, server, hot)
         if self._wake is not None:
             self._wake.set()
         return out
@@ -318,14 +367,28 @@ class AsyncResolver(ResolverBase[AsyncTransport]):
 
     async def _http_get(self, server: Server, path: str, timeout: float) -> tuple[int, bytes]:
         tls = self.ssl_context() if server.scheme == "https" else None
-        return await http_get(server, path, timeout, ssl_context=tls)
+        return await http_get(server, path, timeout, ssl_context=tls, pins=self._pins)
+
+
+_EMPTY_A = Answer("", "A", (), 0.0, "system", 0.0)
+_EMPTY_AAAA = Answer("", "AAAA", (), 0.0, "system", 0.0)
+
+
+async def _ready(answer: Answer) -> Answer:
+    return answer
 
 
 async def http_get(
-    server: Server, path: str, timeout: float, *, ssl_context: ssl.SSLContext | None = None
+    server: Server,
+    path: str,
+    timeout: float,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    pins: frozenset[str] = frozenset(),
 ) -> tuple[int, bytes]:
     """The default async transport: one ``GET`` over a fresh connection, bounded by
-    ``timeout``; ``(status, body)``. Raises ``OSError``/``TimeoutError``/``ValueError``."""
+    ``timeout``; ``(status, body)``. With ``pins``, the certificate's key must be one of
+    them (``PinMismatch``). Raises ``OSError``/``TimeoutError``/``ValueError``."""
     tls = (ssl_context or ssl.create_default_context()) if server.scheme == "https" else None
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(
@@ -336,6 +399,9 @@ async def http_get(
         )
         buf = bytearray()
         try:
+            if tls is not None and pins:
+                tls_object = writer.get_extra_info("ssl_object")
+                check_pin(tls_object.getpeercert(binary_form=True), pins, server.url)
             writer.write(http_request(server, path))
             await writer.drain()
             while chunk := await reader.read(65536):

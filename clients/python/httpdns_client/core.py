@@ -98,6 +98,49 @@ class Answer:
         return self.expires_at - now
 
 
+Family = Literal["ipv4", "ipv6"]
+
+
+@dataclass(frozen=True, slots=True)
+class DualAnswer:
+    """The A and AAAA answers of one name (``resolve_both``), ordered by the family the
+    app prefers: ``addresses`` lists the preferred family's addresses first."""
+
+    name: str
+    ipv4: Answer
+    ipv6: Answer
+    prefer: Family = "ipv4"
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every address, the preferred family's first."""
+        if self.prefer == "ipv6":
+            return self.ipv6.addresses + self.ipv4.addresses
+        return self.ipv4.addresses + self.ipv6.addresses
+
+    @property
+    def first(self) -> str | None:
+        """The address to try first, or None."""
+        found = self.addresses
+        return found[0] if found else None
+
+    @property
+    def negative(self) -> bool:
+        """True when neither family has an address."""
+        return not self.ipv4.addresses and not self.ipv6.addresses
+
+    @property
+    def source(self) -> Source:
+        """Where the preferred family's answer came from (the other's when it is empty)."""
+        main, other = (self.ipv6, self.ipv4) if self.prefer == "ipv6" else (self.ipv4, self.ipv6)
+        return main.source if main.addresses or not other.addresses else other.source
+
+    @property
+    def ttl(self) -> float:
+        """The smaller TTL of the two answers."""
+        return min(self.ipv4.ttl, self.ipv6.ttl)
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 
@@ -225,6 +268,7 @@ class Entry:
         "cached",
         "expires_at",
         "fetched_at",
+        "hot",
         "key",
         "refresh_at",
         "refreshing",
@@ -242,6 +286,7 @@ class Entry:
         self.refresh_at = refresh_at
         self.stale_until = stale_until
         self.used = False
+        self.hot = False  # asked for by the app in this run (network_changed re-resolves it)
         self.refreshing = False
         self.cached = Answer(
             answer.name, answer.qtype, answer.addresses, answer.ttl, "cache", answer.expires_at,
@@ -268,7 +313,9 @@ class Cache:
       ``max_stale`` seconds while a refresh runs;
     - negative answers (no address) are cached for their TTL and never served stale;
     - ``due(now)`` gives the entries in use whose refresh-ahead time (``refresh_ahead``
-      of the TTL, 0.75 by default) has come.
+      of the TTL, 0.75 by default) has come;
+    - no answer is served, fresh or stale, more than ``max_age`` seconds after it was
+      fetched (the bound of the persistent cache, applied to every answer).
     """
 
     def __init__(
@@ -280,7 +327,10 @@ class Cache:
         min_ttl: float = 0.0,
         max_ttl: float = 86400.0,
         max_entries: int = 1024,
+        max_age: float = math.inf,
     ) -> None:
+        if max_age <= 0:
+            raise ValueError("max_age must be > 0")
         if max_stale < 0 or retry < 0 or min_ttl < 0 or max_ttl < min_ttl:
             raise ValueError("max_stale, retry and min_ttl <= max_ttl must be >= 0")
         if not 0.0 < refresh_ahead <= 1.0:
@@ -293,6 +343,7 @@ class Cache:
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
         self.max_entries = max_entries
+        self.max_age = max_age
         self.entries: dict[Key, Entry] = {}
         self._heap: list[tuple[float, int, Entry]] = []
         self._seq = itertools.count()
@@ -308,17 +359,21 @@ class Cache:
         ttl: float,
         now: float,
         server: str | None = None,
+        hot: bool = False,
     ) -> Entry:
-        """Cache an answer fetched at ``now``; returns the new entry."""
+        """Cache an answer fetched at ``now``; returns the new entry. ``hot``: the app
+        asked for it (a lookup, not a refresh); an entry replacing a hot one stays hot."""
         ttl = min(max(float(ttl), self.min_ttl), self.max_ttl)
         addrs = tuple(addresses)
-        expires = now + ttl
+        expires = now + min(ttl, self.max_age)
         answer = Answer(name, qtype, addrs, ttl, "server", expires, server)
-        stale_until = expires + self.max_stale if addrs else expires
+        stale_until = min(expires + self.max_stale, now + self.max_age) if addrs else expires
         refresh_at = now + ttl * self.refresh_ahead if addrs else math.inf
         key = (name, qtype)
         entry = Entry(key, answer, now, refresh_at, stale_until)
-        if key not in self.entries and len(self.entries) >= self.max_entries:
+        old = self.entries.get(key)
+        entry.hot = hot or (old is not None and (old.hot or old.used))
+        if old is None and len(self.entries) >= self.max_entries:
             self._evict(now)
         self.entries[key] = entry
         if math.isfinite(refresh_at):
@@ -372,6 +427,54 @@ class Cache:
         """Forget everything."""
         self.entries.clear()
         self._heap.clear()
+
+    def restore(
+        self,
+        name: str,
+        qtype: QType,
+        addresses: Iterable[str],
+        ttl: float,
+        fetched_at: float,
+        now: float,
+        max_age: float,
+        server: str | None = None,
+    ) -> Entry | None:
+        """Put back a persisted answer fetched at ``fetched_at`` (on this clock, before
+        ``now``): fresh for what is left of its TTL, then stale (served while a refresh
+        runs) until ``max_age`` after it was fetched, never later. Nothing is restored
+        over a live entry, for a negative answer, or when the answer is that old already.
+        """
+        addrs = tuple(addresses)
+        limit = fetched_at + max_age
+        key = (name, qtype)
+        if not addrs or now >= limit or key in self.entries:
+            return None
+        ttl = min(max(float(ttl), self.min_ttl), self.max_ttl)
+        expires = min(fetched_at + ttl, limit)
+        answer = Answer(name, qtype, addrs, ttl, "server", expires, server)
+        refresh_at = min(fetched_at + ttl * self.refresh_ahead, expires)
+        entry = Entry(key, answer, fetched_at, refresh_at, limit)
+        if len(self.entries) >= self.max_entries:
+            self._evict(now)
+        self.entries[key] = entry
+        heapq.heappush(self._heap, (refresh_at, next(self._seq), entry))
+        return entry
+
+    def mark_stale(self, now: float) -> list[Key]:
+        """After a network change: every positive answer becomes stale at once (served
+        while a refresh runs, within its staleness bound), negative ones are dropped.
+        Returns the keys in use ("hot"), which the caller re-resolves now."""
+        hot: list[Key] = []
+        for key, entry in list(self.entries.items()):
+            if not entry.cached.addresses:
+                del self.entries[key]
+                continue
+            entry.expires_at = min(entry.expires_at, now)
+            if not entry.refreshing:
+                entry.refresh_at = now
+            if entry.used or entry.hot:
+                hot.append(key)
+        return hot
 
     def _evict(self, now: float) -> None:
         dead = [k for k, e in self.entries.items() if e.state(now) == DEAD]
@@ -449,6 +552,11 @@ class ServerPool:
         i = self.servers.index(server)
         self._failures[i] = 0
         self._retry_at[i] = -math.inf
+
+    def reset(self) -> None:
+        """Forget every failure (after a network change the old ones say little)."""
+        self._failures = [0] * len(self.servers)
+        self._retry_at = [-math.inf] * len(self.servers)
 
     def states(self, now: float) -> list[ServerState]:
         """Every server's standing."""

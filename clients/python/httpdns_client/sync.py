@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
-from ._base import Outcome, ResolverBase, Walk, addresses_of, family_of
+from ._base import PERSIST_INTERVAL, Outcome, ResolverBase, Walk, addresses_of, family_of
 from .core import (
     Answer,
+    DualAnswer,
     Key,
     NoServerAvailable,
     QType,
@@ -23,6 +24,7 @@ from .core import (
     normalize_name,
     normalize_qtype,
 )
+from .pinning import check_pin
 from .protocol import (
     MAX_RESPONSE,
     Record,
@@ -119,6 +121,44 @@ class Resolver(ResolverBase[SyncTransport]):
             self._emit_lookup(name, q, started, answer)
         return out
 
+    def resolve_both(self, name: str, prefer: str = "ipv4") -> DualAnswer:
+        """The A and AAAA answers of ``name`` in one request where the dialect has one
+        (``d``: ``type=addrs``; ``aliyun``: ``query=4,6``; ``json`` asks twice), from the
+        cache when both are there. ``prefer`` (``"ipv4"`` or ``"ipv6"``) orders
+        ``DualAnswer.addresses``. Raises like ``resolve`` when neither family can be had.
+        """
+        self._dual(name, _EMPTY_A, _EMPTY_AAAA, prefer)  # checks prefer
+        norm = normalize_name(name)
+        a4: Answer | None = self._literal((norm, "A"))
+        a6: Answer | None = self._literal((norm, "AAAA"))
+        if a4 is None or a6 is None:
+            a4, a6 = self._both_cached(norm)
+        if a4 is None or a6 is None:
+            together, make, parse = self._both_parts()
+            if not together:
+                a4 = a4 or self._family((norm, "A"))
+                a6 = a6 or self._family((norm, "AAAA"))
+                if a4.source == a6.source == "system" and not a4.addresses and not a6.addresses:
+                    raise ResolveError(norm, "A+AAAA", [])
+            else:
+                try:
+                    records, server = self._drive(self._walk(make(norm), False, parse))
+                    a4, a6 = self._store_both(norm, records, server)
+                except NoServerAvailable as exc:
+                    a4 = a4 or self._system_or_empty((norm, "A"), exc)
+                    a6 = a6 or self._system_or_empty((norm, "AAAA"), exc)
+                    if not a4.addresses and not a6.addresses:
+                        raise ResolveError(norm, "A+AAAA", [exc]) from exc
+        return self._dual(norm, a4, a6, prefer)
+
+    def _family(self, key: tuple[str, QType]) -> Answer:
+        """One family's answer for ``resolve_both`` (an empty ``system`` one on failure)."""
+        try:
+            return self._lookup(key)
+        except ResolveError as exc:
+            self._emit_error("system", (key[0],), key[1], exc)
+            return self._system_answer(key[0], key[1], ())
+
     def prefetch(self, names: Iterable[str], qtypes: Iterable[str | int] = ("A",)) -> int:
         """Fetch names that are not freshly cached (no system fallback; failures go to
         ``on_error`` with stage ``prefetch``). Returns how many answers were fetched."""
@@ -149,7 +189,10 @@ class Resolver(ResolverBase[SyncTransport]):
         return True
 
     def close(self) -> None:
-        """Stop the background threads (a running request is abandoned)."""
+        """Save the persistent cache, stop the background threads (a running request is
+        abandoned)."""
+        if not self._closed:
+            self.persist()
         self._closed = True
         self._wake.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -227,7 +270,7 @@ class Resolver(ResolverBase[SyncTransport]):
                 records, server = self._drive(self._walk(request, background))
             except NoServerAvailable as exc:
                 return {}, exc
-            return self._store(qtype, records, server), None
+            return self._store(qtype, records, server, hot=not background), None
 
         if len(requests) == 1:
             results = [one(requests[0])]
@@ -298,8 +341,10 @@ class Resolver(ResolverBase[SyncTransport]):
             error = exc
         self._end_refresh(key, error)
 
-    def _store(self, qtype: QType, records: dict[str, Record], server: Server) -> dict[str, Answer]:
-        out = super()._store(qtype, records, server)
+    def _store(
+        self, qtype: QType, records: dict[str, Record], server: Server, hot: bool = False
+    ) -> dict[str, Answer]:
+        out = super()._store(qtype, records, server, hot)
         self._wake.set()
         return out
 
@@ -307,7 +352,11 @@ class Resolver(ResolverBase[SyncTransport]):
 
     def _http_get(self, server: Server, path: str, timeout: float) -> tuple[int, bytes]:
         tls = self.ssl_context() if server.scheme == "https" else None
-        return http_get(server, path, timeout, ssl_context=tls)
+        return http_get(server, path, timeout, ssl_context=tls, pins=self._pins)
+
+
+_EMPTY_A = Answer("", "A", (), 0.0, "system", 0.0)
+_EMPTY_AAAA = Answer("", "AAAA", (), 0.0, "system", 0.0)
 
 
 def _ahead_loop(ref: weakref.ReferenceType[Resolver], wake: threading.Event) -> None:
@@ -320,22 +369,35 @@ def _ahead_loop(ref: weakref.ReferenceType[Resolver], wake: threading.Event) -> 
         for key in keys:
             resolver._refresh_soon(key)
         wait = None if next_due is None else max(0.0, next_due - resolver._clock())
+        if resolver._dirty:  # answers arrived since the last save: save within a second
+            resolver._persist_soon()
+            if resolver._dirty:
+                wait = PERSIST_INTERVAL if wait is None else min(wait, PERSIST_INTERVAL)
         del resolver
         wake.wait(wait)
         wake.clear()
 
 
 def http_get(
-    server: Server, path: str, timeout: float, *, ssl_context: ssl.SSLContext | None = None
+    server: Server,
+    path: str,
+    timeout: float,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    pins: frozenset[str] = frozenset(),
 ) -> tuple[int, bytes]:
     """The default sync transport: one ``GET`` over a fresh connection, bounded by
-    ``timeout`` in all; ``(status, body)``. Raises ``OSError``/``ValueError``."""
+    ``timeout`` in all; ``(status, body)``. With ``pins``, the certificate's key must be
+    one of them (``PinMismatch``). Raises ``OSError``/``ValueError``."""
     deadline = time.monotonic() + timeout
     sock = socket.create_connection((server.host, server.port), timeout=timeout)
     try:
         if server.scheme == "https":
             tls = ssl_context or ssl.create_default_context()
             sock = tls.wrap_socket(sock, server_hostname=server.tls_hostname or server.host)
+            if pins:
+                assert isinstance(sock, ssl.SSLSocket)
+                check_pin(sock.getpeercert(binary_form=True), pins, server.url)
         sock.sendall(http_request(server, path))
         buf = bytearray()
         while True:

@@ -1,0 +1,255 @@
+"""DNSPod's encrypted dialect: ``/d?dn=<hex>&id=ID[&alg=des|aes][&ip=<hex>]``.
+
+The ``dn`` (and ``ip``) parameters are encrypted with the key of account ``ID``
+and hex-encoded; the whole answer body (``ip;ip,ttl`` exactly as the plain
+dialect gives it) comes back encrypted the same way:
+
+- ``des`` (the default): DES, ECB mode, PKCS#5 padding, the key's first 8 bytes
+  (as Java's ``DESKeySpec`` takes them);
+- ``aes``: AES (128/192/256 by key length), CBC mode, PKCS#7 padding, a random
+  16-byte IV placed before the ciphertext.
+
+The answer itself comes from the plain dialect's code path (and its caches): the
+plain reply is remembered per decrypted request (``Replies``, checked against the
+routing table like the front cache's entries) and only the encryption is per
+request. Every failure answers the dialect's empty body with
+a 4xx status (never JSON, never anything about the key): 404 for an unknown ``id``,
+403 when the account has no key for ``alg``, and one 400 for everything about the
+ciphertext — bad hex, odd length, wrong block size, bad padding, a wrong key — so
+the status is no padding oracle. Replies carry ``Cache-Control: no-store`` and no
+``deps``: a front cache keyed by the request never keeps an encrypted reply.
+
+The ciphers come from ``cryptography`` (OpenSSL); DES is its ``TripleDES`` with the
+8-byte key repeated three times, which is single DES.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
+from cryptography.hazmat.primitives.ciphers.algorithms import AES
+
+from registry.errors import RegistryError
+
+from ..config import DnspodAccount
+from ..errors import HttpdnsError
+from ..table import RoutingTable
+from .base import Context, Query, Reply
+
+ALGORITHMS = ("des", "aes")
+DES_BLOCK = 8
+AES_BLOCK = 16
+MAX_HEX = 1024  # a 253-character name encrypted with AES is 2 * (16 + 256) = 544 hex digits
+MAX_MEMO = 16_384  # decrypted DES parameters kept per key (a dict; cleared when full)
+MAX_REPLIES = 20_000  # plain replies kept for encrypted requests, per process
+NO_STORE = (("Cache-Control", "no-store"),)
+_PADS = [bytes((n,)) * n for n in range(AES_BLOCK + 1)]  # PKCS#7 padding of n bytes
+
+Plain = Callable[[Query, Context], Reply]
+
+
+class CipherError(ValueError):
+    """The ciphertext cannot be decrypted with this key (hex, length, padding or text)."""
+
+
+class DesCodec:
+    """DES-ECB with PKCS#5 padding under one key.
+
+    ECB encrypts each block on its own, so one long-lived encryptor and decryptor
+    serve every request (fed whole blocks only; padding is added and checked here):
+    that saves building two OpenSSL contexts per request. And since the same
+    parameter always has the same ciphertext, decrypted parameters are remembered
+    (``memo``): a device asking again for a name costs a dict lookup. Not
+    thread-safe; a node answers queries on its event loop thread.
+    """
+
+    block = DES_BLOCK
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < DES_BLOCK:
+            raise ValueError("a DES key has at least 8 bytes")
+        cipher = Cipher(TripleDES(key[:DES_BLOCK] * 3), modes.ECB())  # K1=K2=K3: single DES
+        self._enc: CipherContext = cipher.encryptor()
+        self._dec: CipherContext = cipher.decryptor()
+        self.memo: dict[str, str] = {}  # hex ciphertext -> text
+
+    def encrypt(self, plain: bytes) -> bytes:
+        """The ciphertext of ``plain``."""
+        return self._enc.update(pad(plain, DES_BLOCK))
+
+    def decrypt(self, data: bytes) -> bytes:
+        """The plaintext of ``data``; ``CipherError`` when it is not ours."""
+        if not data or len(data) % DES_BLOCK:
+            raise CipherError("the ciphertext is not a whole number of DES blocks")
+        return unpad(self._dec.update(data), DES_BLOCK)
+
+
+class AesCodec:
+    """AES-CBC with PKCS#7 padding and a random IV before the ciphertext."""
+
+    block = AES_BLOCK
+
+    def __init__(self, key: bytes, random: Callable[[int], bytes] = os.urandom) -> None:
+        if len(key) not in (16, 24, 32):
+            raise ValueError("an AES key has 16, 24 or 32 bytes")
+        self._algorithm = AES(key)
+        self._random = random
+
+    def encrypt(self, plain: bytes) -> bytes:
+        """A fresh IV followed by the ciphertext of ``plain``."""
+        iv = self._random(AES_BLOCK)
+        enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
+        return iv + enc.update(pad(plain, AES_BLOCK)) + enc.finalize()
+
+    def decrypt(self, data: bytes) -> bytes:
+        """The plaintext of ``IV + ciphertext``; ``CipherError`` when it is not ours."""
+        if len(data) < 2 * AES_BLOCK or len(data) % AES_BLOCK:
+            raise CipherError("the ciphertext is not an IV and whole AES blocks")
+        dec = Cipher(self._algorithm, modes.CBC(data[:AES_BLOCK])).decryptor()
+        return unpad(dec.update(data[AES_BLOCK:]) + dec.finalize(), AES_BLOCK)
+
+
+Codec = DesCodec | AesCodec
+
+
+def pad(data: bytes, block: int) -> bytes:
+    """PKCS#7 padding (PKCS#5 for 8-byte blocks): 1 to ``block`` bytes, each their count."""
+    return data + _PADS[block - len(data) % block]
+
+
+def unpad(data: bytes, block: int) -> bytes:
+    """``data`` without its PKCS#7 padding; ``CipherError`` when the padding is wrong."""
+    n = data[-1] if data else 0
+    if not 1 <= n <= block or not data.endswith(_PADS[n]):
+        raise CipherError("bad padding (or a wrong key)")
+    return data[:-n]
+
+
+@functools.lru_cache(maxsize=256)
+def codec(alg: str, key: bytes) -> Codec:
+    """The codec of one algorithm and key, built once per process."""
+    return DesCodec(key) if alg == "des" else AesCodec(key)
+
+
+def account_codec(account: DnspodAccount, alg: str) -> Codec | None:
+    """The account's codec for ``alg``, or None when it has no key for it."""
+    key = account.des_key if alg == "des" else account.aes_key
+    return None if key is None else codec(alg, key)
+
+
+def decrypt_hex(c: Codec, text: str) -> str:
+    """Decrypt a hex parameter to text; ``CipherError`` for anything wrong."""
+    if isinstance(c, DesCodec):
+        found = c.memo.get(text)
+        if found is None:
+            found = _decrypt_hex(c, text)
+            if len(c.memo) >= MAX_MEMO:
+                c.memo.clear()
+            c.memo[text] = found
+        return found
+    return _decrypt_hex(c, text)
+
+
+def _decrypt_hex(c: Codec, text: str) -> str:
+    if len(text) > MAX_HEX:
+        raise CipherError("the ciphertext is too long")
+    try:
+        data = bytes.fromhex(text)
+        if 2 * len(data) != len(text):  # fromhex skips whitespace; we take none
+            raise ValueError
+    except ValueError:
+        raise CipherError("not an even number of hex digits") from None
+    try:
+        return c.decrypt(data).decode("ascii")
+    except UnicodeDecodeError:
+        raise CipherError("the plaintext is not ASCII text") from None
+
+
+def encrypt_hex(c: Codec, text: str) -> str:
+    """Encrypt text and hex-encode it (lower case)."""
+    return c.encrypt(text.encode()).hex()
+
+
+def _empty(status: int) -> Reply:
+    return Reply(status, "text/plain; charset=utf-8", b"", NO_STORE)
+
+
+class Replies:
+    """Plain replies of encrypted requests, keyed by the decrypted request (account,
+    algorithm, parameters, peer), each with the compiled services it came from: reused
+    while those are unchanged, as the front cache does for plain requests. Never
+    served as such: the caller encrypts them per request."""
+
+    def __init__(self, limit: int = MAX_REPLIES) -> None:
+        self.limit = limit
+        self.entries: dict[tuple[object, ...], Reply] = {}
+
+    def get(self, key: tuple[object, ...], table: RoutingTable) -> Reply | None:
+        """The remembered reply, if the services it came from (``deps``) are unchanged."""
+        hit = self.entries.get(key)
+        if hit is None or not table.still_valid(hit.deps):
+            return None
+        return hit
+
+    def put(self, key: tuple[object, ...], reply: Reply) -> None:
+        """Remember a reply (everything is dropped when full)."""
+        if len(self.entries) >= self.limit:
+            self.entries.clear()
+        self.entries[key] = reply
+
+
+REPLIES = Replies()
+
+
+def _answer(q: Query, ctx: Context, plain: Plain, key: tuple[object, ...]) -> Reply:
+    """The plain reply for a decrypted request: remembered, or computed."""
+    found = REPLIES.get(key, ctx.table)
+    if found is not None:
+        return found
+    reply = plain(q, ctx)
+    if reply.status == 200 and reply.deps:
+        REPLIES.put(key, reply)
+    return reply
+
+
+def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
+    """Answer an encrypted ``/d`` query: decrypt ``dn`` (and ``ip``), answer through
+    ``plain`` (the plain dialect), encrypt the whole body."""
+    account = ctx.config.dnspod.get(q.params.get("id", ""))
+    if account is None:
+        return _empty(404)
+    alg = (q.params.get("alg") or "des").lower()
+    if alg not in ALGORITHMS:
+        return _empty(400)
+    c = account_codec(account, alg)
+    if c is None:
+        return _empty(403)
+    params = {k: v for k, v in q.params.items() if k not in _OURS}
+    try:
+        params["dn"] = decrypt_hex(c, q.params.get("dn", ""))
+        if q.params.get("ip"):
+            params["ip"] = decrypt_hex(c, q.params["ip"])
+    except CipherError:
+        return _empty(400)
+    inner = Query(params=params, peer=q.peer, forwarded_for=q.forwarded_for, account=q.account)
+    # everything the plain answer can depend on (the config: trusted proxies)
+    key = (id(ctx.config), account.id, alg, tuple(sorted(params.items())), q.peer, q.forwarded_for)
+    try:
+        reply = _answer(inner, ctx, plain, key)
+    except (HttpdnsError, RegistryError) as exc:  # a bad name or ip inside the ciphertext
+        return _empty(exc.status if 400 <= exc.status < 500 else 400)
+    if reply.status != 200 or not reply.body:  # nothing to encrypt: the name is not served
+        return _empty(reply.status)
+    body = c.encrypt(reply.body).hex().encode()
+    if alg == "des":
+        # DES-ECB is deterministic: the same request always gets the same ciphertext, so the
+        # front cache may keep it like a plain answer (while its services are unchanged).
+        return Reply(200, reply.content_type, body, (), reply.deps)
+    return Reply(200, reply.content_type, body, NO_STORE)  # AES: a fresh IV every time
+
+
+_OURS = frozenset(("id", "alg", "dn", "ip"))

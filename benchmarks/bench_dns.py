@@ -15,6 +15,14 @@ the median of the per-round ratios. The servers' CPU time during each run gives
 a figure per second of server CPU as well (see bench_http). Targets: ratio >= 0.8
 of PowerDNS, no lost queries.
 
+The ECS case (``--ecs``, on by default): our server asked the same names with an
+EDNS client-subnet option on every query, each from a /24 never seen before
+(dnsperf ``-B`` replays a file of wire queries, a fresh file per run), so every
+query is a front-cache miss steered for a new client bucket; the reference is
+PowerDNS answering the same names without ECS (it does not steer). The warm-up
+uses other subnets, so hot services have their bucket maps, as in a
+long-running node.
+
     .venv/bin/python benchmarks/bench_dns.py [--seconds 10] [--rounds 2] [--json FILE]
 """
 
@@ -47,6 +55,32 @@ def ask(port: int, name: str, qid: int, timeout: float = 2.0) -> DNSRecord:
     reply = DNSRecord.parse(data)
     reply.size = len(data)  # type: ignore[attr-defined]
     return reply
+
+
+def ecs_query(name: str, qid: int, subnet: int) -> bytes:
+    """An A query (RD) with EDNS0 (1232 B) and a client-subnet option for the /24
+    ``subnet`` (its top 24 bits as an integer), source prefix 24, scope 0."""
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    option = struct.pack("!HHHBB", 8, 7, 1, 24, 0) + subnet.to_bytes(3, "big")
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(option)) + option
+    return (
+        struct.pack("!HHHHHH", qid & 0xFFFF, 0x0100, 1, 0, 0, 1)
+        + qname
+        + struct.pack("!HH", 1, 1)
+        + opt
+    )
+
+
+def ecs_file(path: Path, names: list[str], first: int, count: int) -> Path:
+    """``count`` ECS queries for ``names`` in turn, subnets ``first``.. (distinct /24s),
+    each after its 2-byte length (``dnsperf -B``)."""
+    out = bytearray()
+    for i in range(count):
+        subnet = ((11 + ((first + i) >> 16) % 200) << 16) | ((first + i) & 0xFFFF)
+        wire = ecs_query(names[i % len(names)], i, subnet)
+        out += struct.pack("!H", len(wire)) + wire
+    path.write_bytes(bytes(out))
+    return path
 
 
 def addresses(reply: DNSRecord) -> list[str]:
@@ -98,6 +132,13 @@ def start_pdns(work: Path, answers: dict[str, list[str]]) -> bl.Proc:
     raise RuntimeError(f"pdns_server did not answer within 20 s:\n{proc.tail()}")
 
 
+def _udp(port: int, wire: bytes, timeout: float = 2.0) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(wire, ("127.0.0.1", port))
+        return s.recvfrom(65535)[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--services", type=int, default=1000)
@@ -107,6 +148,20 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1, help="dnsperf -c")
     ap.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--no-ecs",
+        dest="ecs",
+        action="store_false",
+        help="skip the case with a new client subnet on every query",
+    )
+    ap.add_argument(
+        "--ecs-warmup",
+        type=float,
+        default=8,
+        help="warm-up of the ECS case in server CPU-seconds (at most 90 s)",
+    )
+    ap.add_argument("--ecs-queries", type=int, default=400_000,
+                    help="queries per ECS file (distinct /24s; more than a run sends)")  # fmt: skip
     ap.add_argument("--json", help="append the result rows to this JSON-lines file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -146,6 +201,18 @@ def run(
     data = work / "names.txt"
     data.write_text("".join(f"{n} A\n" for n in names))
     servers = {"pdns": pdns.port, "ours": ours.dns_port}
+    if args.ecs:
+        servers["ecs"] = ours.dns_port
+        probe = DNSRecord.parse(_udp(ours.dns_port, ecs_query(names[0], 7, 0x0B0000)))
+        if probe.header.rcode != 0 or len(addresses(probe)) != 2:
+            raise RuntimeError(f"our server answers an ECS query with {probe}")
+    ecs_runs = 0
+
+    def ecs_data() -> Path:
+        nonlocal ecs_runs
+        ecs_runs += 1
+        return ecs_file(work / "ecs.bin", names, ecs_runs * args.ecs_queries, args.ecs_queries)
+
     runs: dict[str, list[bl.DnsperfResult]] = {k: [] for k in servers}  # every run
     measured: dict[str, list[bl.DnsperfResult]] = {k: [] for k in servers}  # not warm-ups
     crashed = ""
@@ -156,6 +223,20 @@ def run(
             if not proc.alive():
                 crashed = f"{proc.name} exited with {proc.popen.returncode}: {proc.tail(5)}"
                 break
+            if key == "ecs":
+                # warm until the server has spent ecs_warmup CPU-seconds (hot services get
+                # their bucket maps; on a loaded machine wall time would not be enough)
+                spent, part = 0.0, 0
+                while spent < args.ecs_warmup and part < 30:
+                    before = bl.cpu_seconds(proc.pid)
+                    runs[key].append(bl.dnsperf(port, ecs_data(), seconds=3, binary=True, **kw))
+                    spent += bl.cpu_seconds(proc.pid) - before
+                    part += 1
+                res = bl.dnsperf(port, ecs_data(), seconds=args.seconds, server=proc.pid,
+                                 binary=True, **kw)  # fmt: skip
+                runs[key].append(res)
+                measured[key].append(res)
+                continue
             if args.warmup > 0:
                 runs[key].append(bl.dnsperf(port, data, seconds=args.warmup, **kw))
             res = bl.dnsperf(port, data, seconds=args.seconds, server=proc.pid, **kw)
@@ -212,6 +293,18 @@ def run(
             add("  ratio per server CPU-s / idle-machine estimate", f"{eff:.2f} / {idle:.2f}")
     else:
         add("  ratio to PowerDNS", "not measured", f">= {TARGET_RATIO}", False)
+    if args.ecs:
+        run_row("ecs", "httpdns --dns, ECS from a new /24 on every query",
+                "a fresh subnet file per run; the reference answers without ECS")  # fmt: skip
+        pairs = list(zip(measured["ecs"], measured["pdns"], strict=False))
+        if pairs:
+            ratios = [o.qps / p.qps for o, p in pairs]
+            add("  ratio to PowerDNS (no ECS)", f"{statistics.median(ratios):.2f}",
+                note="per round " + " ".join(f"{x:.2f}" for x in ratios))  # fmt: skip
+            if all(o.projected and p.projected for o, p in pairs):
+                eff = statistics.median(o.per_cpu_s / p.per_cpu_s for o, p in pairs)
+                idle = statistics.median(o.projected / p.projected for o, p in pairs)
+                add("  ratio per server CPU-s / idle-machine estimate", f"{eff:.2f} / {idle:.2f}")
     lost = sum(r.lost for r in runs["ours"])
     sent = sum(r.sent for r in runs["ours"])
     add("  lost queries (all our runs, warm-ups too)", f"{lost} of {sent:,}", "0", lost == 0)

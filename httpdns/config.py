@@ -40,6 +40,24 @@ class Account:
     require_signature: bool = False
 
 
+ROLES = ("read", "ops", "deployer", "admin")
+"""Token roles, each admitted wherever a lesser one is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A named admin-API token (``[tokens.NAME]``): its role and its secret, given as is
+    or as the hex SHA-256 of the secret (so the config file need not hold it)."""
+
+    name: str
+    role: str
+    secret: str | None = None
+    secret_sha256: str | None = None
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"Token({self.name!r}, role={self.role!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class DnspodAccount:
     """A DNSPod encrypted-dialect account: its DES and/or AES key (never printed)."""
@@ -63,6 +81,7 @@ class Config:
     admin_token: str | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     accounts: Mapping[str, Account] = field(default_factory=dict)
+    tokens: Mapping[str, Token] = field(default_factory=dict)  # by name
     dnspod: Mapping[str, DnspodAccount] = field(default_factory=dict)
     zones: tuple[str, ...] = ()
     demo: bool = False
@@ -125,6 +144,38 @@ def _accounts(raw: Any) -> dict[str, Account]:
     return out
 
 
+def _tokens(raw: Any) -> dict[str, Token]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("tokens: must be a table of [tokens.NAME] sections")
+    out = {}
+    for name, body in raw.items():
+        where = f"tokens.{name}"
+        if (
+            not isinstance(body, Mapping)
+            or not str(name).replace("-", "").replace("_", "").isalnum()
+        ):
+            raise ConfigError(f"{where}: must be a table; names are letters, digits, - and _")
+        unknown = sorted(set(body) - {"role", "secret", "secret_sha256"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+        role = body.get("role")
+        if role not in ROLES:
+            raise ConfigError(f"{where}.role: must be one of {', '.join(ROLES)}")
+        secret, digest = body.get("secret"), body.get("secret_sha256")
+        if (secret is None) == (digest is None):
+            raise ConfigError(f"{where}: give exactly one of secret and secret_sha256")
+        if secret is not None and (not isinstance(secret, str) or len(secret) < 8):
+            raise ConfigError(f"{where}.secret: must be a string of at least 8 characters")
+        if digest is not None and (
+            not isinstance(digest, str)
+            or len(digest) != 64
+            or any(ch not in "0123456789abcdef" for ch in digest.lower())
+        ):
+            raise ConfigError(f"{where}.secret_sha256: must be 64 hex digits")
+        out[str(name)] = Token(str(name), role, secret, digest.lower() if digest else None)
+    return out
+
+
 def _dnspod(raw: Any) -> dict[str, DnspodAccount]:
     """``[dnspod."ID"]`` sections: ``des_key`` (8+ bytes, the first 8 used) and/or
     ``aes_key`` (16, 24 or 32 bytes); an id with neither is refused."""
@@ -174,7 +225,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
             raise ConfigError(f"config {path}: {exc}") from None
     known = {
         "http", "https", "tls_cert", "tls_key", "store", "admin_token", "trusted_proxies",
-        "accounts", "zones", "demo", "max_cached_answers", "snapshot", "dns", "workers",
+        "accounts", "tokens", "zones", "demo", "max_cached_answers", "snapshot", "dns", "workers",
         *_LIMITS,
         "dnspod",
     }  # fmt: skip
@@ -228,6 +279,8 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None, **flags:
         cfg = replace(cfg, trusted_proxies=_networks("trusted_proxies", data["trusted_proxies"]))
     if "accounts" in data:
         cfg = replace(cfg, accounts=_accounts(data["accounts"]))
+    if "tokens" in data:
+        cfg = replace(cfg, tokens=_tokens(data["tokens"]))
     if "dnspod" in data:
         cfg = replace(cfg, dnspod=_dnspod(data["dnspod"]))
     if "zones" in data:

@@ -31,12 +31,14 @@ import ipaddress
 import logging
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 from . import dnswire
 from .cache import BoundedCache
 from .config import Config
+from .jsonlog import QueryLog
 from .logs import client_log
+from .metrics import RCODES, SAMPLE, Answer, QueryStats, Recorder, Tally
 from .table import Client, RoutingTable
 
 log = logging.getLogger("httpdns.dns")
@@ -48,6 +50,7 @@ MAX_RRL_ENTRIES = 200_000
 WRITE_HIGH = 256 * 1024
 
 Key = tuple[bytes, str, bool]
+Kept = tuple[object, bytes, Tally]  # deps, the reply less its ID, the metrics cell of its hits
 
 
 def normalized(data: bytes) -> tuple[bytes, int] | None:
@@ -67,16 +70,21 @@ def normalized(data: bytes) -> tuple[bytes, int] | None:
 class DnsEngine:
     """Turns query messages into reply messages for one node."""
 
-    def __init__(self, table: RoutingTable, config: Config) -> None:
+    def __init__(
+        self, table: RoutingTable, config: Config, stats: QueryStats | None = None
+    ) -> None:
         self.table = table
         self.config = config
-        self.cache: BoundedCache[Key, tuple[object, bytes]] = BoundedCache(
-            MAX_CACHED, MAX_CACHED_BYTES
-        )
+        self.stats = stats or QueryStats()
+        self.recorder = Recorder(table)  # decisions per dc and version, for the metrics
+        self.countdown = SAMPLE  # queries until the next one is timed
+        # what ``respond`` answered last (sampled latency, query log): a Tally from the cache,
+        # else (dialect, rcode, answers)
+        self.last: Tally | tuple[str, str, tuple[Answer, ...]] | None = None
+        self.query_log: QueryLog | None = None
+        self.cache: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         # The same bytes again (less the ID): no normalizing, no splicing — the hot path.
-        self.exact: BoundedCache[Key, tuple[object, bytes]] = BoundedCache(
-            MAX_CACHED, MAX_CACHED_BYTES
-        )
+        self.exact: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         self.rrl_rate = config.rrl_rate
         self.rrl_slip = config.rrl_slip
         self._rrl: BoundedCache[tuple[bytes, bytes], list[float]] = BoundedCache(MAX_RRL_ENTRIES)
@@ -95,6 +103,8 @@ class DnsEngine:
         exact = (wire[2:], peer, udp)
         hit = self.exact.get(exact)
         if hit is not None and self.table.still_valid(hit[0]):  # type: ignore[arg-type]
+            hit[2].n += 1
+            self.last = hit[2]
             return wire[:2] + hit[1]
         norm = normalized(wire)
         if norm is not None:
@@ -103,23 +113,50 @@ class DnsEngine:
             if hit is not None and self.table.still_valid(hit[0]):  # type: ignore[arg-type]
                 rest = hit[1]
                 rest = rest[:10] + wire[12:z] + rest[z - 2 :]
-                self.exact.put(exact, (hit[0], rest), len(wire) + len(rest))
+                hit[2].n += 1
+                self.last = hit[2]
+                self.exact.put(exact, (hit[0], rest, hit[2]), len(wire) + len(rest))
                 return wire[:2] + rest
+        recorder = self.recorder
+        recorder.reset()
         try:
             out = dnswire.answer(
-                wire, self.table, self.config, lambda ecs: Client.of(ecs or peer), udp
+                wire,
+                cast(RoutingTable, recorder),
+                self.config,
+                lambda ecs: Client.of(ecs or peer),
+                udp,
             )
         except dnswire.MalformedMessage as exc:
             client_log.note("dns_formerr", exc.detail)
+            self.stats.count("dns", "FORMERR")
+            self.last = ("dns", "FORMERR", ())
             return dnswire.formerr(wire)
         except Exception:  # a bug must cost one query, never the listener
             client_log.bug("answering a DNS query")
+            self.stats.count("dns", "FORMERR")
             return dnswire.formerr(wire)
+        rcode = RCODES.get(out.rcode, "BADVERS" if out.rcode == 16 else "other")
+        answers = tuple(recorder.answers)
+        self.stats.count("dns", rcode, answers)
+        self.last = ("dns", rcode, answers)
         if norm is not None and out.deps:
-            kept = (out.deps, out.wire[2:])
+            kept = (out.deps, out.wire[2:], self.stats.tally("dns", rcode, answers))
             self.cache.put((norm[0], peer, udp), kept, len(out.wire) * 2)
             self.exact.put(exact, kept, len(out.wire) * 2)
         return out.wire
+
+    def sampled(self, seconds: float, peer: str) -> None:
+        """Record the latency of a sampled query (and maybe log it)."""
+        last = self.last
+        if last is None:
+            return  # not answered (a response, no header)
+        self.stats.observe("dns", seconds)
+        if self.query_log is not None:
+            _, rcode, answers = (
+                (last.dialect, last.rcode, last.answers) if isinstance(last, Tally) else last
+            )
+            self.query_log.maybe("dns", rcode, answers, seconds, peer)
 
     def over_rate(self, wire: bytes, peer: str) -> bool | None:
         """RRL for one UDP response: False to send it, True to send it truncated
@@ -170,20 +207,31 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, engine: DnsEngine) -> None:
         self.engine = engine
         self.transport: asyncio.DatagramTransport | None = None
-        self.own: set[tuple[str, int]] = set()
+        self.port = -1  # ours, and the addresses it is ours on
+        self.hosts: frozenset[str] = frozenset()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        host, port = transport.get_extra_info("sockname")[:2]
-        self.own = {(host, port)}
+        host, self.port = transport.get_extra_info("sockname")[:2]
+        hosts = {host}
         if ipaddress.ip_address(host).is_unspecified:  # bound to every address: loopbacks too
-            self.own |= {("127.0.0.1", port), ("::1", port)}
+            hosts |= {"127.0.0.1", "::1"}
+        self.hosts = frozenset(hosts)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         transport = self.transport
-        if transport is None or addr[1] == 0 or (addr[0], addr[1]) in self.own:
+        port = addr[1]
+        if transport is None or port == 0 or (port == self.port and addr[0] in self.hosts):
             return  # never answer port 0 or ourselves (a forged loop)
         engine = self.engine
+        engine.countdown -= 1
+        if not engine.countdown:
+            engine.countdown = SAMPLE
+            engine.last = None
+            start = time.perf_counter()
+            self.answer(data, addr, transport)
+            engine.sampled(time.perf_counter() - start, addr[0])
+            return
         # The exact-bytes cache, inlined: this is the whole cost of a repeated query.
         hit = engine.exact.get((data[2:], addr[0], True))
         table = engine.table
@@ -194,7 +242,13 @@ class UdpProtocol(asyncio.DatagramProtocol):
                     break
             else:
                 transport.sendto(data[:2] + hit[1], addr)
+                hit[2].n += 1
                 return
+        self.answer(data, addr, transport)
+
+    def answer(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+        """Answer one datagram (rate limits included) through the engine."""
+        engine = self.engine
         reply = engine.respond(data, addr[0], True)
         if reply is None:
             return
@@ -255,7 +309,16 @@ class TcpProtocol(asyncio.Protocol):
                 break
             msg, buf = buf[2 : 2 + size], buf[2 + size :]
             self._arm()
-            reply = self.engine.respond(msg, self.peer, False)
+            engine = self.engine
+            engine.countdown -= 1
+            if engine.countdown:
+                reply = engine.respond(msg, self.peer, False)
+            else:
+                engine.countdown = SAMPLE
+                engine.last = None
+                start = time.perf_counter()
+                reply = engine.respond(msg, self.peer, False)
+                engine.sampled(time.perf_counter() - start, self.peer)
             if reply is None:  # no header, or a response: nothing sensible on this stream
                 self._timeout()
                 self.buf = b""

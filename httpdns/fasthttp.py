@@ -31,8 +31,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
+from typing import cast
 from urllib.parse import parse_qsl
 
 import httptools
@@ -41,8 +42,11 @@ import orjson
 from .cache import BoundedCache
 from .dialects import Context, Query, Reply
 from .errors import reply_for
+from .jsonlog import QueryLog
 from .logs import client_log
+from .metrics import SAMPLE, Answer, QueryStats, Recorder, Tally, rcode_of
 from .routes import Route, Router, reply_headers
+from .table import RoutingTable
 
 log = logging.getLogger("httpdns.fasthttp")
 
@@ -87,9 +91,10 @@ class Limits:
 
 
 _Key = tuple[bytes, str | None, bytes | None]  # target, peer, forwarded-for
-_Kept = tuple[tuple[tuple[str, object], ...], bytes, bytes]  # deps, status line, the rest
-# deps, status line, connection header + the rest, keep the connection open
-_Repeat = tuple[tuple[tuple[str, object], ...], bytes, bytes, bool]
+# deps, status line, the rest, the metrics cell its hits count in
+_Kept = tuple[tuple[tuple[str, object], ...], bytes, bytes, Tally]
+# deps, status line, connection header + the rest, keep the connection open, metrics cell
+_Repeat = tuple[tuple[tuple[str, object], ...], bytes, bytes, bool, Tally]
 _TOO_MANY = b'{"error":"too_many_requests","detail":"too many requests from this address"}'
 _CLOSE = b"Connection: close\r\n"
 _KEEP_10 = b"Connection: keep-alive\r\n"
@@ -113,9 +118,19 @@ class FastServer:
         routes: Sequence[Route],
         slow: Callable[[], asyncio.Protocol],
         limits: Limits | None = None,
+        stats: QueryStats | None = None,
     ) -> None:
-        self.context = context
         self.table = context.table
+        # The dialects see the table through a recorder (answers per dc and version, for
+        # httpdns_answers_total); the cache checks below use the table itself.
+        self.recorder = Recorder(context.table)
+        self.context = replace(context, table=cast(RoutingTable, self.recorder))
+        self.stats = stats or QueryStats()
+        self.countdown = SAMPLE  # reads until the next one is timed
+        # (dialect, rcode, answers) of the last request ``respond`` answered, for the sampled
+        # latency and query log; a Tally (it has the same three) when it came from the cache
+        self.last: Tally | tuple[str, str, tuple[Answer, ...]] | None = None
+        self.query_log: QueryLog | None = None
         self.config = context.config
         self.router = Router(routes)
         self.slow = slow
@@ -216,9 +231,13 @@ class FastServer:
         """``(status line, headers and body less Date)`` of the answer to one request to a
         query route, and the front cache's entry when it answered (the request was seen
         before: the caller keeps it byte for byte too), else None."""
+        dialect = route.metric
         if self.limits.http_rate and self.over_rate(peer):
             client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
             reply = Reply(429, "application/json", _TOO_MANY, (("Retry-After", "1"),))
+            self.last = (dialect, "http_429", ())
+            if dialect:
+                self.stats.count(dialect, "http_429")
             return (*self._parts(None, reply), None)
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         key = None
@@ -226,9 +245,13 @@ class FastServer:
             key = (target, peer, forwarded)
             hit = self.cache.get(key)
             if hit is not None and self.table.still_valid(hit[0]):
+                hit[3].n += 1
+                self.last = hit[3]
                 return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
         query = target.partition(b"?")[2]
         content_type = _header(headers, b"content-type") if body else None
+        recorder = self.recorder
+        recorder.reset()
         try:
             params = _params(query)
             q = Query(
@@ -247,6 +270,12 @@ class FastServer:
             reply = Reply(status, "application/json", orjson.dumps(err))
             params = {}
         head, tail = self._parts(route, reply)
+        answers = tuple(recorder.answers)
+        rcode = ""
+        if dialect:
+            rcode = rcode_of(dialect, reply.status, reply.body, recorder.unanswered)
+            self.stats.count(dialect, rcode, answers)
+        self.last = (dialect, rcode, answers)
         if (
             key is not None
             and reply.deps
@@ -255,7 +284,8 @@ class FastServer:
             and _canonical(params, query, route.params)
             and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
         ):
-            self.cache.put(key, (reply.deps, head, tail), len(target) + len(head) + len(tail))
+            kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
+            self.cache.put(key, kept, len(target) + len(head) + len(tail))
         return head, tail, None
 
     def error(
@@ -384,15 +414,53 @@ class FastHTTP(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.buf:  # between requests: is this one a repeat?
             server = self.server
+            server.countdown -= 1
+            if not server.countdown:
+                self._timed(data)
+                return
             hit = server.repeat.get((data, self.peer))
             if hit is not None and server.table.still_valid(hit[0]):
                 transport = self.transport
                 assert transport is not None
                 transport.write(hit[1] + server.date() + hit[2])
                 self.state, self.since = _IDLE, _clock()
+                hit[4].n += 1  # the whole cost of counting a repeated query
                 if not hit[3]:
                     transport.close()
                 return
+        self._receive(data)
+
+    def _timed(self, data: bytes) -> None:
+        """``data_received`` for the one read in ``SAMPLE`` whose latency is sampled."""
+        server = self.server
+        server.countdown = SAMPLE
+        server.last = None
+        start = time.perf_counter()
+        hit = server.repeat.get((data, self.peer))
+        if hit is not None and server.table.still_valid(hit[0]):
+            transport = self.transport
+            assert transport is not None
+            transport.write(hit[1] + server.date() + hit[2])
+            self.state, self.since = _IDLE, _clock()
+            hit[4].n += 1
+            if not hit[3]:
+                transport.close()
+            last: Tally | tuple[str, str, tuple[Answer, ...]] | None = hit[4]
+        else:
+            self._receive(data)
+            last = server.last
+        if last is None:
+            return  # not a query (/healthz, /metrics, a partial request)
+        dialect, rcode, answers = (
+            (last.dialect, last.rcode, last.answers) if isinstance(last, Tally) else last
+        )
+        if dialect:
+            seconds = time.perf_counter() - start
+            server.stats.observe(dialect, seconds)
+            if server.query_log is not None:
+                server.query_log.maybe(dialect, rcode, answers, seconds, self.peer or "")
+
+    def _receive(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data
         try:
             self.parser.feed_data(data)
@@ -495,7 +563,7 @@ class FastHTTP(asyncio.Protocol):
         if kept is not None and end - start <= MAX_REPEAT and not server.limits.http_rate:
             raw = self.buf[start:end]
             server.repeat.put(
-                (raw, self.peer), (kept[0], head, tail, keep), 2 * len(raw) + len(tail)
+                (raw, self.peer), (kept[0], head, tail, keep, kept[3]), 2 * len(raw) + len(tail)
             )
         if not keep:
             transport.close()

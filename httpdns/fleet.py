@@ -95,10 +95,15 @@ class Fleet:
         self.started = clock()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        # More fields published with each heartbeat, by name (the metrics' answer counts,
+        # which ``GET /api/v1/services/{name}/shares`` sums over the fleet).
+        self.extras: dict[str, Callable[[], Any]] = {}
 
     def info(self) -> dict[str, Any]:
         """This node's heartbeat."""
+        extra = {name: fn() for name, fn in self.extras.items()}
         return {
+            **extra,
             "id": self.id,
             "address": self.addresses[0] if self.addresses else None,
             "addresses": self.addresses,

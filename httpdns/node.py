@@ -49,6 +49,7 @@ from registry.errors import (
 from registry.snapshot import Snapshot
 from registry.store import Store
 
+from .impact import answering_empty
 from .snapshotfile import SnapshotFile
 from .table import RoutingTable
 
@@ -114,6 +115,10 @@ class Node:
         self._task: asyncio.Task[None] | None = None
         self.fleet: Fleet | None = None
         self._log = RateLimitedLog(clock=clock)
+        self.store_errors = 0  # failed reads of the feed or snapshot (httpdns_store_errors_total)
+        self.resyncs = 0  # snapshots reloaded after a feed gap (httpdns_follow_resyncs_total)
+        # Called with (snapshot before, batch) after each batch is applied (structured logs).
+        self.listeners: list[Callable[[Any, ChangeSet], None]] = []
 
     @classmethod
     async def start(
@@ -207,9 +212,12 @@ class Node:
         """Apply one committed batch to the table (ignored if already applied)."""
         if cs.revision <= self.table.revision:
             return
+        old = self.table.snapshot
         snap, _ = self.table.snapshot.apply(cs.changes, cs.revision)
         self.table.update(snap, cs.services)
         self._advance()
+        for listener in self.listeners:
+            listener(old, cs)
 
     def _advance(self) -> None:
         if self.snapshot_file is not None:
@@ -268,6 +276,7 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except StoreResyncError as exc:
+                self.resyncs += 1
                 log.info("%s; reloading a snapshot", exc.detail)
                 if self._clock() - last_resync > 1.0:
                     last_resync = self._clock()
@@ -282,6 +291,7 @@ class Node:
                           exc.detail, self.table.revision)  # fmt: skip
                 self._problems[DAMAGED] = exc.detail
             except RegistryError as exc:
+                self.store_errors += 1
                 if self._lost_at is None:
                     log.warning("store unavailable (%s); answering from revision %d", exc.detail,
                                 self.table.revision)  # fmt: skip
@@ -394,6 +404,8 @@ class Node:
             else round(self._clock() - self._lost_at, 3),
             "services": len(self.table.services),
             "started_from": self.started_from,
+            # services that answer nobody in some region (a drain, a flip, a deleted endpoint)
+            "empty": answering_empty(self.table.services),
         }
         detail = self._problems.get(REGRESSED) or self._problems.get(DAMAGED)
         if detail is not None:

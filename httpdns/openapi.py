@@ -103,6 +103,12 @@ SCHEMAS: dict[str, Any] = {
                 "from": {"type": "string"}, "to": {"type": "string"},
                 "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
                 "services": {"type": ["array", "null"], "items": {"type": "string"}}}},
+            "Revert": {"type": "object", "required": ["to"], "additionalProperties": False,
+                       "properties": {"to": {"type": "integer", "minimum": 0}}},
+            "Registry": {"type": "object", "additionalProperties": False, "properties": {
+                "datacenters": {"type": "object", "additionalProperties": _ref("Datacenter")},
+                "regions": {"type": "object", "additionalProperties": _ref("Region")},
+                "services": {"type": "object", "additionalProperties": {"type": "object"}}}},
             "Zone": {"type": "object", "additionalProperties": False, "required": ["nameservers"],
                      "properties": {
                 "nameservers": {"type": "object", "minProperties": 1, "additionalProperties": {

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from . import dialects
 from .dialects import Context, Query, Reply
+from .metrics import CONTENT_TYPE, Exposition
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Dialect = Callable[[Query, Context], Reply]
@@ -40,12 +41,16 @@ class Route:
     # kept by the front cache (anything else is answered, never cached).
     params: tuple[str, ...] = ()
     cacheable: bool = False  # answers may be kept while their services are unchanged
+    metric: str = ""  # the ``dialect`` label of httpdns_queries_total ("" = not counted)
     # OpenAPI
     summary: str = ""
     body: str | None = None  # request body schema (components/schemas)
     write: bool = False  # takes If-Match, may answer 409/503
     query: tuple[str, ...] = ()  # documented query parameters
     public: bool = False  # no bearer token
+    # The least token role admitted (read < ops < deployer < admin); None: "read" for GET,
+    # "admin" for anything else. Checked by ``handlers.authorize``.
+    role: str | None = None
 
     @property
     def is_query(self) -> bool:
@@ -65,6 +70,19 @@ def health(q: Query, ctx: Context) -> Reply:
     body = ctx.health()
     status = 503 if body.get("status") == "unavailable" else 200
     return Reply(status, "application/json", orjson.dumps(body))
+
+
+# The node's /metrics renderer (``web.make_app`` sets it).
+EXPOSITION = web.AppKey("exposition", Exposition)
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    """``/metrics``: Prometheus text exposition, public like ``/healthz`` (README "Monitoring":
+    no client addresses in it; keep it off the internet at the load balancer if you must)."""
+    return web.Response(
+        body=request.app[EXPOSITION].render(),
+        headers={"Content-Type": CONTENT_TYPE},
+    )
 
 
 async def _preflight(request: web.Request) -> web.StreamResponse:
@@ -88,16 +106,29 @@ _DOH = ("dns", *_COMMON)
 
 QUERY_ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", health, summary="node health", public=True),
-    Route("GET", "/d", dialects.resolve_d, params=_DNSPOD, cacheable=True),
-    Route("GET", "/resolve", dialects.resolve_json, params=_GOOGLE, cacheable=True),
-    Route("GET", "/dns-query", dialects.resolve_doh, params=_DOH, cacheable=True),
-    Route("POST", "/dns-query", dialects.resolve_doh, params=_DOH),
+    # Not in the OpenAPI document (no summary): it is text, not the admin API's JSON.
+    Route("GET", "/metrics", handler=_metrics, public=True),
+    Route("GET", "/d", dialects.resolve_d, params=_DNSPOD, cacheable=True, metric="dnspod"),
+    Route(
+        "GET", "/resolve", dialects.resolve_json, params=_GOOGLE, cacheable=True, metric="google"
+    ),
+    Route("GET", "/dns-query", dialects.resolve_doh, params=_DOH, cacheable=True, metric="doh"),
+    Route("POST", "/dns-query", dialects.resolve_doh, params=_DOH, metric="doh"),
     Route("OPTIONS", "/dns-query", handler=_preflight),
-    Route("GET", "/{account}/d", dialects.resolve_one, params=_ALIYUN, cacheable=True),
-    Route("GET", "/{account}/resolve", dialects.resolve_many, params=_ALIYUN, cacheable=True),
+    Route(
+        "GET", "/{account}/d", dialects.resolve_one, params=_ALIYUN, cacheable=True, metric="aliyun"
+    ),
+    Route(
+        "GET",
+        "/{account}/resolve",
+        dialects.resolve_many,
+        params=_ALIYUN,
+        cacheable=True,
+        metric="aliyun",
+    ),
     # Signed answers are never kept: each must be checked against its expiry.
-    Route("GET", "/{account}/sign_d", _signed(dialects.resolve_one)),
-    Route("GET", "/{account}/sign_resolve", _signed(dialects.resolve_many)),
+    Route("GET", "/{account}/sign_d", _signed(dialects.resolve_one), metric="aliyun"),
+    Route("GET", "/{account}/sign_resolve", _signed(dialects.resolve_many), metric="aliyun"),
 )
 
 

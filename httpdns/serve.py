@@ -8,11 +8,14 @@ import gc
 import logging
 import os
 import resource
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -32,7 +35,9 @@ from .dnsserver import DnsEngine, start_dns
 from .events import ROUTES as EVENT_ROUTES
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
 from .http2 import ALPN, AlpnSwitch
+from .jsonlog import ChangeLog, JsonFormatter, QueryLog, watch_health
 from .logs import ClientErrorsOnly
+from .metrics import AnswerHistory, NodeMetrics, WorkerFiles, keep_history, publish
 from .node import Node
 from .plugins import Plugin
 from .routes import QUERY_ROUTES
@@ -72,9 +77,12 @@ async def run(
     stop: asyncio.Event | None = None,
     reuse_port: bool = False,
     plugins: tuple[Plugin, ...] = (),
+    query_log_sample: float = 0.0,
+    log_events: bool = True,
 ) -> None:
     """Run a node until ``stop`` is set (or SIGTERM/SIGINT when not given), with the
-    routes and background tasks of ``plugins``."""
+    routes and background tasks of ``plugins``; ``query_log_sample`` is the share of
+    queries logged, ``log_events`` logs registry changes and health flips (one worker)."""
     # Loading allocates a million long-lived objects: collecting during it only costs time
     # (a third of start-up with 10,000 services). Re-enabled, frozen, once the table is built.
     gc.disable()
@@ -111,8 +119,17 @@ async def run(
         limit = limits(cfg, fd_limit)
         logging.getLogger("aiohttp.server").addFilter(ClientErrorsOnly())
         # A DoH GET carries up to 64 KiB of base64 in its request line.
+        metrics = NodeMetrics()
+        metrics.health, metrics.node = node.health, node
+        metrics_dir = os.environ.get("HTTPDNS_METRICS_DIR")
+        worker = os.environ.get("HTTPDNS_WORKER_ID")
+        if metrics_dir and worker is not None:  # --workers: /metrics sums every worker's
+            metrics.workers = WorkerFiles(metrics_dir, int(worker))
+            metrics.base = metrics.workers.previous()
+            # answers carried over are not new ones: the shares windows start from them
+            metrics.history = AnswerHistory(metrics.answers())
         runner = web.AppRunner(
-            make_app(node, cfg, routes, schemas),
+            make_app(node, cfg, routes, schemas, metrics),
             access_log=None,
             handle_signals=False,
             max_line_size=MAX_HEAD,
@@ -134,7 +151,12 @@ async def run(
         loop = asyncio.get_running_loop()
         slow = runner.server
         assert slow is not None
-        fast = FastServer(Context(node.table, cfg, health=node.health), routes, slow, limit)
+        fast = FastServer(
+            Context(node.table, cfg, health=node.health), routes, slow, limit, metrics.stats
+        )
+        metrics.fast = fast
+        query_log = QueryLog(query_log_sample) if query_log_sample > 0 else None
+        fast.query_log = query_log
         fast.start()
         for scheme, (host, port), tls in listeners:
             try:
@@ -155,13 +177,18 @@ async def run(
         if cfg.dns is not None:
             host, port = cfg.dns
             try:
-                udp, tcp = await start_dns(DnsEngine(node.table, cfg), host, port, reuse_port)
+                engine = DnsEngine(node.table, cfg, metrics.stats)
+                metrics.dns = engine
+                engine.query_log = query_log
+                udp, tcp = await start_dns(engine, host, port, reuse_port)
             except OSError as exc:
                 raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             servers.append(tcp)
             transports.append(udp)
             log.info("serving DNS on udp+tcp %s:%d", host, port)
         node.announce([(s, h, p) for s, (h, p), _tls in listeners])  # the fleet view
+        if node.fleet is not None:  # what this process answered, for the fleet's shares
+            node.fleet.extras["answers"] = metrics.published_answers
         log.info(
             "descriptor limit %d; at most %d HTTP connections, head timeout %gs, keep-alive %gs",
             fd_limit,
@@ -181,6 +208,14 @@ async def run(
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+        tasks.append(asyncio.create_task(keep_history(metrics, stop), name="httpdns-history"))
+        if metrics.workers is not None:
+            tasks.append(asyncio.create_task(publish(metrics, stop), name="httpdns-metrics"))
+        if log_events:
+            node.listeners.append(ChangeLog())
+            tasks.append(
+                asyncio.create_task(watch_health(node.health, stop), name="httpdns-health")
+            )
         for p in plugins:
             if p.task is not None:
                 tasks.append(asyncio.create_task(p.task(store, stop), name=p.name))
@@ -267,6 +302,20 @@ async def run(
     metavar="K",
     help="every K-th rate-limited DNS response is sent truncated [default: 2]",
 )
+@click.option(
+    "--log-format",
+    default="text",
+    type=click.Choice(["text", "json"]),
+    help="json: one JSON object per line, registry changes, rollout events and health flips "
+    "as fields [default: text]",
+)
+@click.option(
+    "--query-log-sample",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="P",
+    help="log this share of queries (at most 1/64) [default: 0 = off]",
+)
 @click.option("--demo", is_flag=True, default=None, help="load demo data into an empty store")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
@@ -292,6 +341,8 @@ def serve(
     http_rate: float | None,
     rrl_rate: float | None,
     rrl_slip: int | None,
+    log_format: str,
+    query_log_sample: float,
     demo: bool | None,
     log_level: str,
 ) -> None:
@@ -301,6 +352,8 @@ def serve(
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if log_format == "json":
+        logging.getLogger().handlers[0].setFormatter(JsonFormatter(worker=worker_id))
     flags: dict[str, Any] = {
         "http": http,
         "https": https,
@@ -339,13 +392,25 @@ def serve(
             sys.exit(supervise(cfg.workers))
         if worker_id is not None:
             cfg = replace(cfg, demo=False)
-            logging.getLogger().handlers[0].setFormatter(
-                logging.Formatter(f"%(asctime)s w{worker_id} %(name)s %(levelname)s %(message)s")
-            )
+            if log_format != "json":
+                logging.getLogger().handlers[0].setFormatter(
+                    logging.Formatter(
+                        f"%(asctime)s w{worker_id} %(name)s %(levelname)s %(message)s"
+                    )
+                )
         # With workers, only worker 0 runs the controller: one reconcile loop per node.
         run_controller = controller and (worker_id is None or worker_id == 0)
         plugins = (plugin(controller=run_controller),)
-        uvloop.run(run(cfg, reuse_port=worker_id is not None, plugins=plugins))
+        uvloop.run(
+            run(
+                cfg,
+                reuse_port=worker_id is not None,
+                plugins=plugins,
+                query_log_sample=query_log_sample,
+                # one line per registry change per node, not per worker
+                log_events=worker_id is None or worker_id == 0,
+            )
+        )
     except ServeError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -386,8 +451,21 @@ def supervise(count: int) -> int:
 
     SIGTERM/SIGINT stop them all. Returns the exit status.
     """
-    env = {**os.environ, "HTTPDNS_WORKERS": "1"}
-    procs = {i: subprocess.Popen(_worker_argv(i), env=env) for i in range(count)}
+    # Each worker writes its metrics here; the one that is scraped sums them all.
+    metrics_dir = tempfile.mkdtemp(prefix="httpdns-metrics-")
+    env = {**os.environ, "HTTPDNS_WORKERS": "1", "HTTPDNS_METRICS_DIR": metrics_dir}
+
+    def spawn(i: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(_worker_argv(i), env={**env, "HTTPDNS_WORKER_ID": str(i)})
+
+    try:
+        return _supervise(count, spawn)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(count: int, spawn: Callable[[int], subprocess.Popen[bytes]]) -> int:
+    procs = {i: spawn(i) for i in range(count)}
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -416,7 +494,7 @@ def supervise(count: int) -> int:
                     q.wait()
                 return 1
             log.warning("worker %d exited with %s; restarting it", i, code)
-            procs[i] = subprocess.Popen(_worker_argv(i), env=env)
+            procs[i] = spawn(i)
             if stopping:  # SIGTERM arrived while we were restarting it
                 procs[i].send_signal(signal.SIGTERM)
         time.sleep(0.1)

@@ -22,6 +22,7 @@ Passing a list as ``trace`` records every step for ``explain``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,10 @@ class Choice:
     status: str = "ok"  # ok | failover-open | closed | empty
 
 
+_SERIALS = itertools.count(1)
+MAX_INTERNED = 4096  # numbered choices per compiled service (12 bits of a cached decision)
+
+
 @dataclass(slots=True)
 class CompiledService:
     """A service's records prepared for fast, repeatable decisions."""
@@ -98,6 +103,22 @@ class CompiledService:
     versions_canary: tuple[str | None, ...] = (None,)
     # why a datacenter of a table is not usable, for explain
     excluded: dict[str, str] = field(default_factory=dict)
+    # Not part of the decision: a number no other compile gets (caches key on it) and the
+    # distinct decisions seen so far, numbered (``intern``).
+    serial: int = field(default_factory=lambda: next(_SERIALS), compare=False)
+    seen: dict[Choice, int] = field(default_factory=dict, compare=False, repr=False)
+    seen_list: list[Choice] = field(default_factory=list, compare=False, repr=False)
+
+    def intern(self, choice: Choice) -> int:
+        """A small number for ``choice`` (the same for equal choices), or -1 when this
+        service has numbered ``MAX_INTERNED`` choices already."""
+        n = self.seen.get(choice)
+        if n is None:
+            if len(self.seen_list) >= MAX_INTERNED:
+                return -1
+            n = self.seen[choice] = len(self.seen_list)
+            self.seen_list.append(choice)
+        return n
 
 
 def compile_service(

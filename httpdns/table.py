@@ -1,9 +1,19 @@
 """The compiled routing table: the query hot path (DESIGN §4).
 
-Built from a registry snapshot, it keeps one ``CompiledService`` per service
-and caches each decision per (service, region, family, client bucket) in one
-bounded cache. A cached decision is used only while its service's compiled
-entry is the one it was computed from, so a change to one service (which
+Built from a registry snapshot, it compiles a service (``CompiledService``) when
+it is first asked for, not at start: a node with 100,000 services answers its
+first query without compiling them all. A change recompiles the changed services
+that were compiled; the others wait for their first query.
+
+A (service, region, family) that keeps missing the decision cache is hot: it
+gets a ``BucketMap`` (``httpdns.bucketmap``), every bucket's decision computed
+at once, and from then on a decision is one index — no client is ever a miss.
+Maps are bounded by bytes (oldest first out) and rebuilt on the next query
+after their service changes. Colder keys cache each decision per (service,
+region, family, client bucket) in one bounded cache.
+
+A cached decision or map is used only while its service's compiled entry is the
+one it was computed from, so a change to one service (which
 replaces that entry) retires its decisions at once; a datacenter or region
 change rebuilds everything and swaps the whole table in one assignment.
 Queries never touch the store.
@@ -17,13 +27,15 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from registry.model import Region
 from registry.snapshot import Snapshot
 
+from . import bucketmap
+from .bucketmap import BucketMap
 from .cache import BoundedCache
 from .hashing import bucket as bucket_of
 from .steering import Choice, CompiledService, compile_service, decide
@@ -31,6 +43,9 @@ from .steering import Choice, CompiledService, compile_service, decide
 A, AAAA = 1, 28
 MAX_BUCKET_MEMO = 100_000  # client key -> bucket memo (hashing is the dominant miss cost)
 MAX_DECISIONS = 200_000  # cached decisions (Config.max_cached_answers)
+MAX_MAP_BYTES = 96 << 20  # bucket maps (64 KiB and a few choices each)
+HOT_MISSES = 64  # decisions computed for one (service, region, family) before it gets a map:
+# a map costs about as much as 500 decisions to build, and pays off from then on
 
 Deps = list[tuple[str, CompiledService | None]]
 _FAMILY = {A: 4, AAAA: 6}
@@ -139,14 +154,56 @@ class Regions:
         return 0
 
 
-class RoutingTable:
-    """All services compiled for queries, with per-bucket answer caches."""
+class _Services(Mapping[str, CompiledService]):
+    """The served services, compiled on access (``RoutingTable.services``)."""
 
-    def __init__(self, snapshot: Snapshot, *, max_cached: int = MAX_DECISIONS) -> None:
+    __slots__ = ("_table",)
+
+    def __init__(self, table: RoutingTable) -> None:
+        self._table = table
+
+    def __getitem__(self, name: str) -> CompiledService:
+        svc = self._table.compiled(name)
+        if svc is None:
+            raise KeyError(name)
+        return svc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table.snapshot.services)
+
+    def __len__(self) -> int:
+        return len(self._table.snapshot.services)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table.snapshot.services
+
+
+class RoutingTable:
+    """All services, compiled for queries on first use, with per-bucket answer caches."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        max_cached: int = MAX_DECISIONS,
+        max_map_bytes: int = MAX_MAP_BYTES,
+        hot_misses: int | None = HOT_MISSES,
+    ) -> None:
+        """``hot_misses`` None: never build bucket maps (every decision by ``decide``)."""
         self.max_cached = max_cached
+        self.hot_misses = hot_misses
+        # (name, region/family) -> its map, or None: not worth one (too many choices)
+        self._maps: BoundedCache[tuple[str, int], tuple[CompiledService, BucketMap | None]] = (
+            BoundedCache(1 << 20, max_map_bytes)
+        )
+        self._heat: BoundedCache[tuple[str, int], int] = BoundedCache(100_000)
+        self.maps_built = 0
         self._buckets: BoundedCache[int | str, int] = BoundedCache(MAX_BUCKET_MEMO)
         # (name, region/family/bucket) -> (the compiled service it came from, decision)
-        self._decisions: BoundedCache[tuple[str, int], tuple[CompiledService, Choice]] = (
+        # Values are plain ints (the compile's serial << 12 | the choice's number in
+        # ``CompiledService.intern``) or, past a service's ``MAX_INTERNED`` choices,
+        # (svc, choice): a cache of ints holds nothing the garbage collector has to scan.
+        self._decisions: BoundedCache[tuple[str, int], int | tuple[CompiledService, Choice]] = (
             BoundedCache(max_cached)
         )
         self._rebuild(snapshot)
@@ -154,13 +211,28 @@ class RoutingTable:
     # -- building -----------------------------------------------------------
 
     def _rebuild(self, snap: Snapshot) -> None:
-        services = {name: self._compile(snap, name) for name in snap.services}
-        self._ancestors: Counter[str] = Counter(a for n in services for a in _ancestors(n))
+        self._ancestors: Counter[str] = Counter(a for n in snap.services for a in _ancestors(n))
         regions = Regions(snap.regions.values())
-        # One assignment each: a query sees either the old table or the new one.
-        self.snapshot, self.regions, self.services = snap, regions, services
+        # One assignment each: a query sees either the old table or the new one; every
+        # service is compiled again on its next query.
+        compiled: dict[str, CompiledService] = {}
+        self.snapshot, self.regions, self._compiled = snap, regions, compiled
         self.revision = snap.revision
         self._decisions.clear()
+        self._maps.clear()
+        self._heat.clear()
+
+    @property
+    def services(self) -> Mapping[str, CompiledService]:
+        """Every served service by name, compiled on access (a read-only view)."""
+        return _Services(self)
+
+    def compiled(self, name: str) -> CompiledService | None:
+        """The compiled ``name`` (compiling it now if it has not been), None if not served."""
+        svc = self._compiled.get(name)
+        if svc is None and name in self.snapshot.services:
+            svc = self._compiled[name] = self._compile(self.snapshot, name)
+        return svc
 
     @staticmethod
     def _compile(snap: Snapshot, name: str) -> CompiledService:
@@ -176,16 +248,18 @@ class RoutingTable:
         if services is None:
             self._rebuild(snapshot)
             return
+        compiled, served = self._compiled, self.snapshot.services
         for name in services:
-            old = self.services.get(name)
-            if name in snapshot.services:
-                self.services[name] = self._compile(snapshot, name)
-                if old is None:
-                    self._ancestors.update(_ancestors(name))
+            was, now = name in served, name in snapshot.services
+            # a compiled (asked-for) service is recompiled now, the others on first use
+            if now and name in compiled:
+                compiled[name] = self._compile(snapshot, name)
             else:
-                self.services.pop(name, None)
-                if old is not None:
-                    self._ancestors.subtract(_ancestors(name))
+                compiled.pop(name, None)
+            if now and not was:
+                self._ancestors.update(_ancestors(name))
+            elif was and not now:
+                self._ancestors.subtract(_ancestors(name))
         self.snapshot = snapshot
         self.revision = snapshot.revision
 
@@ -230,7 +304,7 @@ class RoutingTable:
         With ``deps``, appends (name, the compiled service or None) to it: what an
         answer built from this decision depends on (see ``still_valid``).
         """
-        svc = self.services.get(name)
+        svc = self._compiled.get(name) or self.compiled(name)
         if deps is not None:
             deps.append((name, svc))
         if svc is None:
@@ -238,13 +312,50 @@ class RoutingTable:
         family = _FAMILY[qtype]
         region = self.regions.match(client.ip, client.family)
         b = self.bucket(client)
-        key = (name, (region << 17) | ((family == 6) << 16) | b)
+        rf = (region << 1) | (family == 6)
+        mapped = self._maps.get((name, rf))
+        if mapped is not None and mapped[0] is svc and mapped[1] is not None:
+            m = mapped[1]
+            return m.choices[m.index[b]]
+        key = (name, (rf << 16) | b)
         hit = self._decisions.get(key)
-        if hit is not None and hit[0] is svc:
-            return hit[1]
+        if hit is not None:
+            if type(hit) is int:
+                if hit >> 12 == svc.serial:
+                    return svc.seen_list[hit & 0xFFF]
+            elif hit[0] is svc:  # type: ignore[index]
+                return hit[1]  # type: ignore[index]
+        if self.hot_misses is not None and (mapped is None or mapped[0] is not svc):
+            # a map that is stale (its service changed) was hot: rebuild it at once
+            heat = self.hot_misses if mapped is not None else self._heat.get((name, rf)) or 0
+            if heat + 1 >= self.hot_misses:
+                built = self._build_map(name, rf, svc)
+                if built is not None:
+                    return built.choices[built.index[b]]
+            else:
+                self._heat.put((name, rf), heat + 1)
         choice = decide(svc, family, self.regions.names[region], b)
-        self._decisions.put(key, (svc, choice))
+        n = svc.intern(choice)
+        self._decisions.put(key, (svc.serial << 12) | n if n >= 0 else (svc, choice))
+        if n >= 0:
+            return svc.seen_list[n]  # the numbered one: equal choices are one object
         return choice
+
+    def _build_map(self, name: str, rf: int, svc: CompiledService) -> BucketMap | None:
+        m = bucketmap.build(svc, 6 if rf & 1 else 4, self.regions.names[rf >> 1])
+        self._heat.pop((name, rf))
+        self._maps.put((name, rf), (svc, m), m.nbytes if m is not None else 64)
+        self.maps_built += 1
+        return m
+
+    def bucket_map(self, name: str, qtype: int, region: str) -> BucketMap | None:
+        """The current bucket map of (``name``, ``qtype``, ``region``), if one is kept."""
+        svc = self.services.get(name)
+        idx = self.regions.index.get(region)
+        if svc is None or idx is None:
+            return None
+        mapped = self._maps.get((name, (idx << 1) | (_FAMILY[qtype] == 6)))
+        return mapped[1] if mapped is not None and mapped[0] is svc else None
 
     def has_descendants(self, name: str) -> bool:
         """Whether a served name lies below ``name`` (an empty non-terminal when unserved)."""
@@ -252,20 +363,31 @@ class RoutingTable:
 
     def still_valid(self, deps: Iterable[tuple[str, object]]) -> bool:
         """Whether an answer computed from ``deps`` (see ``resolve``) is still current."""
-        services = self.services
-        for name, svc in deps:  # noqa: SIM110 - a loop, not all(): runs on every cached answer
-            if services.get(name) is not svc:
+        compiled = self._compiled
+        for name, svc in deps:
+            got = compiled.get(name)
+            if got is not svc:
+                return False
+            # not compiled: valid only while still not served (a lazy compile is pending)
+            if got is None and name in self.snapshot.services:
                 return False
         return True
 
     def cached_decisions(self, name: str) -> dict[int, Choice]:
         """The decisions cached for ``name`` that are still current (tests, debugging)."""
         svc = self.services.get(name)
-        return {
-            key[1]: choice
-            for key, (of, choice) in self._decisions.items()
-            if key[0] == name and of is svc
-        }
+        out: dict[int, Choice] = {}
+        if svc is None:
+            return out
+        for key, value in self._decisions.items():
+            if key[0] != name:
+                continue
+            if isinstance(value, int):
+                if value >> 12 == svc.serial:
+                    out[key[1]] = svc.seen_list[value & 0xFFF]
+            elif value[0] is svc:
+                out[key[1]] = value[1]
+        return out
 
     def explain(self, name: str, qtype: int, client: Client) -> dict[str, Any] | None:
         """The full decision trace for one query; None if the name is not served."""
@@ -299,7 +421,10 @@ class RoutingTable:
     def stats(self) -> Mapping[str, int]:
         """Sizes for health and metrics."""
         return {
-            "services": len(self.services),
+            "services": len(self.snapshot.services),
+            "compiled": len(self._compiled),
             "cached_answers": len(self._decisions),
+            "bucket_maps": len(self._maps),
+            "bucket_map_bytes": self._maps.bytes,
             "revision": self.revision,
         }

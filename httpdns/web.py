@@ -8,8 +8,10 @@ API, plugin routes and the OpenAPI document. Every error of any kind becomes
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -19,10 +21,13 @@ from .dialects import Context, Query, Reply
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge, reply_for
 from .events import ROUTES as EVENT_ROUTES
 from .events import close_streams
-from .handlers import CONFIG, CONTEXT, MAX_BODY, NODE, json_response
+from .handlers import CONFIG, CONTEXT, MAX_BODY, NODE, ROLE_OF, json_response, route_role
+from .metrics import SAMPLE, Exposition, NodeMetrics, Recorder, rcode_of
 from .node import Node
 from .openapi import document
-from .routes import QUERY_ROUTES, Dialect, Handler, Route, reply_headers
+from .routes import EXPOSITION, QUERY_ROUTES, Dialect, Handler, Route, reply_headers
+from .shares_api import METRICS
+from .table import RoutingTable
 from .ui import UI_ROUTES
 
 MAX_QUERY_BODY = 65535  # a DNS message (DoH POST)
@@ -79,6 +84,20 @@ def _respond(route: Route, reply: Reply) -> web.Response:
     return resp
 
 
+class _Counting:
+    """The aiohttp path's share of the query metrics: a recorder over the table, counts
+    straight into the totals, and the same one-in-``SAMPLE`` latency sampling."""
+
+    def __init__(self, metrics: NodeMetrics, context: Context) -> None:
+        self.stats = metrics.stats
+        self.recorder = Recorder(context.table)
+        self.context = replace(context, table=cast(RoutingTable, self.recorder))
+        self.countdown = SAMPLE
+
+
+_COUNTING = web.AppKey("counting", _Counting)
+
+
 def _query_handler(route: Route, fn: Dialect) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         body = None
@@ -86,7 +105,25 @@ def _query_handler(route: Route, fn: Dialect) -> Handler:
             if request.content_length is not None and request.content_length > MAX_QUERY_BODY:
                 raise PayloadTooLarge(f"a DNS message is at most {MAX_QUERY_BODY} bytes")
             body = await request.content.read(MAX_QUERY_BODY + 1)
-        return _respond(route, fn(_query(request, body), request.app[CONTEXT]))
+        dialect = route.metric
+        if not dialect:
+            return _respond(route, fn(_query(request, body), request.app[CONTEXT]))
+        counting = request.app[_COUNTING]
+        counting.countdown -= 1
+        start = time.perf_counter() if not counting.countdown else 0.0
+        recorder = counting.recorder
+        recorder.reset()
+        try:
+            reply = fn(_query(request, body), counting.context)
+        except Exception as exc:  # counted by status, then mapped by error_middleware
+            counting.stats.count(dialect, f"http_{getattr(exc, 'status', 500)}")
+            raise
+        rcode = rcode_of(dialect, reply.status, reply.body, recorder.unanswered)
+        counting.stats.count(dialect, rcode, recorder.answers)
+        if start:
+            counting.countdown = SAMPLE
+            counting.stats.observe(dialect, time.perf_counter() - start)
+        return _respond(route, reply)
 
     return handler
 
@@ -96,10 +133,12 @@ def make_app(
     config: Config,
     routes: Sequence[Route] | None = None,
     schemas: Mapping[str, Any] | None = None,
+    metrics: NodeMetrics | None = None,
 ) -> web.Application:
     """The whole HTTP application for one node: ``routes`` (default: the query routes
-    the admin API, its event stream and the console; the wiring adds plugin routes) and the
-    OpenAPI document."""
+    the admin API, its event stream and the console; the wiring adds plugin routes), the
+    OpenAPI document and ``/metrics`` (``metrics``: the node's, shared with the other front
+    ends)."""
     default = (*QUERY_ROUTES, *ADMIN_ROUTES, *EVENT_ROUTES, *UI_ROUTES)
     routes = list(routes if routes is not None else default)
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
@@ -107,6 +146,13 @@ def make_app(
     app[CONFIG] = config
     app[CONTEXT] = Context(node.table, config, health=node.health)
     app.on_shutdown.append(close_streams)  # event streams never end by themselves
+    app[ROLE_OF] = {(r.method, r.path): route_role(r.method, r.role) for r in routes}
+    if metrics is None:
+        metrics = NodeMetrics()
+        metrics.health, metrics.node = node.health, node
+    app[_COUNTING] = _Counting(metrics, app[CONTEXT])
+    app[EXPOSITION] = Exposition(metrics)
+    app[METRICS] = metrics
     openapi = document(routes, schemas)
 
     async def _openapi(request: web.Request) -> web.StreamResponse:

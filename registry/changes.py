@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .model import (
@@ -56,13 +56,21 @@ class Change:
     """Put or delete one record.
 
     ``key`` is the record's name; for an endpoint or a rollout it is ``service/id``,
-    for a release the service name, for an allocation ``dc/address``.
+    for a release the service name, for an allocation ``dc/address``. ``value`` is the
+    record after the change (None for a delete). ``before`` is the record as it was
+    (None when it did not exist), filled in by ``Snapshot.apply`` so that every store
+    keeps it in its audit log; ``verb`` names the operation (``shift``, ``drain``,
+    ``set``...). Neither takes part in equality: they describe a change, not what it does.
     """
 
     op: Op
     kind: Kind
     key: str
     value: Record | None = None
+    before: Record | None = field(default=None, compare=False)
+    verb: str = field(default="", compare=False)
+    # Whether ``before`` is known: entries written before it was recorded have none.
+    known: bool = field(default=False, compare=False)
 
     @classmethod
     def put(cls, record: Record) -> Change:
@@ -74,6 +82,14 @@ class Change:
         """A change that removes the record ``kind``/``key``."""
         return cls("delete", kind, key, None)
 
+    def named(self, verb: str) -> Change:
+        """This change with its operation named (``shift``, ``drain``...) for the audit log."""
+        return replace(self, verb=verb)
+
+    def with_before(self, before: Record | None) -> Change:
+        """This change with the record it replaces (or None: it did not exist)."""
+        return replace(self, before=before, known=True)
+
     @property
     def service(self) -> str | None:
         """The service this change touches, or None for datacenters, regions and allocations."""
@@ -84,20 +100,32 @@ class Change:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (feed, audit log)."""
-        return {
+        """The JSON form (feed, audit log); ``before`` and ``verb`` only when known."""
+        out: dict[str, Any] = {
             "op": self.op,
             "kind": self.kind,
             "key": self.key,
             "value": None if self.value is None else self.value.to_dict(),
         }
+        if self.known:
+            out["before"] = None if self.before is None else self.before.to_dict()
+        if self.verb:
+            out["verb"] = self.verb
+        return out
 
     @classmethod
     def load(cls, d: Mapping[str, Any]) -> Change:
         """Rebuild from the store's JSON (trusted)."""
-        value = d.get("value")
+        value, before = d.get("value"), d.get("before")
+        loader = _LOADERS[d["kind"]]
         return cls(
-            d["op"], d["kind"], d["key"], None if value is None else _LOADERS[d["kind"]](value)
+            d["op"],
+            d["kind"],
+            d["key"],
+            None if value is None else loader(value),
+            None if before is None else loader(before),
+            d.get("verb", ""),
+            "before" in d,
         )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
@@ -39,6 +38,7 @@ from .errors import (
     StoreUnavailableError,
     ValidationError,
 )
+from .retry import retry_conflicts
 from .snapshot import Snapshot
 
 log = logging.getLogger("registry.redis")
@@ -191,6 +191,10 @@ def _field(c: Change) -> str:
     return f"{c.kind}{SEP}{c.key}"
 
 
+class _LostRace(ConflictError):
+    """Another writer moved the revision between our read and our script: read again."""
+
+
 class RedisStore:
     """Store backend over Redis (see the module docstring for the key schema)."""
 
@@ -265,51 +269,52 @@ class RedisStore:
         self, changes: tuple[Change, ...], expected_revision: int | None, actor: str
     ) -> ChangeSet:
         async with self._lock:
-            deadline = time.monotonic() + RETRY_FOR
-            attempt = 0
-            while True:
-                snap = await self._catch_up()
-                if expected_revision is not None and expected_revision != snap.revision:
-                    raise ConflictError(
-                        f"expected revision {expected_revision}, the registry is at {snap.revision}"
-                    )
-                new, effective = snap.apply(changes, snap.revision + 1)
-                cs = ChangeSet(new.revision, effective, actor, time.time())
-                args: list[Any] = [snap.revision, orjson.dumps(cs.to_dict()), STREAM_MAXLEN]
-                for c in effective:
-                    value = b"" if c.value is None else orjson.dumps(c.value.to_dict())
-                    args += [c.op, _field(c), value]
-                keys = [
-                    self.k_revision, self.k_records, self.k_changes, self.channel, self.k_digest
-                ]  # fmt: skip
-                try:
-                    ok, _rev = await self._apply_script(keys=keys, args=args)
-                except ResponseError as exc:
-                    # Refused by Redis (OOM, MISCONF, WRONGTYPE): the script did not write.
-                    raise store_error(exc, "a registry key") from exc
-                except RedisError as exc:
-                    # The script may have run before the connection broke: say so.
-                    raise StoreUnavailableError(
-                        f"Redis: {exc}; the change may or may not have been committed "
-                        "(check the revision or the audit log)"
-                    ) from exc
-                if ok == -1:
-                    detail = _rev.decode(errors="replace") if isinstance(_rev, bytes) else _rev
-                    raise _damaged(f"{detail}; nothing was applied")
-                if ok:
-                    self._snap = new
-                    self._high = max(self._high, new.revision)
-                    return cs
-                if expected_revision is not None:
-                    raise ConflictError(
-                        f"expected revision {expected_revision}, the registry moved to {_rev}"
-                    )
-                if time.monotonic() > deadline:
-                    raise ConflictError("the registry kept moving; gave up after 10 s of retries")
-                # Lost the race to another node: back off a random moment so one node's
-                # writers cannot starve another's (each retry re-validates from scratch).
-                attempt += 1
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+            return await retry_conflicts(
+                lambda: self._attempt(changes, expected_revision, actor),
+                retry_for=RETRY_FOR,
+                retryable=lambda exc: isinstance(exc, _LostRace),
+            )
+
+    async def _attempt(
+        self, changes: tuple[Change, ...], expected_revision: int | None, actor: str
+    ) -> ChangeSet:
+        """Validate against the latest state and commit in one script run; _LostRace when
+        another writer moved the revision first (``retry_conflicts`` tries again)."""
+        snap = await self._catch_up()
+        if expected_revision is not None and expected_revision != snap.revision:
+            raise ConflictError(
+                f"expected revision {expected_revision}, the registry is at {snap.revision}"
+            )
+        new, effective = snap.apply(changes, snap.revision + 1)
+        cs = ChangeSet(new.revision, effective, actor, time.time())
+        args: list[Any] = [snap.revision, orjson.dumps(cs.to_dict()), STREAM_MAXLEN]
+        for c in effective:
+            value = b"" if c.value is None else orjson.dumps(c.value.to_dict())
+            args += [c.op, _field(c), value]
+        keys = [self.k_revision, self.k_records, self.k_changes, self.channel, self.k_digest]
+        try:
+            ok, _rev = await self._apply_script(keys=keys, args=args)
+        except ResponseError as exc:
+            # Refused by Redis (OOM, MISCONF, WRONGTYPE): the script did not write.
+            raise store_error(exc, "a registry key") from exc
+        except RedisError as exc:
+            # The script may have run before the connection broke: say so.
+            raise StoreUnavailableError(
+                f"Redis: {exc}; the change may or may not have been committed "
+                "(check the revision or the audit log)"
+            ) from exc
+        if ok == -1:
+            detail = _rev.decode(errors="replace") if isinstance(_rev, bytes) else _rev
+            raise _damaged(f"{detail}; nothing was applied")
+        if ok:
+            self._snap = new
+            self._high = max(self._high, new.revision)
+            return cs
+        if expected_revision is not None:
+            raise ConflictError(
+                f"expected revision {expected_revision}, the registry moved to {_rev}"
+            )
+        raise _LostRace(f"another writer committed revision {_rev} first")
 
     async def watch(self, from_revision: int) -> AsyncIterator[ChangeSet]:
         """Batches after ``from_revision``: from the stream first, then as published.

@@ -108,15 +108,20 @@ class Snapshot:
                 copied.add(svc)
             return endpoints[svc]  # type: ignore[return-value]
 
+        # Every effective change carries the record it replaces (``before``): the audit log
+        # then says what a change undid, and ``revert`` can restore it, on every store.
         for change in changes:
             if change.kind == "endpoint":
                 svc, _, eid = change.key.partition("/")
                 eps = own_endpoints(svc)
                 if change.op == "put":
+                    before = eps.get(eid)
                     eps[eid] = change.value  # type: ignore[assignment]
-                elif eps.pop(eid, None) is None:
-                    raise NotFoundError(f"endpoint {eid!r} of service {svc!r} does not exist")
-                effective.append(change)
+                else:
+                    before = eps.pop(eid, None)
+                    if before is None:
+                        raise NotFoundError(f"endpoint {eid!r} of service {svc!r} does not exist")
+                effective.append(change.with_before(before))
                 continue
             if change.kind == "allocation" and change.op == "put":
                 held = tables["allocation"].current.get(change.key)
@@ -124,20 +129,25 @@ class Snapshot:
                     raise InUseError(f"address {change.key} is already allocated to {held.owner}")
             table = tables[change.kind].mutable()
             if change.op == "put":
+                before = table.get(change.key)
                 table[change.key] = change.value
             else:
-                if table.pop(change.key, None) is None:
+                before = table.pop(change.key, None)
+                if before is None:
                     raise NotFoundError(f"{change.kind} {change.key!r} does not exist")
                 if change.kind == "service":
                     if change.key in eps_cow.current:
-                        for eid in sorted(own_endpoints(change.key)):
-                            effective.append(Change.delete("endpoint", f"{change.key}/{eid}"))
+                        eps = own_endpoints(change.key)
+                        for eid in sorted(eps):
+                            gone = Change.delete("endpoint", f"{change.key}/{eid}")
+                            effective.append(gone.named(change.verb).with_before(eps[eid]))
                         eps_cow.mutable().pop(change.key, None)
                     copied.discard(change.key)
                     if change.key in tables["release"].current:
-                        tables["release"].mutable().pop(change.key)
-                        effective.append(Change.delete("release", change.key))
-            effective.append(change)
+                        rel = tables["release"].mutable().pop(change.key)
+                        gone = Change.delete("release", change.key)
+                        effective.append(gone.named(change.verb).with_before(rel))
+            effective.append(change.with_before(before))
 
         if copied:
             endpoints = eps_cow.mutable()
@@ -328,3 +338,148 @@ class Snapshot:
             {k: Heartbeat.load(x) for k, x in d.get("heartbeats", {}).items()},
             {k: Zone.load(x) for k, x in d.get("zones", {}).items()},
         )
+
+
+# -- revert and declarative apply ----------------------------------------------------------------
+
+# The kinds ``diff`` compares: the records operators write. Rollouts and allocations are the
+# deployer's own bookkeeping, left as they are by a revert or an apply.
+ROUTED_KINDS: tuple[str, ...] = ("datacenter", "region", "zone", "service", "release", "endpoint")
+
+
+def _records(snap: Snapshot, kind: str) -> Mapping[str, Any]:
+    if kind == "endpoint":
+        return {e.key: e for eps in snap.endpoints.values() for e in eps.values()}
+    return {
+        "datacenter": snap.datacenters,
+        "region": snap.regions,
+        "zone": snap.zones,
+        "service": snap.services,
+        "release": snap.releases,
+    }[kind]
+
+
+def undo(snap: Snapshot, entries: Iterable[Any]) -> Snapshot:
+    """The registry as it was before the batches ``entries`` (ChangeSets, oldest first,
+    the last one being ``snap``'s): each change undone, newest first, from its ``before``.
+
+    Raises ValidationError when an entry predates recorded ``before`` values.
+    """
+    for cs in reversed(list(entries)):
+        back = []
+        for c in reversed(cs.changes):
+            if not c.known:
+                raise ValidationError(
+                    "to", f"revision {cs.revision} was written without its previous values"
+                )
+            back.append(Change("delete", c.kind, c.key) if c.before is None else
+                        Change("put", c.kind, c.key, c.before))  # fmt: skip
+        # Undoing a batch in reverse order passes through consistent states only; the
+        # expansion of a service delete was recorded, so a restored service gets its
+        # endpoints back from the changes that follow it here.
+        snap, _ = snap.apply(_without_expanded(back), cs.revision - 1)
+    return snap
+
+
+def _without_expanded(changes: list[Change]) -> list[Change]:
+    """Drop endpoint/release deletes a service delete in the same list already implies."""
+    gone = {c.key for c in changes if c.kind == "service" and c.op == "delete"}
+    return [
+        c for c in changes
+        if not (c.op == "delete" and c.kind in ("endpoint", "release")
+                and (c.key.split("/", 1)[0] in gone))
+    ]  # fmt: skip
+
+
+def diff(current: Snapshot, target: Snapshot) -> list[Change]:
+    """The changes that turn ``current`` into ``target`` (operators' records only), in an
+    order ``Snapshot.apply`` accepts: deletes of endpoints and releases, of services, then
+    every put, then deletes of regions and datacenters."""
+    first: list[Change] = []
+    services: list[Change] = []
+    puts: list[Change] = []
+    last: list[Change] = []
+    dropped = set(current.services) - set(target.services)
+    for kind in ROUTED_KINDS:
+        now, want = _records(current, kind), _records(target, kind)
+        for key in sorted(set(now) | set(want)):
+            old, new = now.get(key), want.get(key)
+            if new is None:
+                if kind in ("endpoint", "release") and key.split("/", 1)[0] in dropped:
+                    continue  # the service delete takes them along
+                change = Change("delete", kind, key)  # type: ignore[arg-type]
+                bucket = {"endpoint": first, "release": first, "service": services}.get(kind, last)
+                bucket.append(change)
+            elif old != new:
+                puts.append(Change.put(new))
+    return [*first, *services, *puts, *last]
+
+
+def declared(current: Snapshot, body: Any, *, prune: bool = False) -> Snapshot:
+    """The registry ``body`` declares, applied over ``current``: ``datacenters``,
+    ``regions`` and ``services`` (each with optional ``endpoints`` and ``release``) in
+    the admin API's body shapes. With ``prune`` every operator record the body does not
+    name is deleted (a service named without ``endpoints`` keeps none). Raises
+    ValidationError naming the bad field."""
+    if not isinstance(body, Mapping):
+        raise ValidationError("body", "must be an object of datacenters, regions, services")
+    names = ("datacenters", "regions", "zones", "services")
+    unknown = sorted(set(body) - set(names))
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown section ({', '.join(names)})")
+    sections = {k: body.get(k) or {} for k in names}
+    for name, value in sections.items():
+        if not isinstance(value, Mapping):
+            raise ValidationError(name, "must be an object of name -> record")
+    changes: list[Change] = []
+    for name, d in sections["datacenters"].items():
+        changes.append(Change.put(Datacenter.from_dict(name, d)))
+    for name, d in sections["regions"].items():
+        changes.append(Change.put(Region.from_dict(name, d)))
+    for name, d in sections["zones"].items():
+        changes.append(Change.put(Zone.from_dict(name, d)))
+    named_eps: set[str] = set()
+    named_rel: set[str] = set()
+    for name, d in sections["services"].items():
+        if not isinstance(d, Mapping):
+            raise ValidationError(f"services.{name}", "must be an object")
+        fields = {k: v for k, v in d.items() if k not in ("endpoints", "release")}
+        svc = Service.from_dict(name, fields)
+        changes.append(Change.put(svc))
+        eps = d.get("endpoints") or {}
+        if not isinstance(eps, Mapping):
+            raise ValidationError(
+                f"services.{name}.endpoints", "must be an object of id -> endpoint"
+            )
+        for eid, e in eps.items():
+            ep = Endpoint.from_dict(svc.name, eid, e)
+            changes.append(Change.put(ep))
+            named_eps.add(ep.key)
+        if d.get("release") is not None:
+            changes.append(Change.put(Release.from_dict(svc.name, d["release"])))
+            named_rel.add(svc.name)
+    target, _ = current.apply(changes, current.revision)
+    if not prune:
+        return target
+    keep = {
+        "datacenter": {c.key for c in changes if c.kind == "datacenter"},
+        "region": {c.key for c in changes if c.kind == "region"},
+        "zone": {c.key for c in changes if c.kind == "zone"},
+        "service": {c.key for c in changes if c.kind == "service"},
+        "release": named_rel,
+        "endpoint": named_eps,
+    }
+    drop = [
+        Change("delete", kind, key)  # type: ignore[arg-type]
+        for kind in ROUTED_KINDS
+        for key in sorted(_records(target, kind))
+        if key not in keep[kind]
+    ]
+    pruned, _ = target.apply(_without_expanded(_ordered(drop)), current.revision)
+    return pruned
+
+
+def _ordered(deletes: list[Change]) -> list[Change]:
+    """Deletes in an order ``apply`` accepts: endpoints and releases, services, the rest."""
+    rank = {"endpoint": 0, "release": 0, "service": 1, "region": 2, "zone": 2, "datacenter": 2}
+    return sorted(deletes, key=lambda c: rank[c.kind])

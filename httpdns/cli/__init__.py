@@ -30,9 +30,10 @@ from typing import cast
 import click
 
 from ..config import DEFAULT_SERVER
-from .audit import audit
+from .audit import audit, history, revert
 from .client import Client
 from .datacenters import dc
+from .declarative import apply, export
 from .endpoints import endpoint
 from .errors import ApiError, CliError, UnreachableError
 from .explain import explain
@@ -42,6 +43,7 @@ from .regions import region
 from .registry import registry_group
 from .release import release
 from .services import service
+from .shares import shares
 from .state import health, state
 from .traffic import traffic
 from .zones import zone
@@ -122,9 +124,14 @@ for _command in (
     release,
     explain,
     audit,
+    history,
+    revert,
+    apply,
+    export,
     registry_group,
     nodes,
     wait,
+    shares,
     zone,
 ):
     main.add_command(_command)

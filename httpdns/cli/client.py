@@ -63,6 +63,10 @@ class Client:
     actor: str = "unknown"
     json: bool = False
     timeout: float = 10.0
+    # write flags (``--dry-run``, ``--force``, ``--allow-empty``): every write carries them
+    dry_run: bool = False
+    force: bool = False
+    allow_empty: bool = False
 
     def send(
         self,
@@ -123,6 +127,9 @@ class Client:
     ) -> dict[str, Any]:
         """Call the admin API at ``/api/v1`` + ``path`` and return the JSON object."""
         headers = {"X-Actor": self.actor}
+        if method != "GET":
+            flags = {"dry_run": self.dry_run, "force": self.force, "allow_empty": self.allow_empty}
+            params = {**(params or {}), **{k: "1" for k, on in flags.items() if on}}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         if if_match is not None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from .client import Client, record, segment
-from .errors import CliError
-from .options import ClientGroup, labels_param, pass_client
+from .options import ClientGroup, labels_param, pass_client, write_options
 from .render import done, yes
 
 
@@ -17,6 +14,7 @@ def dc() -> None:
     """Datacenters: set, drain, undrain, delete."""
 
 
+@write_options()
 @dc.command("set")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["idc", "cloud"]), help="Own datacenter or cloud.")
@@ -62,18 +60,12 @@ def dc_set(
 
 
 def _drain(client: Client, name: str, drained: bool) -> None:
-    snapshot = client.state()
-    current = record(snapshot, "datacenters", name)
-    if current is None:
-        raise CliError(f"not_found: datacenter {name!r} does not exist")
-    body: dict[str, Any] = {k: current[k] for k in ("kind", "writable", "labels") if k in current}
-    body["drained"] = drained
-    data = client.api(
-        "PUT", f"/datacenters/{segment(name)}", body, if_match=snapshot.get("revision")
-    )
+    verb = "drain" if drained else "undrain"
+    data = client.api("POST", f"/datacenters/{segment(name)}/{verb}")
     done(client, f"datacenter {name}", data, "drained" if drained else "undrained")
 
 
+@write_options()
 @dc.command("drain")
 @click.argument("name")
 @pass_client
@@ -82,6 +74,7 @@ def dc_drain(client: Client, name: str) -> None:
     _drain(client, name, True)
 
 
+@write_options()
 @dc.command("undrain")
 @click.argument("name")
 @pass_client
@@ -90,6 +83,7 @@ def dc_undrain(client: Client, name: str) -> None:
     _drain(client, name, False)
 
 
+@write_options()
 @dc.command("delete")
 @click.argument("name")
 @pass_client

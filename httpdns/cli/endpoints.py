@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .client import Client, record, segment
-from .options import ClientGroup, pass_client
+from .options import ClientGroup, pass_client, write_options
 from .render import done, yes
 
 
@@ -16,6 +16,7 @@ def endpoint() -> None:
     """Endpoints: the addresses that serve a service."""
 
 
+@write_options()
 @endpoint.command("set")
 @click.argument("service_name", metavar="SERVICE")
 @click.argument("endpoint_id", metavar="ID")
@@ -76,6 +77,7 @@ def endpoint_set(
     )
 
 
+@write_options()
 @endpoint.command("delete")
 @click.argument("service_name", metavar="SERVICE")
 @click.argument("endpoint_id", metavar="ID")

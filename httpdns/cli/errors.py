@@ -59,6 +59,10 @@ def format_api_error(status: int, code: str, detail: str, *, token_given: bool =
         hint = _TOKEN_REFUSED if token_given else _TOKEN_MISSING
     elif code == "conflict":
         hint = _CONFLICT_HINT
+    elif code == "would_empty":
+        message = message.replace(", or force it", ", or --force")
+    elif code == "no_endpoints":
+        message = message.replace("or allow_empty", "or --allow-empty")
     return f"{message} ({hint})" if hint else message
 
 

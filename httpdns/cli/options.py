@@ -212,3 +212,37 @@ class ClientGroup(click.Group):
         """Own options, then the global ones, then the commands."""
         _format_options(self, ctx, formatter)
         self.format_commands(ctx, formatter)
+
+
+# -- write flags --------------------------------------------------------------------------------
+
+WRITE_HELP = {
+    "dry_run": "Show what would change (effective split, share of clients moved); write nothing.",
+    "force": "Do it even if some service would answer nobody in a region.",
+    "allow_empty": "Allow a stable or canary version that has no endpoints.",
+}
+
+
+def _flag_setter(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value and not ctx.resilient_parsing:
+            setattr(ctx.ensure_object(Client), attr, True)
+
+    return callback
+
+
+def write_options(*, allow_empty: bool = False) -> Callable[[click.Command], click.Command]:
+    """Decorator for a write command: ``--dry-run`` and ``--force`` (and ``--allow-empty``),
+    stored in the ``Client`` so that its write carries them."""
+    names = ["dry_run", "force", *(["allow_empty"] if allow_empty else [])]
+
+    def decorate(command: click.Command) -> click.Command:
+        for name in names:
+            flag = "--" + name.replace("_", "-")
+            command.params.append(
+                click.Option([flag], is_flag=True, default=False, help=WRITE_HELP[name],
+                             callback=_flag_setter(name), expose_value=False)
+            )  # fmt: skip
+        return command
+
+    return decorate

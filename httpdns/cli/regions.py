@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .client import Client, segment
-from .options import ClientGroup, pass_client
+from .options import ClientGroup, pass_client, write_options
 from .render import done
 
 
@@ -14,6 +14,7 @@ def region() -> None:
     """Regions: client networks that select a traffic table."""
 
 
+@write_options()
 @region.command("set")
 @click.argument("name")
 @click.argument("cidrs", nargs=-1, required=True)
@@ -25,6 +26,7 @@ def region_set(client: Client, name: str, cidrs: tuple[str, ...]) -> None:
     done(client, f"region {name}", data, " ".join(got.get("cidrs") or []))
 
 
+@write_options()
 @region.command("delete")
 @click.argument("name")
 @pass_client

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .client import Client, record, segment
-from .options import ClientGroup, pass_client
+from .options import ClientGroup, pass_client, write_options
 from .render import done, fmt_release
 
 
@@ -14,6 +14,7 @@ def release() -> None:
     """Releases: the stable version and a canary share."""
 
 
+@write_options(allow_empty=True)
 @release.command("set")
 @click.argument("service_name", metavar="SERVICE")
 @click.option("--stable", help="Stable version (kept when not given).")

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .client import Client, record, segment
-from .options import ClientGroup, pairs_param, pass_client
+from .options import ClientGroup, pairs_param, pass_client, write_options
 from .render import done, fmt_traffic
 
 
@@ -16,6 +16,7 @@ def service() -> None:
     """Services: the names clients resolve, and how their traffic is split."""
 
 
+@write_options()
 @service.command("set")
 @click.argument("name")
 @click.argument("pairs", nargs=-1, metavar="[DC=WEIGHT]...", callback=pairs_param)
@@ -82,6 +83,7 @@ def service_set(
     )
 
 
+@write_options()
 @service.command("delete")
 @click.argument("name")
 @pass_client

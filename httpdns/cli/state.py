@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .client import Client
 from .options import ClientCommand, pass_client
-from .render import console, fmt_release, fmt_traffic, print_json, yes
+from .render import console, fmt_empty, fmt_release, fmt_traffic, print_json, yes
 
 
 def state_tables(data: Mapping[str, Any]) -> list[Table]:
@@ -81,4 +81,7 @@ def health(client: Client) -> None:
     if client.json:
         print_json(data)
         return
-    click.echo(" ".join(f"{k}={v}" for k, v in data.items()))
+    empty = data.get("empty") or {}
+    click.echo(" ".join(f"{k}={v}" for k, v in data.items() if k != "empty"))
+    if empty:
+        click.echo(f"answering empty: {fmt_empty(empty)}")

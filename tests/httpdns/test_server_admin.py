@@ -364,14 +364,52 @@ async def test_traffic_shift_all_services(served: TestClient) -> None:
         expect=200,
     )
     assert isinstance(out["revision"], int)
-    assert out["services"]["a.example.org"]["default"] == {"idc": 40, "cloud": 60}
-    assert out["services"]["b.example.org"]["default"] == {"idc": 40, "cloud": 60}
-    assert out["services"]["a.example.org"]["mobile"] == {"idc": 80, "cloud": 20}
-    # the test registry's services moved too (50/50 -> 30/70)
-    assert out["services"][SHOP]["default"] == {"idc": 30, "cloud": 70}
+    # 20 % of idc's 60 moves: 12 points
+    assert out["services"]["a.example.org"]["default"] == {"idc": 48, "cloud": 52}
+    assert out["services"]["b.example.org"]["default"] == {"idc": 48, "cloud": 52}
+    # without a service list, a table that never had the target is left alone and named
+    assert out["services"]["a.example.org"]["mobile"] == {"idc": 100}
+    assert {"service": "a.example.org", "region": "mobile",
+            "reason": "the table has no cloud"} in out["skipped"]  # fmt: skip
+    # the test registry's ro service moved too (50/50 -> 40/60); the rw one did not:
+    # cloud is read-only, so the target is not eligible for it
+    assert out["services"][SHOP]["default"] == {"idc": 40, "cloud": 60}
+    assert PAY not in out["services"]
+    assert {"service": PAY, "region": None,
+            "reason": "cloud is read-only and the service is rw"} in out["skipped"]  # fmt: skip
+    move = next(m for m in out["moves"] if m["service"] == SHOP and m["region"] == "default")
+    assert move == {"service": SHOP, "region": "default", "before": {"idc": 50, "cloud": 50},
+                    "after": {"idc": 40, "cloud": 60}, "asked": 10, "moved": 10}  # fmt: skip
     snap = await state(served)
-    assert snap["services"]["b.example.org"]["traffic"]["default"] == {"idc": 40, "cloud": 60}
+    assert snap["services"]["b.example.org"]["traffic"]["default"] == {"idc": 48, "cloud": 52}
+    assert snap["services"][PAY]["traffic"]["default"] == {"idc": 50, "cloud": 50}
     assert snap["revision"] == out["revision"]
+
+
+async def test_traffic_shift_moves_a_share_of_the_source(served: TestClient) -> None:
+    """The issue's example: idc=60 cloud=40 shifted by 50 % gives idc=30 cloud=70."""
+    name = "rush.example.org"
+    await admin(served, "PUT", f"{API}/services/{name}",
+                {"traffic": {"default": {"idc": 60, "cloud": 40}}}, expect=201)  # fmt: skip
+    out = await admin(served, "POST", f"{API}/traffic/shift",
+                      {"from": "idc", "to": "cloud", "percent": 50, "services": [name]},
+                      expect=200)  # fmt: skip
+    assert out["services"][name]["default"] == {"idc": 30, "cloud": 70}
+    assert out["moves"] == [{"service": name, "region": "default", "before": {"idc": 60, "cloud": 40},
+                             "after": {"idc": 30, "cloud": 70}, "asked": 30, "moved": 30}]  # fmt: skip
+
+
+async def test_traffic_shift_capped_table_is_named(served: TestClient) -> None:
+    name = "cap.example.org"
+    await admin(served, "PUT", f"{API}/services/{name}",
+                {"traffic": {"default": {"idc": 1000, "cloud": 9990}}}, expect=201)  # fmt: skip
+    out = await admin(served, "POST", f"{API}/traffic/shift",
+                      {"from": "idc", "to": "cloud", "percent": 40, "services": [name]},
+                      expect=200)  # fmt: skip
+    [move] = out["moves"]
+    assert (move["asked"], move["moved"]) == (400, 10)
+    assert "capped" in move["note"]
+    assert out["services"][name]["default"] == {"idc": 990, "cloud": 10000}
 
 
 async def test_traffic_shift_restricted_to_listed_services(served: TestClient) -> None:
@@ -385,7 +423,11 @@ async def test_traffic_shift_restricted_to_listed_services(served: TestClient) -
     )
     assert set(out["services"]) == {"a.example.org"}
     snap = await state(served)
-    assert snap["services"]["a.example.org"]["traffic"]["default"] == {"idc": 40, "cloud": 60}
+    # a named service: every table where idc has weight moves, the target added if missing
+    assert snap["services"]["a.example.org"]["traffic"] == {
+        "default": {"idc": 48, "cloud": 52},
+        "mobile": {"idc": 80, "cloud": 20},
+    }
     assert snap["services"]["b.example.org"]["traffic"]["default"] == {"idc": 60, "cloud": 40}
     assert snap["services"][SHOP]["traffic"]["default"] == {"idc": 50, "cloud": 50}
 
@@ -547,3 +589,169 @@ async def test_state_snapshot(served: TestClient) -> None:
     assert shop["access"] == "ro" and shop["ttl"] == SHOP_TTL
     assert shop["release"]["canary"] == "v2" and shop["release"]["canary_percent"] == 10
     assert len(shop["endpoints"]) == 14
+
+
+# -- safe operations (issue 13) ---------------------------------------------------------------------
+
+ROLE_TOKENS = {
+    "viewer": {"role": "read", "secret": "viewer-secret"},
+    "oncall": {
+        "role": "ops",
+        "secret_sha256": __import__("hashlib").sha256(b"ops-secret").hexdigest(),
+    },
+    "ci": {"role": "deployer", "secret": "ci-secret-1"},
+}
+
+
+@pytest.fixture
+async def roles(aiohttp_client: ClientFactory, node: Node) -> TestClient:
+    client = await aiohttp_client(make_app(node, make_config(tokens=ROLE_TOKENS)))
+    from .conftest import build_registry
+
+    await build_registry(client)
+    return client
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.mark.parametrize(
+    ("secret", "method", "path", "body", "status", "needed"),
+    [
+        ("viewer-secret", "GET", f"{API}/state", None, 200, None),
+        ("viewer-secret", "GET", f"{API}/audit", None, 200, None),
+        ("viewer-secret", "PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 1}}, 403, "ops"),
+        ("ops-secret", "PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 1, "cloud": 1}}, 200, None),
+        ("ops-secret", "POST", f"{API}/datacenters/cloud/undrain", None, 200, None),
+        ("ops-secret", "PUT", f"{API}/datacenters/cloud", {"kind": "cloud"}, 403, "admin"),
+        ("ops-secret", "PUT", f"{API}/services/{SHOP}/endpoints/x", {"dc": "idc", "address": "192.0.2.99"}, 403, "deployer"),
+        ("ci-secret-1", "PUT", f"{API}/services/{SHOP}/endpoints/x", {"dc": "idc", "address": "192.0.2.99"}, 201, None),
+        ("ci-secret-1", "POST", f"{API}/registry/revert", {"to": 1}, 403, "admin"),
+        ("ci-secret-1", "PUT", f"{API}/registry", {}, 403, "admin"),
+        ("T", "PUT", f"{API}/datacenters/cloud", {"kind": "cloud", "writable": False}, 200, None),
+    ],
+)  # fmt: skip
+async def test_roles(
+    roles: TestClient, secret: str, method: str, path: str, body: Any, status: int,
+    needed: str | None,
+) -> None:  # fmt: skip
+    data = None if body is None else json.dumps(body)
+    resp = await roles.request(method, path, data=data, headers=bearer(secret))
+    err = await resp.json()
+    assert resp.status == status, err
+    if needed is not None:
+        assert err["error"] == "forbidden"
+        assert f"needs the {needed} role" in err["detail"]
+
+
+async def test_missing_and_unknown_tokens_are_401_with_different_details(roles: TestClient) -> None:
+    resp = await roles.get(f"{API}/state")
+    assert resp.status == 401 and "no token given" in (await resp.json())["detail"]
+    resp = await roles.get(f"{API}/state", headers=bearer("ops-secreT"))
+    assert resp.status == 401 and (await resp.json())["detail"] == "unknown token"
+
+
+async def test_audit_actor_is_the_token_name(roles: TestClient) -> None:
+    await admin(roles, "PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 1, "cloud": 1}},
+                headers={**bearer("ops-secret"), "X-Actor": "ann@box"})  # fmt: skip
+    await admin(roles, "POST", f"{API}/datacenters/cloud/undrain", headers=bearer("ops-secret"))
+    entries = (await admin(roles, "GET", f"{API}/audit?limit=2"))["entries"]
+    assert [e["actor"] for e in entries] == ["oncall", "oncall:ann@box"]
+
+
+async def test_would_empty_lists_every_service_and_region(served: TestClient) -> None:
+    before = await state(served)
+    err = await admin(served, "POST", f"{API}/datacenters/idc/drain", expect=409)
+    assert err["error"] == "would_empty"
+    # PAY (rw) has no other writable datacenter; SHOP keeps cloud
+    assert err["affected"] == [{"service": PAY, "regions": ["default"]}]
+    assert PAY in err["detail"] and SHOP not in err["detail"]
+    assert await state(served) == before
+    # dry run gives the same refusal; force goes through and /healthz names the service
+    await admin(served, "POST", f"{API}/datacenters/idc/drain?dry_run=1", expect=409)
+    out = await admin(served, "POST", f"{API}/datacenters/idc/drain?force=1", expect=200)
+    assert PAY in out["empty"]
+    assert PAY in (await health(served))["empty"]
+    await admin(served, "POST", f"{API}/datacenters/idc/undrain", expect=200)
+    assert (await health(served))["empty"] == {}
+
+
+async def test_dry_run_writes_nothing_and_measures(served: TestClient) -> None:
+    before = await state(served)
+    out = await admin(served, "PUT", f"{API}/services/{SHOP}/traffic?dry_run=1",
+                      {"default": {"idc": 100, "cloud": 0}}, expect=200)  # fmt: skip
+    assert out["dry_run"] is True and out["revision"] == before["revision"]
+    row = out["impact"]["services"][SHOP]["regions"]["default"]
+    assert row["after"] == {"idc": 1.0}
+    assert abs(row["moved"] - row["before"]["cloud"]) < 0.01  # exactly the cloud clients move
+    assert await state(served) == before
+
+
+async def test_bad_flag_is_400(served: TestClient) -> None:
+    err = await admin(served, "POST", f"{API}/datacenters/idc/drain?force=maybe", expect=400)
+    assert err["error"] == "bad_request" and "force" in err["detail"]
+
+
+async def test_audit_limit_is_newest_first_and_revert(served: TestClient) -> None:
+    start = (await state(served))["revision"]
+    await admin(
+        served, "PUT", f"{API}/services/{SHOP}/traffic", {"default": {"idc": 90, "cloud": 10}}
+    )
+    await admin(served, "POST", f"{API}/traffic/shift",
+                {"from": "idc", "to": "cloud", "percent": 50, "services": [SHOP]})  # fmt: skip
+    entries = (await admin(served, "GET", f"{API}/audit?limit=2"))["entries"]
+    assert [e["revision"] for e in entries] == [start + 2, start + 1]
+    shift_change = entries[0]["changes"][0]
+    assert shift_change["verb"] == "shift"
+    assert shift_change["before"]["traffic"]["default"] == {"idc": 90, "cloud": 10}
+    assert shift_change["after"]["traffic"]["default"] == {"idc": 45, "cloud": 55}
+    dry = await admin(served, "POST", f"{API}/registry/revert?dry_run=1", {"to": start})
+    assert dry["dry_run"] and (await state(served))["revision"] == start + 2
+    out = await admin(served, "POST", f"{API}/registry/revert", {"to": start})
+    assert out["revision"] == start + 3
+    snap = await state(served)
+    assert snap["services"][SHOP]["traffic"]["default"] == {"idc": 50, "cloud": 50}
+    err = await admin(served, "POST", f"{API}/registry/revert", {"to": start + 99}, expect=400)
+    assert err["error"] == "invalid"
+
+
+async def test_declarative_apply_is_one_revision_and_idempotent(served: TestClient) -> None:
+    exported = await admin(served, "GET", f"{API}/registry")
+    rev = exported["revision"]
+    doc = exported["registry"]
+    same = await admin(served, "PUT", f"{API}/registry", doc, headers={"If-Match": str(rev)})
+    assert same["revision"] == rev and same["changes"] == []
+    doc["services"][SHOP]["ttl"] = 5
+    doc["services"]["new.example.org"] = {"traffic": {"default": {"idc": 1}}}
+    out = await admin(served, "PUT", f"{API}/registry", doc, headers={"If-Match": str(rev)})
+    assert out["revision"] == rev + 1
+    assert {(c["op"], c["kind"], c["key"]) for c in out["changes"]} == {
+        ("put", "service", SHOP), ("put", "service", "new.example.org")}  # fmt: skip
+    again = await admin(served, "PUT", f"{API}/registry", doc)
+    assert again["revision"] == rev + 1 and again["changes"] == []
+    err = await admin(served, "PUT", f"{API}/registry", doc, expect=409,
+                      headers={"If-Match": str(rev)})  # fmt: skip
+    assert err["error"] == "conflict"
+    err = await admin(served, "PUT", f"{API}/registry", {"services": {"x": 1}}, expect=400)
+    assert err["error"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ({"x": {"role": "root", "secret": "long-enough"}}, "tokens.x.role: must be one of"),
+        ({"x": {"role": "ops"}}, "give exactly one of secret and secret_sha256"),
+        ({"x": {"role": "ops", "secret": "a", "secret_sha256": "0" * 64}}, "exactly one"),
+        ({"x": {"role": "ops", "secret": "short"}}, "at least 8 characters"),
+        ({"x": {"role": "ops", "secret_sha256": "xyz"}}, "64 hex digits"),
+        ({"x": {"role": "ops", "secret": "long-enough", "extra": 1}}, "unknown key 'extra'"),
+        ({"bad name": {"role": "ops", "secret": "long-enough"}}, "names are letters"),
+        ("nope", "must be a table"),
+    ],
+)
+def test_bad_token_config_is_one_message(tokens: Any, message: str) -> None:
+    from httpdns.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        make_config(tokens=tokens)

@@ -726,7 +726,7 @@ def commit(snap: Snapshot, *records: Record) -> tuple[Snapshot, frozenset[str] |
 
 def test_update_one_service_recompiles_only_that_service() -> None:
     snap = two_service_snapshot()
-    table = RoutingTable(snap)
+    table = RoutingTable(snap, hot_misses=None)  # the decision cache (maps: test_bucketmap)
     warm(table)
     old_svc, old_other = table.services[SVC], table.services[OTHER]
     other_cache = table.cached_decisions(OTHER)
@@ -855,7 +855,14 @@ def test_unknown_names_resolve_to_none(name: str) -> None:
 def test_empty_snapshot_serves_nothing() -> None:
     table = RoutingTable(Snapshot())
     assert table.resolve(SVC, A, Client.of("192.0.2.1")) is None
-    assert table.stats() == {"services": 0, "cached_answers": 0, "revision": 0}
+    assert table.stats() == {
+        "services": 0,
+        "compiled": 0,
+        "cached_answers": 0,
+        "bucket_maps": 0,
+        "bucket_map_bytes": 0,
+        "revision": 0,
+    }
 
 
 def test_compiled_tables_leave_out_unusable_datacenters() -> None:

@@ -102,7 +102,9 @@ def test_redis_killed_mid_load_nodes_fail_static_then_converge(cluster: Cluster)
         writes = [
             pool.submit(put_endpoint, a, OTHER, "lost", "198.51.100.66"),
             pool.submit(put_endpoint, b, OTHER, "lost2", "198.51.100.67", if_match=seen),
-            pool.submit(call, c.url, "DELETE", f"/api/v1/services/{OTHER}/endpoints/first"),
+            pool.submit(
+                call, c.url, "DELETE", f"/api/v1/services/{OTHER}/endpoints/first?force=1"
+            ),  # its last endpoint
         ]
         # Every write is refused with a clear 503 (the writer stops at its first refusal).
         writer.join()

@@ -9,36 +9,33 @@ from tests.servers import Node
 from .conftest import SERVICE, FakeServer, fails, ok, run, state
 
 
-def test_drain_is_a_read_modify_write(server: FakeServer) -> None:
+def test_drain_posts_to_the_drain_route(server: FakeServer) -> None:
     result = run("dc", "drain", "cloud")
     assert result.exit_code == 0, result.output
     assert result.stdout == "datacenter cloud: drained (revision 5)\n"
-    [put] = server.writes
-    assert put.method == "PUT"
-    assert put.path == "/api/v1/datacenters/cloud"
-    assert put.body == {
-        "kind": "cloud",
-        "writable": False,
-        "drained": True,
-        "labels": {"provider": "x"},
-    }
-    assert put.headers["if-match"] == "4"
-    assert put.headers["authorization"] == "Bearer T"
-    assert put.headers["x-actor"] == "ann@box"
+    [post] = server.writes
+    assert (post.method, post.path, post.body) == ("POST", "/api/v1/datacenters/cloud/drain", None)
+    assert post.query == {}
+    assert post.headers["authorization"] == "Bearer T"
+    assert post.headers["x-actor"] == "ann@box"
 
 
-def test_undrain(server: FakeServer) -> None:
-    result = run("dc", "undrain", "idc", "--json")
+def test_undrain_and_write_flags(server: FakeServer) -> None:
+    result = run("dc", "undrain", "idc", "--json", "--force", "--dry-run")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"revision": 5}
-    assert server.writes[0].body["drained"] is False
+    [post] = server.writes
+    assert post.path == "/api/v1/datacenters/idc/undrain"
+    assert post.query == {"dry_run": "1", "force": "1"}
 
 
 def test_drain_unknown_datacenter(server: FakeServer) -> None:
+    server.routes[("POST", "/api/v1/datacenters/mars/drain")] = (
+        404, {"error": "not_found", "detail": "datacenter 'mars' does not exist"},
+    )  # fmt: skip
     result = run("dc", "drain", "mars")
     assert result.exit_code == 1
     assert result.stderr == "error: not_found: datacenter 'mars' does not exist\n"
-    assert server.writes == []
 
 
 def test_dc_set_keeps_drained_and_labels(server: FakeServer) -> None:
@@ -90,7 +87,9 @@ def test_deletes(registry: Node) -> None:
     ok(registry, "endpoint", "set", "gone.example.com", "e1", "--dc", "spare", "--address",
        "1.1.1.1")  # fmt: skip
     assert "in_use" in fails(registry, "dc", "delete", "spare")
-    ok(registry, "endpoint", "delete", "gone.example.com", "e1")
+    # the last endpoint: the service would answer nobody, so it takes --force
+    assert "would_empty" in fails(registry, "endpoint", "delete", "gone.example.com", "e1")
+    ok(registry, "endpoint", "delete", "gone.example.com", "e1", "--force")
     assert state(registry)["services"]["gone.example.com"]["endpoints"] == {}
     ok(registry, "service", "delete", "gone.example.com")
     ok(registry, "dc", "delete", "spare")

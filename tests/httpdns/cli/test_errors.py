@@ -49,7 +49,7 @@ def test_conflict_is_exit_1_and_one_line(server: FakeServer) -> None:
         409,
         {"error": "conflict", "detail": "expected revision 4, the registry is at 5"},
     )
-    result = run("dc", "drain", "idc")
+    result = run("dc", "set", "idc", "--writable")
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == (

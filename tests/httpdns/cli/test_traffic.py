@@ -26,15 +26,22 @@ def test_traffic_set_unknown_service(server: FakeServer) -> None:
 
 
 def test_traffic_shift_body(server: FakeServer) -> None:
+    move = {"service": "www.example.com", "region": "default", "before": {"idc": 60, "cloud": 40},
+            "after": {"idc": 48, "cloud": 52}, "asked": 12, "moved": 12}  # fmt: skip
     server.routes[("POST", "/api/v1/traffic/shift")] = (
         200,
-        {"revision": 6, "services": {"www.example.com": {"default": {"idc": 50, "cloud": 50}}}},
-    )
+        {"revision": 6, "services": {"www.example.com": move["after"]}, "moves": [move],
+         "skipped": [{"service": "db.example.com", "region": None,
+                      "reason": "cloud is read-only and the service is rw"}],
+         "warnings": []},
+    )  # fmt: skip
     result = run("traffic", "shift", "--from", "idc", "--to", "cloud", "--percent", "20")
     assert result.exit_code == 0, result.output
     assert server.writes[0].body == {"from": "idc", "to": "cloud", "percent": 20, "services": None}
     assert result.stdout == (
-        "shifted 20% from idc to cloud (revision 6)\n  www.example.com: default: idc=50 cloud=50\n"
+        "shift 20% of idc's weight to cloud: 12 weight moved in 1 table (revision 6)\n"
+        "  www.example.com [default]: idc=60 cloud=40 -> idc=48 cloud=52 (moved 12 of idc)\n"
+        "  skipped db.example.com: cloud is read-only and the service is rw\n"
     )
     run("traffic", "shift", "--from", "idc", "--to", "cloud", "--percent", "5", "--service", "a.b")
     assert server.writes[1].body["services"] == ["a.b"]

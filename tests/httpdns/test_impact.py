@@ -1,0 +1,130 @@
+"""``httpdns.impact`` and the pure helpers behind safe operations: shift semantics, the
+would-empty check, warnings, the measured share of clients that move, and the snapshot
+diff / undo behind revert and declarative apply."""
+
+from __future__ import annotations
+
+import pytest
+
+from httpdns import impact
+from registry.changes import Change
+from registry.errors import ValidationError
+from registry.model import Datacenter, Endpoint, Release, Service
+from registry.snapshot import Snapshot, declared, diff, undo
+from registry.traffic import shift
+
+DCS = {"idc": Datacenter("idc"), "cloud": Datacenter("cloud", "cloud", writable=False)}
+
+
+def _snap(*services: Service, endpoints: tuple[Endpoint, ...] = ()) -> Snapshot:
+    eps: dict[str, dict[str, Endpoint]] = {}
+    for e in endpoints:
+        eps.setdefault(e.service, {})[e.id] = e
+    return Snapshot(1, DCS, {}, {s.name: s for s in services}, eps)
+
+
+WWW = Service("www.x.org", {"default": {"idc": 60, "cloud": 40}})
+API = Service("api.x.org", {"default": {"idc": 100}}, access="rw")
+EPS = (
+    Endpoint("www.x.org", "a", "idc", "192.0.2.1"),
+    Endpoint("www.x.org", "b", "cloud", "198.51.100.1"),
+    Endpoint("api.x.org", "c", "idc", "192.0.2.2"),
+)
+
+
+@pytest.mark.parametrize(
+    ("table", "percent", "after", "moved"),
+    [
+        ({"idc": 60, "cloud": 40}, 50, {"idc": 30, "cloud": 70}, 30),
+        ({"idc": 60, "cloud": 40}, 100, {"idc": 0, "cloud": 100}, 60),
+        ({"idc": 70, "cloud": 30}, 20, {"idc": 56, "cloud": 44}, 14),
+        ({"idc": 1, "cloud": 40}, 10, {"idc": 1, "cloud": 40}, 0),  # rounds to 0: skipped
+    ],
+)
+def test_shift_moves_a_share_of_the_source(
+    table: dict[str, int], percent: float, after: dict[str, int], moved: int
+) -> None:
+    done = shift([Service("s.x.org", {"default": table})], "idc", "cloud", percent, DCS)
+    assert sum(m.moved for m in done.moves) == moved
+    if moved:
+        assert dict(done.services[0].traffic["default"]) == after
+    else:
+        assert done.services == [] and "rounds to 0" in done.skipped[0].reason
+
+
+def test_shift_refuses_same_and_bad_percent() -> None:
+    with pytest.raises(ValidationError):
+        shift([WWW], "idc", "idc", 10)
+    with pytest.raises(ValidationError):
+        shift([WWW], "idc", "cloud", 0)
+
+
+def test_empty_regions_use_the_steering_code() -> None:
+    snap = _snap(WWW, API, endpoints=EPS)
+    assert impact.empty_regions(snap) == {}
+    drained = Snapshot(2, {**DCS, "idc": Datacenter("idc", drained=True)}, {}, snap.services,
+                       snap.endpoints)  # fmt: skip
+    assert impact.empty_regions(drained) == {"api.x.org": ["default"]}
+    assert impact.newly_empty(snap, drained, ["api.x.org", "www.x.org"]) == {
+        "api.x.org": ["default"]
+    }
+    # already empty before: not "newly" empty
+    assert impact.newly_empty(drained, drained, ["api.x.org"]) == {}
+
+
+def test_warnings_name_weights_that_never_apply() -> None:
+    rw = Service("api.x.org", {"default": {"idc": 70, "cloud": 30}}, access="rw")
+    assert impact.warnings(_snap(rw), ["api.x.org"]) == [
+        "api.x.org: traffic.default.cloud=30 never applies (cloud is read-only and the service is rw)"
+    ]
+    assert impact.warnings(_snap(WWW), ["www.x.org"]) == []
+
+
+def test_empty_versions() -> None:
+    snap = _snap(WWW, endpoints=EPS)
+    rel = Release("www.x.org", "v1", "v2", 5.0)
+    assert impact.empty_versions(snap, [Change.put(rel)]) == [
+        "www.x.org: canary version 'v2' has no endpoints"
+    ]
+    assert impact.empty_versions(snap, [Change.put(Release("www.x.org", "v1"))]) == []
+
+
+def test_impact_is_measured_on_a_fixed_sample() -> None:
+    before = _snap(WWW, endpoints=EPS)
+    after = _snap(Service("www.x.org", {"default": {"idc": 30, "cloud": 70}}), endpoints=EPS)
+    out = impact.impact(before, after, ["www.x.org"])
+    row = out["services"]["www.x.org"]["regions"]["default"]
+    assert out["sample"] == len(impact.SAMPLE) == 4096
+    # rendezvous hashing: only idc clients move, so moved == idc share lost
+    assert row["moved"] == pytest.approx(row["before"]["idc"] - row["after"]["idc"], abs=1e-3)
+    assert 0.25 < row["moved"] < 0.35
+    assert impact.impact(before, before, ["www.x.org"])["moved"] == 0.0
+
+
+def test_diff_and_undo_restore_a_revision() -> None:
+    s0 = _snap(WWW, endpoints=EPS[:2])
+    s1, eff1 = s0.apply([Change.put(Service("www.x.org", {"default": {"idc": 1}}))], 2)
+    s2, eff2 = s1.apply([Change.delete("endpoint", "www.x.org/b")], 3)
+    from registry.changes import ChangeSet
+
+    target = undo(s2, [ChangeSet(2, eff1), ChangeSet(3, eff2)])
+    changes = diff(s2, target)
+    assert {(c.op, c.kind, c.key) for c in changes} == {
+        ("put", "service", "www.x.org"), ("put", "endpoint", "www.x.org/b")}  # fmt: skip
+    restored, _ = s2.apply(changes, 4)
+    assert restored.services == s0.services and restored.endpoints == s0.endpoints
+    # entries without recorded previous values cannot be undone
+    with pytest.raises(ValidationError):
+        undo(s2, [ChangeSet(3, (Change.delete("endpoint", "www.x.org/b"),))])
+
+
+def test_declared_with_prune() -> None:
+    s0 = _snap(WWW, API, endpoints=EPS)
+    body = {"services": {"www.x.org": {"traffic": {"default": {"idc": 60, "cloud": 40}},
+                                       "endpoints": {"a": {"dc": "idc", "address": "192.0.2.1"}}}}}  # fmt: skip
+    assert diff(s0, declared(s0, body)) == []  # nothing new, nothing pruned
+    with pytest.raises(Exception, match="still used"):  # pruning datacenters in use
+        declared(s0, body, prune=True)
+    body["datacenters"] = {"idc": {}, "cloud": {"kind": "cloud", "writable": False}}
+    pruned = diff(s0, declared(s0, body, prune=True))
+    assert [(c.op, c.key) for c in pruned] == [("delete", "www.x.org/b"), ("delete", "api.x.org")]

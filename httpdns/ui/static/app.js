@@ -4,7 +4,7 @@ import { bar, chart, confirmDialog, h, pct, shares } from "./views.js";
 
 const S = {
   state: null, nodes: null, rollouts: null, feat: null,
-  write: { ok: false, reason: "" }, deploy: { ok: false, reason: "" },
+  write: { ok: false, reason: "" }, deploy: { ok: false, reason: "" }, revert: { ok: false, reason: "" },
   stop: null, reloading: null, dirty: new Set(), percents: {}, events: {}, page: null,
 };
 const main = () => document.getElementById("main");
@@ -50,6 +50,7 @@ async function start() {
   S.feat = await features();
   S.write = await probeWrite("/api/v1/traffic/shift");
   S.deploy = S.feat.has("GET", "/api/v1/rollouts") ? await probeWrite("/api/v1/rollouts/-/pause") : S.write;
+  S.revert = S.feat.has("POST", "/api/v1/registry/revert") ? await probeWrite("/api/v1/registry/revert") : S.write;
   document.getElementById("nav").hidden = false;
   document.getElementById("signout").hidden = false;
   await reload();
@@ -319,31 +320,47 @@ async function historyView(name, holder) {
         if (!(await confirmDialog(`Revert to revision ${to}?`, body))) return;
         try { await call("POST", "/api/v1/registry/revert", { to }); await reload(); render(); }
         catch (err) { showError(errId, err); }
-      }, "", S.write, { "data-revision": e.revision }) : null;
+      }, "", S.revert, { "data-revision": e.revision }) : null;
       return h("li", { "data-revision": e.revision }, h("div", {}, `revision ${e.revision} · ${e.actor} · ${new Date(e.time * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`),
         h("ul", {}, e.changes.map(describe)), revert, errorBox(errId));
     })) : h("p", { class: "note" }, "No changes recorded for this service."),
-    ...(canRevert ? [] : [h("p", { class: "note" }, "Revert is not available: this node has no POST /api/v1/registry/revert.")]));
+    ...(canRevert ? (S.revert.ok ? [] : [h("p", { class: "note" }, `Revert: ${S.revert.reason}`)])
+      : [h("p", { class: "note" }, "Revert is not available: this node has no POST /api/v1/registry/revert.")]));
   } catch (err) {
     holder.replaceChildren(h("p", { class: "error", role: "alert" }, `History: ${err.message}`));
   }
 }
 
-/** The split as steered (failover, drained and empty datacenters included), measured by
- * the node on its client sample: shown under the configured bars where the node offers it. */
+/** Under the configured bars: the split as steered (failover, drained and empty datacenters
+ * included, measured by the node on its client sample: ``/split``) and the answers the
+ * fleet actually gave (``/shares``), where the node offers them. */
 async function effectiveView(name) {
   const holder = document.getElementById("traffic-bars");
+  const rows = [];
   try {
-    const data = await call("GET", `/api/v1/services/${enc(name)}/shares`);
-    if (!holder?.isConnected) return;
-    for (const [region, fams] of Object.entries(data.regions || {})) {
-      for (const [fam, split] of Object.entries(fams)) {
-        holder.append(h("span", { class: "note" }, `${region} ${fam} (effective)`), bar(split, dcOrder(), `${region} ${fam} effective split`));
+    if (S.feat.has("GET", "/api/v1/services/{name}/split")) {
+      const data = await call("GET", `/api/v1/services/${enc(name)}/split`);
+      for (const [region, fams] of Object.entries(data.regions || {})) {
+        for (const [fam, split] of Object.entries(fams)) {
+          rows.push(h("span", { class: "note" }, `${region} ${fam} steered`), bar(split, dcOrder(), `${region} ${fam} steered split`));
+        }
+      }
+    }
+    if (S.feat.has("GET", "/api/v1/services/{name}/shares")) {
+      const data = await call("GET", `/api/v1/services/${enc(name)}/shares`);
+      if (data.answers > 0) {
+        const part = (list) => Object.fromEntries(list.filter((r) => r.percent !== null).map((r) => [r.name, r.percent / 100]));
+        const versions = data.versions.map((r) => r.name);
+        rows.push(h("span", { class: "note" }, `observed (${data.window}s)`), bar(part(data.datacenters), dcOrder(), `answers observed by datacenter over ${data.window} s`),
+          h("span", { class: "note" }, "versions observed"), bar(part(data.versions), versions, `answers observed by version over ${data.window} s`));
+      } else {
+        rows.push(h("span", { class: "note" }, "observed"), h("span", { class: "note" }, `no answers in the last ${data.window} s`));
       }
     }
   } catch (err) {
-    holder?.after(h("p", { class: "error", role: "alert" }, `Effective split: ${err.message}`));
+    rows.push(h("span", {}, ""), h("p", { class: "error", role: "alert" }, `Measured split: ${err.message}`));
   }
+  if (holder?.isConnected) holder.append(...rows);
 }
 
 function servicePage(name) {
@@ -378,7 +395,7 @@ function servicePage(name) {
   const explainOut = document.getElementById("explain-out");
   if (prevExplain && explainOut && prevExplain !== explainOut) explainOut.replaceChildren(...prevExplain.childNodes);
   historyView(name, history);
-  if (S.feat.has("GET", "/api/v1/services/{name}/shares")) effectiveView(name);
+  effectiveView(name);
 }
 
 // -- rollouts ----------------------------------------------------------------------------------

@@ -12,18 +12,6 @@ import registry
 from tests.deployer.dockerd import Dockerd, free_subnets
 from tests.deployer.fakes import World
 
-E2E = "tests/deployer/test_e2e_docker.py::"
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end module is one release history (v1, then v2, ...): keep its tests in
-    file order at the places they were given, whatever order pytest-randomly chose."""
-    places = [i for i, it in enumerate(items) if it.nodeid.startswith(E2E)]
-    ordered = sorted((items[i] for i in places), key=lambda it: it.location[1] or 0)
-    for i, item in zip(places, ordered, strict=True):
-        items[i] = item
-
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:

@@ -2,8 +2,9 @@
 pools), a real ``httpdns serve`` node and a ``rolling controller`` process sharing one
 SQLite registry file, and the ``rolling`` CLI driving releases.
 
-The tests run in order on one release history: v1, then a canary of v2, an aborted v3,
-and v4 through a controller crash; then containers die.
+One test walks one release history, step after step: v1, then a canary of v2, an
+aborted v3, and v4 through a controller crash; then containers die. (One test, not one
+per step: each step needs the ones before it, and every test must pass alone.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ CLIENTS = [str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("100.64.0.1")) + 
            for i in range(2000)]  # fmt: skip
 SAMPLE = CLIENTS[::10]
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(1200)
 
 
 class Rig:
@@ -286,7 +287,7 @@ def rig(dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             dockerd.api.remove_container(c["Id"], force=True)
 
 
-def test_deploy_v1_answers_reach_v1_containers(rig: Rig) -> None:
+def step_deploy_v1_answers_reach_v1_containers(rig: Rig) -> None:
     rig.rolling("deploy", str(rig.spec([])), "--version", "v1")
     status = rig.wait_rollout(lambda s: s["phase"] == "done", "v1 to be done")
     assert status["datacenters"] == {"cloud": {"healthy": 2, "total": 2},
@@ -300,7 +301,7 @@ def test_deploy_v1_answers_reach_v1_containers(rig: Rig) -> None:
     assert {c["Names"][0].lstrip("/") for c in rig.containers()} == names("v1")
 
 
-def test_docker_inspect_shows_the_article_container_practice(rig: Rig) -> None:
+def step_docker_inspect_shows_the_article_container_practice(rig: Rig) -> None:
     name = container_name(SERVICE, "idc", "v1", 1)
     info = rig.daemon.api.inspect_container(name)
     host = info["HostConfig"]
@@ -330,7 +331,7 @@ def test_docker_inspect_shows_the_article_container_practice(rig: Rig) -> None:
     assert allocated[name] == ip
 
 
-def test_canary_steps_move_the_share_of_clients(rig: Rig) -> None:
+def step_canary_steps_move_the_share_of_clients(rig: Rig) -> None:
     steps = [{"percent": p, "pause": "manual"} for p in (10, 50, 100)]
     rig.rolling("deploy", str(rig.spec(steps)), "--version", "v2")
     for i, percent in enumerate((10, 50, 100)):
@@ -360,7 +361,7 @@ def test_canary_steps_move_the_share_of_clients(rig: Rig) -> None:
     assert rig.share("v2") == 100
 
 
-def test_abort_returns_every_answer_to_stable_within_one_propagation(rig: Rig) -> None:
+def step_abort_returns_every_answer_to_stable_within_one_propagation(rig: Rig) -> None:
     rig.rolling("deploy", str(rig.spec([{"percent": 50, "pause": "manual"}])), "--version", "v3")
     rig.wait_rollout(lambda s: s["phase"] == "canary" and s["percent"] == 50, "v3 at 50%")
     rig.synced()
@@ -385,7 +386,7 @@ def test_abort_returns_every_answer_to_stable_within_one_propagation(rig: Rig) -
     assert [h["phase"] for h in history[:3]] == ["aborted", "done", "done"]
 
 
-def test_a_killed_controller_resumes_without_duplicates_or_orphans(rig: Rig) -> None:
+def step_a_killed_controller_resumes_without_duplicates_or_orphans(rig: Rig) -> None:
     rig.rolling("deploy", str(rig.spec([{"percent": 50, "pause": "0s"}])), "--version", "v4")
     wait_until(lambda: len(rig.containers(version="v4")) >= 1, 30, "a first v4 container")
     rig.kill_controller()  # in the middle of starting containers
@@ -411,7 +412,7 @@ def test_a_killed_controller_resumes_without_duplicates_or_orphans(rig: Rig) -> 
     }
 
 
-def test_killed_containers_are_replaced_and_answered_again(rig: Rig) -> None:
+def step_killed_containers_are_replaced_and_answered_again(rig: Rig) -> None:
     victims = [container_name(SERVICE, "idc", "v4", 1), container_name(SERVICE, "cloud", "v4", 2)]
     allocated = {a.owner: a.address for a in rig.snap().allocations.values()}
     before = {n: rig.daemon.api.inspect_container(n)["Id"] for n in victims}
@@ -449,7 +450,7 @@ def test_killed_containers_are_replaced_and_answered_again(rig: Rig) -> None:
     assert sorted(c["Names"][0].lstrip("/") for c in rig.containers()) == sorted(names("v4"))
 
 
-async def test_the_engine_adapter_samples_and_wraps_docker_errors(rig: Rig) -> None:
+async def step_the_engine_adapter_samples_and_wraps_docker_errors(rig: Rig) -> None:
     engine = DockerEngine(rig.daemon.url)
     try:
         name = container_name(SERVICE, "cloud", "v4", 1)
@@ -479,7 +480,7 @@ async def test_the_engine_adapter_samples_and_wraps_docker_errors(rig: Rig) -> N
     assert "no-docker.sock" in unreachable.value.detail and unreachable.value.status == 503
 
 
-def test_a_missing_image_is_refused_with_nothing_recorded(rig: Rig) -> None:
+def step_a_missing_image_is_refused_with_nothing_recorded(rig: Rig) -> None:
     before = rig.snap()
     done = subprocess.run([*rig.cli(), "deploy", str(rig.spec([])), "--version", "nosuch"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -492,7 +493,7 @@ def test_a_missing_image_is_refused_with_nothing_recorded(rig: Rig) -> None:
     assert after.rollouts == before.rollouts and after.allocations == before.allocations
 
 
-def test_an_exhausted_pool_is_refused_at_deploy_time(rig: Rig) -> None:
+def step_an_exhausted_pool_is_refused_at_deploy_time(rig: Rig) -> None:
     snap = rig.snap()
     net = ipaddress.IPv4Network(rig.subnets["idc"])
     pool = [str(net.network_address + i) for i in range(10, 41)]
@@ -521,7 +522,7 @@ def test_an_exhausted_pool_is_refused_at_deploy_time(rig: Rig) -> None:
         asyncio.run(put([Change.delete("allocation", a.key) for a in fillers]))
 
 
-def test_stats_rows_carry_the_eight_figures_and_they_move(rig: Rig) -> None:
+def step_stats_rows_carry_the_eight_figures_and_they_move(rig: Rig) -> None:
     eight = ("cpu_percent", "memory_bytes", "net_rx_bytes", "net_tx_bytes", "blkio_read_bytes",
              "blkio_write_bytes", "pids", "tcp_connections")  # fmt: skip
     name = container_name(SERVICE, "idc", "v4", 2)
@@ -579,7 +580,7 @@ def test_stats_rows_carry_the_eight_figures_and_they_move(rig: Rig) -> None:
     assert name in text and "net rx/tx" in text
 
 
-def test_plan_from_metrics_recommends_and_applies_a_scale_intent(rig: Rig) -> None:
+def step_plan_from_metrics_recommends_and_applies_a_scale_intent(rig: Rig) -> None:
     out = json.loads(rig.rolling("plan", "--from-metrics", SERVICE, "--qps", "500",
                                  "--container", "1c1g", "--apply", "--json"))  # fmt: skip
     assert out["containers"] == 4 and out["qps"] == 500 and out["memory"] > 0
@@ -589,7 +590,7 @@ def test_plan_from_metrics_recommends_and_applies_a_scale_intent(rig: Rig) -> No
     assert events[-1]["text"] == "scale cloud 2->2, idc 2->2 by e2e"
 
 
-def test_a_killed_controller_shows_in_status_within_three_intervals(rig: Rig) -> None:
+def step_a_killed_controller_shows_in_status_within_three_intervals(rig: Rig) -> None:
     assert rig.rollout()["controller"]["running"] is True
     rig.kill_controller()
     killed = time.monotonic()
@@ -602,3 +603,26 @@ def test_a_killed_controller_shows_in_status_within_three_intervals(rig: Rig) ->
     assert every["running"] is True
     rig.start_controller()
     wait_until(lambda: rig.rollout()["controller"]["running"] is True, 10, "a running controller")
+
+
+STEPS: list[Callable[[Rig], Any]] = [
+    step_deploy_v1_answers_reach_v1_containers,
+    step_docker_inspect_shows_the_article_container_practice,
+    step_canary_steps_move_the_share_of_clients,
+    step_abort_returns_every_answer_to_stable_within_one_propagation,
+    step_a_killed_controller_resumes_without_duplicates_or_orphans,
+    step_killed_containers_are_replaced_and_answered_again,
+    step_the_engine_adapter_samples_and_wraps_docker_errors,
+    step_a_missing_image_is_refused_with_nothing_recorded,
+    step_an_exhausted_pool_is_refused_at_deploy_time,
+    step_stats_rows_carry_the_eight_figures_and_they_move,
+    step_plan_from_metrics_recommends_and_applies_a_scale_intent,
+    step_a_killed_controller_shows_in_status_within_three_intervals,
+]
+
+
+def test_a_release_history_end_to_end(rig: Rig) -> None:
+    for step in STEPS:
+        done = step(rig)
+        if asyncio.iscoroutine(done):
+            asyncio.run(done)

@@ -363,7 +363,7 @@ def test_the_page_says_when_the_stream_is_lost_and_reconnects(
         n.stop()
 
 
-def advance(node: Node, percent: float, text: str) -> None:
+def advance(node: Node, percent: float, text: str, phase: str = "canary") -> None:
     """Do what the ``rolling`` controller would at a canary step (no Docker here): the new
     version's endpoints healthy, the rollout at ``percent`` with an event — written to the
     node's SQLite file, which the node follows like any change."""
@@ -376,8 +376,8 @@ def advance(node: Node, percent: float, text: str) -> None:
             s = ReleaseSpec.from_dict(r.spec)
             eps = [Change.put(Endpoint(SHOP, rep.name, rep.dc, f"10.9.0.{i + 1}", s.port, "v3"))
                    for i, rep in enumerate(replicas(s, "v3"))]  # fmt: skip
-            event = {"time": time.time(), "phase": "canary", "percent": percent, "text": text}
-            moved = dataclasses.replace(r, phase="canary", step=0 if percent < 50 else 1,
+            event = {"time": time.time(), "phase": phase, "percent": percent, "text": text}
+            moved = dataclasses.replace(r, phase=phase, step=0 if percent < 50 else 1,
                                         percent=percent, events=(*r.events, event))  # fmt: skip
             await store.apply([*eps, Change.put(moved)], actor="rolling")
         finally:
@@ -418,6 +418,12 @@ def test_pause_and_abort_a_rollout(node: Node, console: Console, artifacts: Path
     wait_until(lambda: api(node, "GET", f"/api/v1/rollouts/{SHOP}")["rollout"]["intent"] == "abort",
                5, "the abort intent")  # fmt: skip
     expect(card).to_contain_text("intent abort", timeout=1000)
+    # The next rollout lists this one among the earlier ones.
+    advance(node, 0.0, "aborted: canary at 0 %, new containers removed", phase="aborted")
+    body = {"version": "v4", "spec": spec("v4", service=SHOP).to_dict()}
+    api(node, "POST", f"/api/v1/rollouts/{SHOP}", body)
+    expect(card.get_by_role("heading", level=2)).to_have_text(f"{SHOP} → v4", timeout=2000)
+    expect(card.get_by_role("listitem").filter(has_text="v3 (from")).to_have_count(1)
 
 
 def test_revert_from_history(node: Node, console: Console) -> None:

@@ -5,7 +5,7 @@ import { bar, chart, confirmDialog, h, pct, shares } from "./views.js";
 const S = {
   state: null, nodes: null, rollouts: null, feat: null,
   write: { ok: false, reason: "" }, deploy: { ok: false, reason: "" }, revert: { ok: false, reason: "" },
-  stop: null, reloading: null, dirty: new Set(), percents: {}, events: {}, page: null,
+  stop: null, reloading: null, dirty: new Set(), percents: {}, events: {}, past: {}, page: null,
 };
 const main = () => document.getElementById("main");
 const enc = encodeURIComponent;
@@ -84,6 +84,7 @@ async function reload() {
   await Promise.all((S.rollouts || []).map(async (r) => {
     const hist = await call("GET", `/api/v1/rollouts/${enc(r.service)}/history`);
     S.events[r.service] = (hist.rollouts.find((x) => x.id === r.id) || { events: [] }).events;
+    S.past[r.service] = hist.rollouts.filter((x) => x.id !== r.id).slice(0, 5);
   }));
   for (const r of S.rollouts || []) {
     const key = `${r.service}/${r.id}`;
@@ -425,6 +426,8 @@ function rolloutsPage() {
       r.message ? h("p", { class: "note" }, r.message) : null,
       h("h3", {}, "Events"), h("ol", { class: "history", reversed: true }, (S.events?.[r.service] || []).slice(-6).reverse().map((e) =>
         h("li", {}, `${new Date(e.time * 1000).toISOString().slice(11, 19)} UTC · ${e.phase} · ${e.percent} % · ${e.text}`))),
+      (S.past[r.service] || []).length ? [h("h3", {}, "Earlier rollouts"), h("ul", {}, S.past[r.service].map((x) =>
+        h("li", {}, `${x.version} (from ${x.previous || "nothing"}) · ${x.phase} · ${new Date(x.created * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC · ${x.actor}${x.message ? ` · ${x.message}` : ""}`)))] : null,
       h("p", { class: "note" }, "Canary share of answers over time (this session):"), chart(pts, `canary percent of ${r.service} over time`),
       h("div", { class: "row" }, buttons), errorBox(errId), readOnlyNote(S.deploy));
   });

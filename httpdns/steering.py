@@ -77,7 +77,7 @@ class Choice:
 
 
 _SERIALS = itertools.count(1)
-MAX_INTERNED = 4096  # numbered choices per compiled service (12 bits of a cached decision)
+MAX_INTERNED = 64  # numbered choices per compiled service (bounded: 10,000 services x 64 at most)
 
 
 @dataclass(slots=True)

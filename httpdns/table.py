@@ -43,7 +43,7 @@ from .steering import Choice, CompiledService, compile_service, decide
 A, AAAA = 1, 28
 MAX_BUCKET_MEMO = 100_000  # client key -> bucket memo (hashing is the dominant miss cost)
 MAX_DECISIONS = 200_000  # cached decisions (Config.max_cached_answers)
-MAX_MAP_BYTES = 96 << 20  # bucket maps (64 KiB and a few choices each)
+MAX_MAP_BYTES = 48 << 20  # bucket maps (64 KiB and a few choices each)
 HOT_MISSES = 64  # decisions computed for one (service, region, family) before it gets a map:
 # a map costs about as much as 500 decisions to build, and pays off from then on
 

@@ -173,7 +173,7 @@ def test_answers_equal_what_clients_received(server: tuple[Node, int]) -> None:
             for (dc, v), n in received.items()
         )
 
-    wait_until(equal, 5, "answers per datacenter and version")
+    wait_until(equal, 15, "answers per datacenter and version")  # a busy machine: slow scrapes
 
 
 def test_latency_is_sampled_one_in_sample(server: tuple[Node, int]) -> None:
@@ -190,7 +190,7 @@ def test_latency_is_sampled_one_in_sample(server: tuple[Node, int]) -> None:
         # 2 x SAMPLE reads in a row (one per request): two of them were timed
         return 1 <= n <= 3
 
-    wait_until(sampled, 5, "sampled latencies")
+    wait_until(sampled, 15, "sampled latencies")
     after = scrape(node.url)
     assert value(after, "httpdns_query_seconds_sum", dialect="dnspod") > 0
 

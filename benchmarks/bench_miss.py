@@ -13,7 +13,10 @@ datacenters, 70/30, ``answers=2``), and reports, per mode:
 * the table's bucket maps (count, bytes) and maps built during the timed part.
 
 Modes: ``maps`` (the node's default) and ``decide`` (no bucket maps: every
-decision by ``steering.decide``, as before maps existed). The reference in the
+decision by ``steering.decide``, as before maps existed); ``dns-ecs`` drives the
+DNS listener's ``DnsEngine.respond`` instead, with a UDP A query carrying an
+EDNS client-subnet option from a new /24 each time (the miss of
+``bench_dns.py``'s ECS case). The reference in the
 same run is a dict lookup plus a bytes join per request (the floor of any
 Python hot path). The server benchmark with sockets is ``bench_http.py`` (case
 "a new client /24 every request").
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
+import pstats
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -33,8 +38,11 @@ from typing import Any
 
 import benchlib as bl
 
+from bench_dns import ecs_query
+
 from httpdns.config import Config
 from httpdns.dialects import Context
+from httpdns.dnsserver import DnsEngine
 from httpdns.fasthttp import FastServer
 from httpdns.routes import QUERY_ROUTES, Router
 from httpdns.table import HOT_MISSES, RoutingTable
@@ -88,36 +96,58 @@ def load(services: int, work: Path) -> Snapshot:
 
 def run_mode(snap: Snapshot, mode: str, args: argparse.Namespace, start: int) -> dict[str, Any]:
     table = RoutingTable(snap, hot_misses=None if mode == "decide" else HOT_MISSES)
-    fast = FastServer(Context(table, Config()), QUERY_ROUTES, lambda: None)  # type: ignore[arg-type,return-value]
-    router = Router(QUERY_ROUTES)
-    found = router.match(b"GET", b"/d")
-    assert found is not None
-    route, account = found
     names = [bl.service_name(i) for i in range(args.services)]
-    headers = b"\r\nhost: bench\r\n"
+    if mode == "dns-ecs":
+        engine = DnsEngine(table, Config())
 
-    def targets(first: int, n: int) -> list[bytes]:
-        return [
-            f"/d?dn={names[i % len(names)]}&ip={client_ip(i)}".encode()
-            for i in range(first, first + n)
-        ]
+        def ask(wire: bytes) -> None:
+            engine.respond(wire, "127.0.0.1", True)
+
+        def requests(first: int, n: int) -> list[bytes]:
+            return [
+                ecs_query(names[i % len(names)], i, ((11 + (i >> 16) % 200) << 16) | (i & 0xFFFF))
+                for i in range(first, first + n)
+            ]
+
+    else:
+        fast = FastServer(Context(table, Config()), QUERY_ROUTES, lambda: None)  # type: ignore[arg-type,return-value]
+        found = Router(QUERY_ROUTES).match(b"GET", b"/d")
+        assert found is not None
+        route, account = found
+        headers = b"\r\nhost: bench\r\n"
+
+        def ask(target: bytes) -> None:
+            fast.respond(route, account, b"GET", target, headers, b"", "127.0.0.1")
+
+        def requests(first: int, n: int) -> list[bytes]:
+            return [
+                f"/d?dn={names[i % len(names)]}&ip={client_ip(i)}".encode()
+                for i in range(first, first + n)
+            ]
 
     gc.collect()
     gc.freeze()  # as ``serve`` does once the table is built
-    for target in targets(start, args.warm):
-        fast.respond(route, account, b"GET", target, headers, b"", "127.0.0.1")
+    for request in requests(start, args.warm):
+        ask(request)
     built_before = table.maps_built
-    timed = targets(start + args.warm, args.requests)
+    timed = requests(start + args.warm, args.requests)
     lat: list[float] = []
     clock = time.perf_counter
+    profile = cProfile.Profile() if args.profile else None
     with Pauses() as pauses:
+        if profile is not None:
+            profile.enable()
         cpu = time.process_time()
-        for target in timed:
+        for request in timed:
             t = clock()
-            fast.respond(route, account, b"GET", target, headers, b"", "127.0.0.1")
+            ask(request)
             lat.append(clock() - t)
         cpu = time.process_time() - cpu
+        if profile is not None:
+            profile.disable()
     gc.unfreeze()
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     lat.sort()
     stats = table.stats()
     return {
@@ -146,7 +176,8 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--warm", type=int, default=100_000, help="requests before timing")
     ap.add_argument("--requests", type=int, default=100_000, help="timed requests")
-    ap.add_argument("--modes", default="decide,maps")
+    ap.add_argument("--modes", default="decide,maps,dns-ecs")
+    ap.add_argument("--profile", action="store_true", help="print a cProfile of each mode")
     args = ap.parse_args()
     with TemporaryDirectory() as tmp:
         snap = load(args.services, Path(tmp))
@@ -160,7 +191,7 @@ def main() -> None:
     for k, mode in enumerate(args.modes.split(",")):
         r = run_mode(snap, mode, args, 1_000_000 * (k + 1))
         print(
-            f"{'/d miss path, ' + mode:32} {r['per_cpu_s']:>12,.0f}/CPU-s  p50 {r['p50']:.3f} ms"
+            f"{('DNS ECS miss' if mode == 'dns-ecs' else '/d miss path, ' + mode):32} {r['per_cpu_s']:>12,.0f}/CPU-s  p50 {r['p50']:.3f} ms"
             f"  p99 {r['p99']:.3f} ms  max {r['max']:.1f} ms"
         )
         print(f"{'':32} GC: {r['gc']}; {r['maps']}")

@@ -8,11 +8,20 @@ recursion). A zone's apex answers SOA and NS, its in-zone nameservers their
 addresses. EDNS Client Subnet (RFC 7871) is honoured and echoed with scope =
 the steering key's prefix length where the answer depends on the client, 0
 everywhere else (negative answers, zone data, single-answer services).
+
+The common query — one A or AAAA question for a served name, at most an OPT
+record (with or without ECS) — is answered without dnslib (``_fast``): the
+question is echoed as sent, the answer records of each distinct address set
+are encoded once and kept (``_records``), and the OPT record is written
+directly; the bytes are those dnslib would pack (tests compare the two). Any
+other message, and an answer that is empty or too large for UDP, takes the
+general path.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +49,8 @@ from registry.validation import dns_name
 
 from .config import Config
 from .errors import BadRequest
-from .steering import CompiledService
+from .cache import BoundedCache
+from .steering import Choice, CompiledService
 from .table import AAAA, A, Client, Deps, RoutingTable
 
 ECS_OPTION = 8
@@ -51,6 +61,7 @@ MAX_NAME = 255  # octets of a name in wire form (RFC 1035 §2.3.4)
 DO_BIT = 0x8000  # in the OPT record's TTL field (RFC 3225)
 NS_TTL = 3600  # apex NS and nameserver addresses: they change rarely
 MAX_UNIFORM_MEMO = 50_000
+MAX_ENCODED = 20_000  # distinct (address set, TTL, type) answer sections kept encoded
 
 
 class MalformedMessage(BadRequest):
@@ -260,6 +271,148 @@ def answer(
     client's EDNS payload size (512 without EDNS), so the client retries over TCP.
     AA is set only on answers from our own data (services, served zones).
     """
+    fast = _fast(wire, table, who, udp)
+    if type(fast) is WireReply:
+        return fast
+    return _answer(wire, table, config, who, udp, fast)  # type: ignore[arg-type]
+
+
+# -- the common query, without dnslib ------------------------------------------
+
+_NAME_BYTES = bytes(range(256)).translate(
+    None, b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+)  # every byte a service name's label cannot hold
+_Decided = tuple[Client, Choice, Deps]  # a decision ``_fast`` made and left to ``_answer``
+_records: BoundedCache[tuple[tuple[str, ...], int, int], bytes] = BoundedCache(MAX_ENCODED)
+
+
+def _encoded(addresses: tuple[str, ...], ttl: int, rtype: int) -> bytes:
+    """The answer records for ``addresses``, each owned by the question's name (a
+    compression pointer to offset 12), encoded once per distinct (addresses, TTL, type)."""
+    key = (addresses, ttl, rtype)
+    out = _records.get(key)
+    if out is None:
+        family, size = (socket.AF_INET, 4) if rtype == A else (socket.AF_INET6, 16)
+        fixed = b"\xc0\x0c" + rtype.to_bytes(2, "big") + b"\0\1" + ttl.to_bytes(4, "big")
+        fixed += size.to_bytes(2, "big")
+        out = b"".join(fixed + socket.inet_pton(family, a) for a in addresses)
+        _records.put(key, out)
+    return out
+
+
+def _fast(
+    wire: bytes, table: RoutingTable, who: Callable[[str | None], Client], udp: bool
+) -> WireReply | _Decided | None:
+    """The reply to the common query (see the module's docstring); None when the message
+    is anything else, or the decision when the reply needs the general path."""
+    n = len(wire)
+    # a query (QR 0), opcode 0; one question, no answer or authority records, 0-1 additional
+    if n < 17 or wire[2] & 0xF8 or wire[4:10] != b"\0\1\0\0\0\0" or wire[10] or wire[11] > 1:
+        return None
+    labels = []
+    i = 12
+    size = wire[i]
+    while size:
+        if size > 63 or i + size + 1 >= n:
+            return None  # a compression pointer, or past the end
+        labels.append(wire[i + 1 : i + 1 + size])
+        i += size + 1
+        size = wire[i]
+    if i + 5 > n or i - 11 > MAX_NAME or not labels:
+        return None
+    joined = b"".join(labels)
+    if len(joined.translate(None, _NAME_BYTES)) != len(joined):
+        return None  # dots, escapes or binary inside labels: never a service name
+    qtype = (wire[i + 1] << 8) | wire[i + 2]
+    if (qtype != A and qtype != AAAA) or wire[i + 3 : i + 5] != b"\0\1":
+        return None
+    end = i + 5  # the question's end
+    ecs: Ecs | None = None
+    if wire[11]:  # the additional record: an OPT record of EDNS version 0, nothing after it
+        if n < end + 11 or wire[end : end + 3] != b"\0\0\x29" or wire[end + 6]:
+            return None
+        rdlen = (wire[end + 9] << 8) | wire[end + 10]
+        if end + 11 + rdlen != n:
+            return None
+        at = end + 11
+        while at < n:  # the options; the first ECS one counts (as in ``_ecs``)
+            if at + 4 > n:
+                return None
+            code = (wire[at] << 8) | wire[at + 1]
+            length = (wire[at + 2] << 8) | wire[at + 3]
+            if at + 4 + length > n:
+                return None
+            if code == ECS_OPTION and ecs is None:
+                ecs = _fast_ecs(wire[at + 4 : at + 4 + length])
+                if ecs is None:
+                    return None  # malformed: FORMERR from the general path
+            at += 4 + length
+    elif end != n:
+        return None
+    name = b".".join(labels).lower().decode()
+    if name not in table.snapshot.services:
+        return None  # NXDOMAIN, REFUSED, zone data: the general path
+    client = who(ecs.address if ecs is not None and ecs.source else None)
+    deps: Deps = []
+    choice = table.resolve(name, qtype, client, deps)
+    if choice is None or not choice.addresses:
+        return (client, choice, deps) if choice is not None else None
+    records = _encoded(choice.addresses, choice.ttl, qtype)
+    flags = 0x8400 | (wire[2] & 0x01) << 8 | (wire[3] & 0x10)  # QR, AA; RD and CD as asked
+    # ID, flags, one question, the answers, no authority, the OPT record if the query had one
+    head = (
+        wire[:2]
+        + ((flags << 16) | 1).to_bytes(4, "big")
+        + len(choice.addresses).to_bytes(2, "big")
+        + (b"\0\0\0\1" if wire[11] else b"\0\0\0\0")
+    )
+    if wire[11]:
+        option = b""
+        if ecs is not None:
+            scope = 0
+            if ecs.source:
+                svc = deps[-1][1]
+                if svc is not None and not uniform(svc, 6 if qtype == AAAA else 4):
+                    scope = client.prefix_len
+            data = bytes((0, ecs.family, ecs.source, scope)) + ecs.raw_address
+            option = bytes((0, ECS_OPTION, 0, len(data))) + data
+        do = wire[end + 7] & 0x80  # RFC 3225: DO is copied into the reply
+        # root name, type OPT, our payload size, extended rcode 0, version 0, DO, no Z
+        opt = bytes((0, 0, 0x29, EDNS_PAYLOAD >> 8, EDNS_PAYLOAD & 0xFF, 0, 0, do, 0))
+        reply = head + wire[12:end] + records + opt + len(option).to_bytes(2, "big") + option
+        limit = max(512, min((wire[end + 3] << 8) | wire[end + 4], EDNS_PAYLOAD))
+    else:
+        reply = head + wire[12:end] + records
+        limit = 512
+    if udp and len(reply) > limit:
+        return (client, choice, deps)  # truncated: the general path writes it
+    return WireReply(reply, 0, choice.ttl, tuple(deps), False)
+
+
+def _fast_ecs(data: bytes) -> Ecs | None:
+    """``_ecs`` for one option's data; None when malformed."""
+    if len(data) < 4 or data[0]:
+        return None
+    family, source, raw = data[1], data[2], data[4:]
+    width = 4 if family == 1 else 16 if family == 2 else 0
+    if not width or source > width * 8 or len(raw) != (source + 7) // 8:
+        return None
+    if source % 8 and raw[-1] & (0xFF >> (source % 8)):
+        return None
+    packed = raw + bytes(width - len(raw))
+    address = socket.inet_ntop(socket.AF_INET if width == 4 else socket.AF_INET6, packed)
+    return Ecs(family, source, address, raw)
+
+
+def _answer(
+    wire: bytes,
+    table: RoutingTable,
+    config: Config,
+    who: Callable[[str | None], Client],
+    udp: bool,
+    decided: _Decided | None,
+) -> WireReply:
+    """``answer`` by dnslib, for every message; ``decided``: the decision ``_fast`` made."""
     request = parse(wire)
     header = request.header
     deps: Deps = []
@@ -333,9 +486,12 @@ def answer(
     except ValidationError:
         name = None  # legal in DNS (a wildcard, the root) but never a service name
     # ECS source prefix 0: the client opted out, steer by the resolver itself (RFC 7871 §7.1.2)
-    client = who(ecs.address if ecs and ecs.source else None)
-    family_qtype = A if qtype != QTYPE.AAAA else AAAA
-    svc_choice = table.resolve(name, family_qtype, client, deps) if name else None
+    if decided is not None:
+        client, svc_choice, deps[:] = decided
+    else:
+        client = who(ecs.address if ecs and ecs.source else None)
+        family_qtype = A if qtype != QTYPE.AAAA else AAAA
+        svc_choice = table.resolve(name, family_qtype, client, deps) if name else None
     if svc_choice is None:
         if zone is None:
             return done(RCODE.REFUSED, 0, 0, ecs)

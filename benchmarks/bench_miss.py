@@ -37,7 +37,6 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import benchlib as bl
-
 from bench_dns import ecs_query
 
 from httpdns.config import Config

@@ -47,9 +47,9 @@ from registry.errors import ValidationError
 from registry.model import Zone
 from registry.validation import dns_name
 
+from .cache import BoundedCache
 from .config import Config
 from .errors import BadRequest
-from .cache import BoundedCache
 from .steering import Choice, CompiledService
 from .table import AAAA, A, Client, Deps, RoutingTable
 
@@ -486,6 +486,7 @@ def _answer(
     except ValidationError:
         name = None  # legal in DNS (a wildcard, the root) but never a service name
     # ECS source prefix 0: the client opted out, steer by the resolver itself (RFC 7871 §7.1.2)
+    svc_choice: Choice | None
     if decided is not None:
         client, svc_choice, deps[:] = decided
     else:

@@ -99,8 +99,8 @@ def run_mode(snap: Snapshot, mode: str, args: argparse.Namespace, start: int) ->
     if mode == "dns-ecs":
         engine = DnsEngine(table, Config())
 
-        def ask(wire: bytes) -> None:
-            engine.respond(wire, "127.0.0.1", True)
+        def ask(request: bytes) -> None:
+            engine.respond(request, "127.0.0.1", True)
 
         def requests(first: int, n: int) -> list[bytes]:
             return [
@@ -115,8 +115,8 @@ def run_mode(snap: Snapshot, mode: str, args: argparse.Namespace, start: int) ->
         route, account = found
         headers = b"\r\nhost: bench\r\n"
 
-        def ask(target: bytes) -> None:
-            fast.respond(route, account, b"GET", target, headers, b"", "127.0.0.1")
+        def ask(request: bytes) -> None:
+            fast.respond(route, account, b"GET", request, headers, b"", "127.0.0.1")
 
         def requests(first: int, n: int) -> list[bytes]:
             return [

@@ -22,7 +22,8 @@ the compiled services it was computed from, and reused while those services
 are unchanged — a repeated query is a dict lookup and one write. Only
 canonical requests are kept (every parameter one that changes the answer, each
 once, a short target), so junk parameters or padding can never fill it; it is
-bounded by entries and bytes and evicts a little at a time.
+bounded by entries and bytes and evicts a little at a time. A target that names
+its client (``ip=``) is kept from its second request on: most are asked once.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ MAX_BODY = 65535  # a DNS message; anything larger goes to aiohttp (which refuse
 MAX_CACHED = 50_000  # front cache entries
 MAX_CACHED_BYTES = 24 << 20  # and bytes (targets + responses), per cache
 MAX_CACHED_TARGET = 1024  # longer request targets are answered, never kept
+SEEN_SLOTS = 1 << 16  # the front cache's doorkeeper (a power of two)
 WRITE_HIGH = 256 * 1024  # output buffered for one connection before it stops being read
 SWEEP = 1.0  # seconds between timeout sweeps
 
@@ -141,6 +143,7 @@ class FastServer:
         self.repeat: BoundedCache[tuple[bytes, str | None], _Repeat] = BoundedCache(
             MAX_CACHED, MAX_CACHED_BYTES
         )
+        self._seen = [0] * SEEN_SLOTS  # hashes of front cache keys answered once
         self.connections: dict[FastHTTP, None] = {}  # insertion order = age
         self.handed_off: dict[asyncio.BaseTransport, None] = {}
         self.now = time.monotonic()  # refreshed by the sweep (rate windows)
@@ -284,9 +287,22 @@ class FastServer:
             and _canonical(params, query, route.params)
             and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
         ):
-            kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
-            self.cache.put(key, kept, len(target) + len(head) + len(tail))
+            if "ip" not in params or self._seen_before(key):
+                kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
+                self.cache.put(key, kept, len(target) + len(head) + len(tail))
         return head, tail, None
+
+    def _seen_before(self, key: _Key) -> bool:
+        """Whether ``key`` was answered recently (a doorkeeper of key hashes, one slot per
+        hash, so a collision only forgets): a target naming its client address (``ip=``) is
+        kept from its second request on, as most are asked once and would only push
+        entries that are asked again out of the cache."""
+        h = hash(key)
+        slot = h & (SEEN_SLOTS - 1)
+        if self._seen[slot] == h:
+            return True
+        self._seen[slot] = h
+        return False
 
     def error(
         self, status: int, body: dict[str, str], headers: tuple[tuple[str, str], ...] = ()
@@ -336,10 +352,27 @@ def _chunked_end(buf: bytes, at: int) -> int:
 
 
 def _params(query: bytes) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if query:
+    """The query string's parameters, the first value of each (as aiohttp's MultiDict.get)."""
+    out = _plain_params(query)
+    if out is None:
+        out = {}
         for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            out.setdefault(k, v)  # the first value wins, as in aiohttp's MultiDict.get
+            out.setdefault(k, v)
+    return out
+
+
+def _plain_params(query: bytes) -> dict[str, str] | None:
+    """``_params`` for a query string without escapes (``%``, ``+``), as ``/d?dn=..&ip=..``
+    is: a split, where ``parse_qsl`` would unquote each name and value for nothing.
+    None for any other query string."""
+    if b"%" in query or b"+" in query:
+        return None
+    out: dict[str, str] = {}
+    for part in query.decode("latin-1").split("&"):
+        if part:
+            k, _, v = part.partition("=")
+            if k not in out:
+                out[k] = v
     return out
 
 

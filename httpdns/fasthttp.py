@@ -286,10 +286,10 @@ class FastServer:
             and len(target) <= MAX_CACHED_TARGET
             and _canonical(params, query, route.params)
             and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
+            and ("ip" not in params or self._seen_before(key))
         ):
-            if "ip" not in params or self._seen_before(key):
-                kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
-                self.cache.put(key, kept, len(target) + len(head) + len(tail))
+            kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
+            self.cache.put(key, kept, len(target) + len(head) + len(tail))
         return head, tail, None
 
     def _seen_before(self, key: _Key) -> bool:

@@ -83,7 +83,7 @@ def test_a_target_with_a_client_address_is_kept_from_its_second_request() -> Non
     third, hit = _ask(fast, target)
     assert hit  # and answered from the front cache
     assert first == second == third != b""
-    other, hit = _ask(fast, f"/d?dn={NAME}&ip=11.2.4.4".encode())
+    _, hit = _ask(fast, f"/d?dn={NAME}&ip=11.2.4.4".encode())
     assert not hit and len(fast.cache) == 1
 
 

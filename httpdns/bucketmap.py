@@ -3,7 +3,8 @@
 ``steering.decide`` is the definition of an answer; it costs ~13 µs per call. A
 ``BucketMap`` holds its result for all 65,536 client buckets as one byte (or
 two) per bucket indexing the few distinct ``Choice``s, so a decision that no
-cache holds is one ``bytes`` index instead. ``build`` computes it with numpy in
+cache holds is one ``bytes`` index instead (half a byte per bucket when there
+are at most 16 choices, as usual: 32 KiB a map). ``build`` computes it with numpy in
 a few milliseconds, following ``decide`` step by step:
 
 * SplitMix64 draws in ``uint64`` arithmetic (wrapping multiplication, exactly
@@ -51,8 +52,11 @@ class BucketMap:
     """``choices[index[bucket]]`` is ``decide(service, family, region, bucket)``."""
 
     service: CompiledService  # the compiled entry it was built from (identity = validity)
-    index: bytes | array[int]  # one byte per bucket (<= 256 choices), else 'H' items
+    # half a byte per bucket (<= 16 choices: the even bucket in the low half), else one
+    # byte (<= 256 choices), else 'H' items
+    index: bytes | array[int]
     choices: tuple[Choice, ...]
+    packed: bool = False  # half a byte per bucket
 
     @property
     def nbytes(self) -> int:
@@ -64,6 +68,8 @@ class BucketMap:
 
     def choice(self, bucket: int) -> Choice:
         """The decision for ``bucket``."""
+        if self.packed:
+            return self.choices[(self.index[bucket >> 1] >> ((bucket & 1) << 2)) & 15]
         return self.choices[self.index[bucket]]
 
 
@@ -117,6 +123,9 @@ def _finish(svc: CompiledService, codes: I64, found: dict[Choice, int]) -> Bucke
     if len(found) > MAX_CHOICES:
         return None
     choices = tuple(found)  # insertion order = code order
+    if len(choices) <= 16:  # the common map (a few datacenters and pools): 32 KiB
+        small = codes.astype(np.uint8)
+        return BucketMap(svc, (small[0::2] | (small[1::2] << 4)).tobytes(), choices, True)
     if len(choices) <= 256:
         index: bytes | array[int] = codes.astype(np.uint8).tobytes()
     else:

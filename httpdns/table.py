@@ -43,7 +43,7 @@ from .steering import Choice, CompiledService, compile_service, decide
 A, AAAA = 1, 28
 MAX_BUCKET_MEMO = 100_000  # client key -> bucket memo (hashing is the dominant miss cost)
 MAX_DECISIONS = 200_000  # cached decisions (Config.max_cached_answers)
-MAX_MAP_BYTES = 48 << 20  # bucket maps (64 KiB and a few choices each)
+MAX_MAP_BYTES = 48 << 20  # bucket maps (32 or 64 KiB and a few choices each)
 HOT_MISSES = 64  # decisions computed for one (service, region, family) before it gets a map:
 # a map costs about as much as 500 decisions to build, and pays off from then on
 
@@ -316,6 +316,8 @@ class RoutingTable:
         mapped = self._maps.get((name, rf))
         if mapped is not None and mapped[0] is svc and mapped[1] is not None:
             m = mapped[1]
+            if m.packed:
+                return m.choices[(m.index[b >> 1] >> ((b & 1) << 2)) & 15]
             return m.choices[m.index[b]]
         key = (name, (rf << 16) | b)
         hit = self._decisions.get(key)
@@ -331,7 +333,7 @@ class RoutingTable:
             if heat + 1 >= self.hot_misses:
                 built = self._build_map(name, rf, svc)
                 if built is not None:
-                    return built.choices[built.index[b]]
+                    return built.choice(b)
             else:
                 self._heat.put((name, rf), heat + 1)
         choice = decide(svc, family, self.regions.names[region], b)

@@ -17,13 +17,15 @@ a few milliseconds, following ``decide`` step by step:
   is decided by ``steering.decide`` itself, so the map never differs from it.
 
 Maps are built per key and only when asked (``RoutingTable`` builds one when a
-key becomes hot); a map with more than ``MAX_CHOICES`` distinct answers is not
-worth keeping and ``build`` returns None.
+key becomes hot, a slice per query with ``steps`` so no query waits for a whole
+map); a map with more than ``MAX_CHOICES`` distinct answers is not worth keeping
+and ``build`` returns None.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Generator
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -37,6 +39,7 @@ MAX_CHOICES = 4096  # distinct answers in one map; beyond, per-bucket decisions 
 _TIE = 1e-9  # relative score gap below which numpy's last-bit log error could reorder
 _SLICE = 8192  # buckets computed together
 _CHUNK = 1 << 16  # and at most this many scores at once (candidates x buckets)
+STEPS = BUCKETS // _SLICE  # calls of a ``steps`` job, the last one finishing the map
 
 _U64 = np.uint64
 _C1, _C2 = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)
@@ -98,6 +101,20 @@ def weighted(salt: int, weight: int, buckets: I64) -> F64:
 def build(svc: CompiledService, family: int, region: str) -> BucketMap | None:
     """The map of ``decide(svc, family, region, b)`` for every bucket ``b``; None when it
     would hold more than ``MAX_CHOICES`` distinct answers."""
+    job = steps(svc, family, region)
+    while True:
+        try:
+            next(job)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def steps(
+    svc: CompiledService, family: int, region: str
+) -> Generator[None, None, BucketMap | None]:
+    """``build`` a slice at a time: each ``next`` computes one slice of buckets (a
+    millisecond or two, where a whole map takes ten); the map (or None) is the value of
+    the ``StopIteration`` that ends it, after at most ``STEPS`` calls."""
     codes = np.empty(BUCKETS, dtype=np.int64)
     found: dict[Choice, int] = {}
     # Slices of 8,192 buckets: arrays of 64 KiB stay in the cache and on malloc's heap
@@ -112,6 +129,8 @@ def build(svc: CompiledService, family: int, region: str) -> BucketMap | None:
         for is_canary, buckets in cohorts:
             if len(buckets) and not _cohort(svc, family, region, is_canary, buckets, codes, found):
                 return None
+        if lo + _SLICE < BUCKETS:
+            yield
     return _finish(svc, codes, found)
 
 

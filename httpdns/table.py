@@ -7,7 +7,8 @@ that were compiled; the others wait for their first query.
 
 A (service, region, family) that keeps missing the decision cache is hot: it
 gets a ``BucketMap`` (``httpdns.bucketmap``), every bucket's decision computed
-at once, and from then on a decision is one index — no client is ever a miss.
+with numpy, a slice per miss (a few maps at a time, so no query waits for a whole
+map), and from then on a decision is one index — no client is ever a miss.
 Maps are bounded by bytes (oldest first out) and rebuilt on the next query
 after their service changes. Colder keys cache each decision per (service,
 region, family, client bucket) in one bounded cache.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ MAX_DECISIONS = 200_000  # cached decisions (Config.max_cached_answers)
 MAX_MAP_BYTES = 48 << 20  # bucket maps (32 or 64 KiB and a few choices each)
 HOT_MISSES = 64  # decisions computed for one (service, region, family) before it gets a map:
 # a map costs about as much as 500 decisions to build, and pays off from then on
+MAX_BUILDING = 8  # maps built at once (0.5 MiB of work arrays each), a slice per miss
 
 Deps = list[tuple[str, CompiledService | None]]
 _FAMILY = {A: 4, AAAA: 6}
@@ -197,6 +199,10 @@ class RoutingTable:
             BoundedCache(1 << 20, max_map_bytes)
         )
         self._heat: BoundedCache[tuple[str, int], int] = BoundedCache(100_000)
+        # maps being built, a slice per miss: (name, region/family) -> (service, steps)
+        self._building: dict[
+            tuple[str, int], tuple[CompiledService, Generator[None, None, BucketMap | None]]
+        ] = {}
         self.maps_built = 0
         self._buckets: BoundedCache[int | str, int] = BoundedCache(MAX_BUCKET_MEMO)
         # (name, region/family/bucket) -> (the compiled service it came from, decision)
@@ -221,6 +227,7 @@ class RoutingTable:
         self._decisions.clear()
         self._maps.clear()
         self._heat.clear()
+        self._building.clear()
 
     @property
     def services(self) -> Mapping[str, CompiledService]:
@@ -328,14 +335,9 @@ class RoutingTable:
             elif hit[0] is svc:  # type: ignore[index]
                 return hit[1]  # type: ignore[index]
         if self.hot_misses is not None and (mapped is None or mapped[0] is not svc):
-            # a map that is stale (its service changed) was hot: rebuild it at once
-            heat = self.hot_misses if mapped is not None else self._heat.get((name, rf)) or 0
-            if heat + 1 >= self.hot_misses:
-                built = self._build_map(name, rf, svc)
-                if built is not None:
-                    return built.choice(b)
-            else:
-                self._heat.put((name, rf), heat + 1)
+            built = self._grow(name, rf, svc, mapped is not None)
+            if built is not None:
+                return built.choice(b)
         choice = decide(svc, family, self.regions.names[region], b)
         n = svc.intern(choice)
         self._decisions.put(key, (svc.serial << 12) | n if n >= 0 else (svc, choice))
@@ -343,12 +345,41 @@ class RoutingTable:
             return svc.seen_list[n]  # the numbered one: equal choices are one object
         return choice
 
-    def _build_map(self, name: str, rf: int, svc: CompiledService) -> BucketMap | None:
-        m = bucketmap.build(svc, 6 if rf & 1 else 4, self.regions.names[rf >> 1])
-        self._heat.pop((name, rf))
-        self._maps.put((name, rf), (svc, m), m.nbytes if m is not None else 64)
+    def _grow(self, name: str, rf: int, svc: CompiledService, stale: bool) -> BucketMap | None:
+        """On a miss of (``name``, ``rf``): count it, start its map when it turns hot (a
+        stale map, whose service changed, was hot: at once), and take one step of one
+        map being built — this key's, else the oldest. A whole map at once would stall
+        the loop for 10+ ms; a step is a slice. The map of this key, once it is done."""
+        key = (name, rf)
+        building, hot = self._building, self.hot_misses
+        assert hot is not None
+        job = building.get(key)
+        if job is None or job[0] is not svc:
+            heat = hot if stale else self._heat.get(key) or 0
+            if heat + 1 < hot:
+                self._heat.put(key, heat + 1)
+            elif job is not None or len(building) < MAX_BUILDING:
+                family, region = 6 if rf & 1 else 4, self.regions.names[rf >> 1]
+                job = building[key] = (svc, bucketmap.steps(svc, family, region))
+            else:
+                self._heat.put(key, heat)  # hot: it starts when a build finishes
+        if job is None or job[0] is not svc:
+            if not building:
+                return None
+            key = next(iter(building))  # one step of the oldest build instead
+            job = building[key]
+        try:
+            next(job[1])
+            return None
+        except StopIteration as done:
+            m: BucketMap | None = done.value
+        del building[key]
+        self._heat.pop(key)
+        if self._compiled.get(key[0]) is not job[0]:
+            return None  # its service changed meanwhile: dropped
+        self._maps.put(key, (job[0], m), m.nbytes if m is not None else 64)
         self.maps_built += 1
-        return m
+        return m if key == (name, rf) else None
 
     def bucket_map(self, name: str, qtype: int, region: str) -> BucketMap | None:
         """The current bucket map of (``name``, ``qtype``, ``region``), if one is kept."""
@@ -428,5 +459,6 @@ class RoutingTable:
             "cached_answers": len(self._decisions),
             "bucket_maps": len(self._maps),
             "bucket_map_bytes": self._maps.bytes,
+            "bucket_maps_building": len(self._building),
             "revision": self.revision,
         }

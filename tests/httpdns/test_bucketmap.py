@@ -13,7 +13,7 @@ import pytest
 from httpdns import bucketmap
 from httpdns.hashing import BUCKETS, TWO52, draw, scores
 from httpdns.steering import decide
-from httpdns.table import AAAA, A, Client, RoutingTable
+from httpdns.table import AAAA, MAX_BUILDING, A, Client, RoutingTable
 from registry import Change, ChangeSet, Datacenter, Endpoint, Service, Snapshot
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "steering.json").read_text())
@@ -76,17 +76,32 @@ def test_too_many_distinct_answers_gives_no_map(
     assert bucketmap.build(golden.services["trade.golden.example"], 4, "default") is None
 
 
-def test_golden_answers_through_maps_built_at_the_first_query() -> None:
+def test_golden_answers_through_maps_built_from_the_first_query() -> None:
     table = RoutingTable(Snapshot.load(GOLDEN["state"]), hot_misses=1)
-    for row in GOLDEN["answers"]:
-        r = dict(zip(GOLDEN["columns"], row, strict=True))
-        qtype = AAAA if r["type"] == "AAAA" else A
-        choice = table.resolve(r["name"], qtype, Client.of(r["ip"], r["uid"]))
-        assert choice is not None
-        got = [choice.dc, choice.version, choice.cohort, choice.status, list(choice.addresses)]
-        assert got == [r["dc"], r["version"], r["cohort"], r["status"], r["addresses"]]
-    assert table.stats()["bucket_maps"] > 0
-    assert table.stats()["cached_answers"] == 0  # every decision came from a map
+    rows = [dict(zip(GOLDEN["columns"], row, strict=True)) for row in GOLDEN["answers"]]
+    for r in rows:
+        r["qtype"] = AAAA if r["type"] == "AAAA" else A
+        r["client"] = client = Client.of(r["ip"], r["uid"])
+        r["region"] = table.regions.names[table.regions.match(client.ip, client.family)]
+    keys = {(r["name"], r["qtype"], r["region"]): r["ip"] for r in rows}
+    # misses of other clients in the same regions (device ids: other buckets) take the
+    # steps of the maps being built, a slice per miss
+    for i in range(100 * bucketmap.STEPS):
+        todo = [k for k in keys if table.bucket_map(*k) is None]
+        if not todo:
+            break
+        for name, qtype, region in todo:
+            table.resolve(name, qtype, Client.of(keys[(name, qtype, region)], f"drive-{i}"))
+    for r in rows:
+        m = table.bucket_map(r["name"], r["qtype"], r["region"])
+        assert m is not None
+        for choice in (
+            table.resolve(r["name"], r["qtype"], r["client"]),
+            m.choice(table.bucket(r["client"])),
+        ):
+            assert choice is not None
+            got = [choice.dc, choice.version, choice.cohort, choice.status, list(choice.addresses)]
+            assert got == [r["dc"], r["version"], r["cohort"], r["status"], r["addresses"]]
 
 
 # -- in the routing table -------------------------------------------------------------------
@@ -114,28 +129,30 @@ CLIENTS = [Client.of(f"198.{i >> 8}.{i & 255}.1") for i in range(400)]
 def test_a_key_gets_a_map_after_hot_misses_and_answers_as_decide() -> None:
     table = RoutingTable(snapshot({"idc": 70, "cloud": 30}), hot_misses=10)
     svc = table.services[SVC]
+    ready = 10 + bucketmap.STEPS - 1  # hot at the 10th miss, then a slice per miss
     for i, c in enumerate(CLIENTS):
-        assert (table.bucket_map(SVC, A, "default") is None) == (i < 10)
+        assert (table.bucket_map(SVC, A, "default") is None) == (i < ready)
         choice = table.resolve(SVC, A, c)
         assert choice == decide(svc, 4, "default", table.bucket(c))
     m = table.bucket_map(SVC, A, "default")
     assert m is not None and table.maps_built == 1
-    assert table.stats()["cached_answers"] == 9  # the misses before it became hot
+    assert table.stats()["cached_answers"] == ready - 1  # the misses before it was done
     assert table.bucket_map(SVC, AAAA, "default") is None  # another family: its own key
 
 
-def test_a_changed_service_rebuilds_its_map_on_the_next_query() -> None:
+def test_a_changed_service_rebuilds_its_map_from_the_next_query() -> None:
     snap = snapshot({"idc": 70, "cloud": 30})
     table = RoutingTable(snap, hot_misses=2)
-    for c in CLIENTS[:5]:
+    for c in CLIENTS[: 2 + bucketmap.STEPS]:
         table.resolve(SVC, A, c)
     old = table.bucket_map(SVC, A, "default")
     assert old is not None
     new, effective = snap.apply([Change.put(Service(SVC, {"default": {"cloud": 100}}))], 2)
     table.update(new, ChangeSet(2, effective).services)
     assert table.bucket_map(SVC, A, "default") is None  # stale: not used
-    choice = table.resolve(SVC, A, CLIENTS[0])
-    assert choice is not None and choice.dc == "cloud"
+    for c in CLIENTS[: bucketmap.STEPS]:  # rebuilt at once, a slice per query
+        choice = table.resolve(SVC, A, c)
+        assert choice is not None and choice.dc == "cloud"
     fresh = table.bucket_map(SVC, A, "default")
     assert fresh is not None and fresh is not old and table.maps_built == 2
     assert {c.dc for c in fresh.choices} == {"cloud"}
@@ -160,6 +177,33 @@ def test_maps_are_bounded_by_bytes_and_answers_stay_right() -> None:
                 assert got == decide(table.services[n], 4, "default", table.bucket(c))
     assert table.stats()["bucket_maps"] == 2
     assert table.stats()["bucket_map_bytes"] <= 2 * one.nbytes + 100
+
+
+def test_maps_are_built_a_few_at_a_time_and_every_one_finishes() -> None:
+    records: list[Any] = [IDC, CLOUD]
+    names = [f"b{i}.example.com" for i in range(3 * MAX_BUILDING)]
+    for n in names:
+        records.append(Service(n, {"default": {"idc": 50, "cloud": 50}}))
+        records += [
+            Endpoint(n, f"e{j}", ("idc", "cloud")[j % 2], f"10.3.0.{j + 1}") for j in range(4)
+        ]
+    snap, _ = Snapshot().apply([Change.put(r) for r in records], 1)
+    table = RoutingTable(snap, hot_misses=1)
+    clients = iter(Client.of(f"172.{i >> 8 & 255}.{i & 255}.1") for i in range(10_000))
+    for n in names:  # every key turns hot at once
+        table.resolve(n, A, next(clients))
+    assert table.stats()["bucket_maps_building"] == MAX_BUILDING  # the others wait
+    for _ in range(len(names) * bucketmap.STEPS):
+        for n in names:
+            c = next(clients)
+            assert table.resolve(n, A, c) == decide(
+                table.services[n], 4, "default", table.bucket(c)
+            )
+            assert table.stats()["bucket_maps_building"] <= MAX_BUILDING
+        if table.maps_built == len(names):
+            break
+    assert all(table.bucket_map(n, A, "default") is not None for n in names)
+    assert table.stats()["bucket_maps_building"] == 0
 
 
 def test_a_key_without_a_map_is_not_rebuilt_on_every_query(

@@ -30,6 +30,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from registry import retry
 from registry.changes import Change
@@ -44,7 +45,7 @@ from .errors import DeployerError, NoRolloutError, SpecError
 from .plan import DatacenterPlan, capacity
 from .rollout import is_live
 from .spec import ReleaseSpec
-from .status import controller_line, controllers, history_entry, summary
+from .status import analysis_lines, controller_line, controllers, history_entry, summary
 
 T = TypeVar("T")
 
@@ -324,7 +325,7 @@ def render(rows: Sequence[dict[str, Any]]) -> Table:
 
 
 def _view(rows: Sequence[dict[str, Any]], ctl: dict[str, Any]) -> Group:
-    return Group(render(rows), controller_line(ctl))
+    return Group(render(rows), *map(Text, analysis_lines(rows)), controller_line(ctl))
 
 
 @main.command()

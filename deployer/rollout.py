@@ -17,6 +17,11 @@ Phases (``*`` = terminal)::
   the service TTL plus the propagation allowance, then its own pause (a duration, or
   ``manual``: until ``promote``). ``pause`` holds any step; ``promote`` moves to the
   next one, ``promote --full`` to the end (each still after the minimum hold).
+  With ``[[analysis]]`` checks (``deployer.analysis``), a check past its threshold
+  aborts the step at once (also while paused); a check without data holds a timed
+  step past its pause until the check's timeout, then aborts; a timed step advances
+  only when every check has passed in this step. ``promote`` (an operator's word)
+  does not wait for data, but a failing check still aborts.
 - promote (the move into draining): stable = new, canary cleared, every older endpoint
   to weight 0 in the same registry write; draining waits TTL + propagation.
 - baking keeps the older containers warm (registered at weight 0, still health
@@ -38,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from registry.changes import Change
 from registry.model import Allocation, Endpoint, Release, Rollout
 
+from .analysis import decide, judge, threshold
 from .container import Replica, replicas
 from .engine import Container
 from .spec import ReleaseSpec
@@ -69,6 +75,7 @@ class Facts:
     healthy: Mapping[str, bool] = field(default_factory=dict)  # probe results by container
     waiting_for: str | None = None  # an earlier rollout of the service that is still live
     problem: str | None = None  # the last engine or probe error seen, for the status line
+    analysis: Mapping[str, float | None] = field(default_factory=dict)  # by check, this step
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +112,9 @@ def advance(f: Facts) -> Plan:
 
 
 def _event(
-    r: Rollout, now: float, text: str, phase: str | None = None
+    r: Rollout, now: float, text: str, phase: str | None = None, **extra: object
 ) -> tuple[dict[str, object], ...]:
-    ev = {"time": now, "phase": phase or r.phase, "percent": r.percent, "text": text}
+    ev = {"time": now, "phase": phase or r.phase, "percent": r.percent, "text": text, **extra}
     return (*(dict(e) for e in r.events), ev)[-MAX_EVENTS:]
 
 
@@ -116,10 +123,58 @@ def note(r: Rollout, now: float, text: str, **fields: object) -> Rollout:
     return replace(r, events=_event(r, now, text), **fields)  # type: ignore[arg-type]
 
 
-def _to(f: Facts, phase: str, text: str, **fields: object) -> Rollout:
-    """The record moved to ``phase`` now, with an event."""
+def _to(
+    f: Facts, phase: str, text: str, extra: Mapping[str, object] | None = None, **fields: object
+) -> Rollout:
+    """The record moved to ``phase`` now, with an event (carrying ``extra`` fields)."""
     r = replace(f.rollout, **fields)  # type: ignore[arg-type]
-    return replace(r, phase=phase, since=f.now, message=text, events=_event(r, f.now, text, phase))
+    ev = _event(r, f.now, text, phase, **(extra or {}))
+    return replace(r, phase=phase, since=f.now, message=text, events=ev)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and value == value and abs(value) != float("inf") else None
+
+
+def analysis_rows(f: Facts) -> dict[str, dict[str, object]]:
+    """Each check's last value in this step, its verdict and threshold (JSON-safe: an
+    infinite or NaN value is stored as null, the verdict says what it was)."""
+    out: dict[str, dict[str, object]] = {}
+    for check in f.spec.analysis:
+        value = f.analysis.get(check.name)
+        out[check.name] = {"value": _finite(value), "verdict": judge(check, value),
+                           "threshold": threshold(check)}  # fmt: skip
+    return out
+
+
+ANALYSIS_EVENT = "analysis"  # the ``kind`` of the event that keeps the last analysis values
+
+
+def record_analysis(f: Facts, r: Rollout) -> Rollout:
+    """``r`` with this step's analysis values as its last event: the step's own analysis
+    event is replaced in place (one per step, not one per evaluation), so the history
+    keeps each step's last values and ``rolling status`` shows them."""
+    if not f.spec.analysis or r.phase != CANARY or r.since != f.rollout.since:
+        return r
+    rows = analysis_rows(f)
+    text = "analysis: " + "; ".join(
+        f"{name} {'no data' if row['verdict'] == 'nodata' else _show(f.analysis.get(name))} "
+        f"({row['threshold']})"
+        for name, row in rows.items()
+    )
+    events = [dict(e) for e in r.events]
+    last = events[-1] if events else {}
+    if last.get("kind") == ANALYSIS_EVENT and last.get("since") == r.since:
+        if last.get("analysis") == rows:
+            return r
+        events.pop()
+    ev = {"time": f.now, "phase": r.phase, "percent": r.percent, "text": text,
+          "kind": ANALYSIS_EVENT, "since": r.since, "analysis": rows}  # fmt: skip
+    return replace(r, events=(*events, ev)[-MAX_EVENTS:])
+
+
+def _show(value: float | None) -> str:
+    return "no data" if value is None else f"{value:g}"
 
 
 def _why(r: Rollout) -> str:
@@ -234,6 +289,10 @@ def _canary(f: Facts) -> Plan:
     r = f.rollout
     if r.intent in (ABORT, ROLLBACK):
         return _abort(f, f"aborted at {r.percent:g}%{_why(r)}")
+    decision, why = decide(f.spec.analysis, f.analysis, r.since, f.now)
+    if decision == "abort":
+        extra = {"analysis": analysis_rows(f), "at_percent": r.percent}
+        return _abort(f, f"aborted at {r.percent:g}%: {why}", extra)
     steps = f.spec.steps
     step = steps[min(max(r.step, 0), len(steps) - 1)]
     target: str | None = None
@@ -246,6 +305,8 @@ def _canary(f: Facts) -> Plan:
     elif step.manual:
         return Plan(_say(r, f"at {r.percent:g}%, waiting for promote"))
     elif f.now >= r.since + max(step.pause or 0.0, dwell(f)):
+        if decision == "hold":
+            return Plan(_say(r, f"at {r.percent:g}%, holding: {why}"))
         target = "next"
     if target is None:
         hold = max(step.pause or 0.0, dwell(f))
@@ -271,21 +332,21 @@ def _promote(f: Facts, extra: list[Change], text: str) -> Plan:
     mine = {rep.name for rep in _mine(f)}
     old = {eid: ep.weight for eid, ep in f.endpoints.items() if eid not in mine}
     changes = [*extra, _release(f, r.version), *_weights(f, dict.fromkeys(old, 0))]
-    fields: dict[str, object] = {"percent": 100.0, "intent": None, "paused": False}
     if not old:
-        return Plan(_to(f, DONE, text, **fields), tuple(changes))
+        return Plan(_to(f, DONE, text, percent=100.0, intent=None, paused=False), tuple(changes))
     rollout = _to(f, DRAINING, f"{text}; draining {len(old)} older endpoints",
-                  drained=old, **fields)  # fmt: skip
+                  drained=old, percent=100.0, intent=None, paused=False)  # fmt: skip
     return Plan(rollout, tuple(changes))
 
 
-def _abort(f: Facts, text: str) -> Plan:
+def _abort(f: Facts, text: str, extra: Mapping[str, object] | None = None) -> Plan:
     """Canary cleared at once, the new endpoints to weight 0; cleanup after the dwell."""
     changes: list[Change] = []
     if f.release is not None and (f.release.canary or f.release.canary_percent):
         changes.append(_release(f, f.release.stable))
     changes += _weights(f, {rep.name: 0 for rep in _mine(f)})
-    return Plan(_to(f, ABORTING, text, intent=None, percent=0.0, paused=False), tuple(changes))
+    rollout = _to(f, ABORTING, text, extra, intent=None, percent=0.0, paused=False)
+    return Plan(rollout, tuple(changes))
 
 
 def _draining(f: Facts) -> Plan:

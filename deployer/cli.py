@@ -618,10 +618,18 @@ def _plan_from_metrics(
               help="also health-check services rolling did not deploy")  # fmt: skip
 @click.option("--log-level", default="info",
               type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
+@click.option("--metrics", "metrics_at", metavar="HOST:PORT",
+              help="serve the controller's Prometheus metrics at http://HOST:PORT/metrics")  # fmt: skip
 @click.pass_obj
-def controller(obj: Ctx, interval: float | None, check_all: bool | None, log_level: str) -> None:
+def controller(
+    obj: Ctx, interval: float | None, check_all: bool | None, log_level: str,
+    metrics_at: str | None,
+) -> None:  # fmt: skip
     """Run the reconcile loop: carry out rollouts and health-check endpoints."""
+    from . import metrics
     from .controller import Controller
+
+    listen = _host_port(metrics_at) if metrics_at else None
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
@@ -637,10 +645,31 @@ def controller(obj: Ctx, interval: float | None, check_all: bool | None, log_lev
             check_all=obj.config.check_all if check_all is None else check_all,
             actor=f"rolling-controller@{socket.gethostname()}",
         )
+        runner = None
+        if listen is not None:
+            try:
+                runner = await metrics.serve(ctl.stats, *listen)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"--metrics {metrics_at}: {exc.strerror or exc}"
+                ) from None
         logging.getLogger("rolling").info("controller running on %s", obj.store)
-        await ctl.run(stop)
+        try:
+            await ctl.run(stop)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
 
     obj.run(run)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6); a usage error otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--metrics")
+    return host, int(port)
 
 
 STAT_COLUMNS = ("cpu", "memory", "net rx/tx", "blkio r/w", "pids", "tcp")

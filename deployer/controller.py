@@ -55,6 +55,7 @@ from .errors import DeployerError, EngineError, PoolExhaustedError, PullError
 from .healing import HealFacts, HealPlan, heal, targets_of
 from .health import Monitor, Probe, Target, diagnose
 from .intents import prune
+from .metrics import ControllerStats
 from .rollout import ABORT, CANARY, STARTING, Facts, advance, is_live, note, record_analysis
 from .spec import HealthCheck, ReleaseSpec
 
@@ -113,7 +114,8 @@ class Controller:
         self._engines: dict[str, Engine] = {}
         self._clock = clock
         self._monotonic = monotonic
-        self.monitor = Monitor(prober, monotonic)
+        self.stats = ControllerStats()
+        self.monitor = Monitor(self._counted(prober), monotonic)
         self.interval = interval
         self.health_interval = health_interval
         self.sweep_every = sweep_every
@@ -128,6 +130,16 @@ class Controller:
         self._analyst = analyst or self.evaluate
         self._analysis: dict[str, _StepAnalysis] = {}  # rollout key -> its step's values
         self._session: aiohttp.ClientSession | None = None
+
+    def _counted(self, prober: Probe) -> Probe:
+        """``prober`` counting its results in ``stats`` (``rolling_health_probes_total``)."""
+
+        async def probe(address: str, port: int, check: HealthCheck) -> bool | str:
+            result = await prober(address, port, check)
+            self.stats.probes["ok" if result is True else "fail"] += 1
+            return result
+
+        return probe
 
     # -- running ------------------------------------------------------------------------------
 
@@ -149,6 +161,7 @@ class Controller:
             try:
                 await fn()
             except (RegistryError, DeployerError) as exc:
+                self.stats.errors += 1
                 log.warning("%s: %s", getattr(fn, "__name__", "pass"), exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period)
@@ -175,16 +188,19 @@ class Controller:
         """One pass: every live rollout, the healing of every service rolling released, a
         heartbeat (and a sweep when due)."""
         snap = await self.store.snapshot()
+        self._saw(snap)
         live = sorted({r.service for r in snap.rollouts.values() if is_live(r)})
         for service in live:
             try:
                 await self._reconcile_service(service)
             except (RegistryError, DeployerError) as exc:
+                self.stats.errors += 1
                 log.warning("%s: %s", service, exc)
         for service in sorted({r.service for r in snap.rollouts.values()}):
             try:
                 await self.heal(service)
             except (RegistryError, DeployerError) as exc:
+                self.stats.errors += 1
                 log.warning("heal %s: %s", service, exc)
         await self._heartbeat()
         if self._monotonic() - self._last_sweep >= self.sweep_every:
@@ -194,7 +210,21 @@ class Controller:
                 try:
                     await self.sweep(service)
                 except (RegistryError, DeployerError) as exc:
+                    self.stats.errors += 1
                     log.warning("sweep %s: %s", service, exc)
+        self.stats.passes += 1
+        self.stats.last_pass = self._clock()
+
+    def _saw(self, snap: Snapshot) -> None:
+        """Rollouts and steps for the metrics (the pass's starting snapshot)."""
+        live = {}
+        for r in snap.rollouts.values():
+            if is_live(r):
+                live[r.service] = (r.step + 1 if r.step >= 0 else 0, r.percent)
+        self.stats.saw_rollouts({k: r.phase for k, r in snap.rollouts.items()}, live)
+        managed = {r.service for r in snap.rollouts.values()}
+        for service in set(self.stats.containers) - managed:
+            del self.stats.containers[service]
 
     async def _reconcile_service(self, service: str) -> None:
         snap = await self.store.snapshot()
@@ -234,8 +264,8 @@ class Controller:
             problem=self._problems.get(key) or self._probe_problem(r, spec, snap, healthy),
             analysis=values,
         )
-        plan = advance(facts)
-        rollout = record_analysis(facts, plan.rollout)
+        plan = advance(record_analysis(facts))
+        rollout = plan.rollout
         start = plan.start
         pull = self._pull.get(key)
         if pull is not None and facts.now < pull[1]:
@@ -277,10 +307,14 @@ class Controller:
         says nothing about this one."""
         if r.phase != CANARY or not spec.analysis:
             self._analysis.pop(r.key, None)
+            for k in [k for k in self.stats.analysis if k[0] == r.service]:
+                del self.stats.analysis[k]
             return {}
         state = self._analysis.get(r.key)
         if state is None or state.since != r.since:
             state = self._analysis[r.key] = _StepAnalysis(r.since)
+            for k in [k for k in self.stats.analysis if k[0] == r.service]:
+                del self.stats.analysis[k]  # the previous step's values say nothing now
         now = self._monotonic()
         due = [c for c in spec.analysis if now >= state.due.get(c.name, float("-inf"))]
         if due:
@@ -288,6 +322,7 @@ class Controller:
             for check, value in zip(due, found, strict=True):
                 state.values[check.name] = value
                 state.due[check.name] = now + check.interval
+                self.stats.analysis[(r.service, check.name)] = value
                 log.debug("%s %s analysis %s: %s", r.service, r.id, check.name, value)
         return dict(state.values)
 
@@ -399,6 +434,7 @@ class Controller:
         for host in self._hosts(snap, service):
             for c in await self.engine(host).list({container.LABEL_SERVICE: service}):
                 out[c.name] = c
+        self.stats.containers[service] = {name: c.state for name, c in out.items()}
         return out
 
     def _health_of(self, r: Rollout, spec: ReleaseSpec, snap: Snapshot) -> dict[str, bool]:

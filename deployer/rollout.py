@@ -150,12 +150,14 @@ def analysis_rows(f: Facts) -> dict[str, dict[str, object]]:
 ANALYSIS_EVENT = "analysis"  # the ``kind`` of the event that keeps the last analysis values
 
 
-def record_analysis(f: Facts, r: Rollout) -> Rollout:
-    """``r`` with this step's analysis values as its last event: the step's own analysis
-    event is replaced in place (one per step, not one per evaluation), so the history
-    keeps each step's last values and ``rolling status`` shows them."""
-    if not f.spec.analysis or r.phase != CANARY or r.since != f.rollout.since:
-        return r
+def record_analysis(f: Facts) -> Facts:
+    """``f`` with this step's analysis values as the rollout's last event (before
+    ``advance`` moves on, so the values that decided a move are kept): the step's own
+    analysis event is replaced in place (one per step, not one per evaluation), so the
+    history keeps each step's last values and ``rolling status`` shows them."""
+    r = f.rollout
+    if not f.spec.analysis or r.phase != CANARY or not f.analysis:
+        return f
     rows = analysis_rows(f)
     text = "analysis: " + "; ".join(
         f"{name} {'no data' if row['verdict'] == 'nodata' else _show(f.analysis.get(name))} "
@@ -166,11 +168,11 @@ def record_analysis(f: Facts, r: Rollout) -> Rollout:
     last = events[-1] if events else {}
     if last.get("kind") == ANALYSIS_EVENT and last.get("since") == r.since:
         if last.get("analysis") == rows:
-            return r
+            return f
         events.pop()
     ev = {"time": f.now, "phase": r.phase, "percent": r.percent, "text": text,
           "kind": ANALYSIS_EVENT, "since": r.since, "analysis": rows}  # fmt: skip
-    return replace(r, events=(*events, ev)[-MAX_EVENTS:])
+    return replace(f, rollout=replace(r, events=(*events, ev)[-MAX_EVENTS:]))
 
 
 def _show(value: float | None) -> str:

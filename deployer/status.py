@@ -109,8 +109,17 @@ def history_entry(r: Rollout) -> dict[str, Any]:
         "created": r.created,
         "actor": r.actor,
         "message": r.message,
-        "events": [dict(e) for e in r.events],
+        "events": [_plain(e) for e in r.events],
     }
+
+
+def _plain(value: Any) -> Any:
+    """A frozen record value as JSON-ready dicts and lists (events nest analysis rows)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 STALE_AFTER = 3  # heartbeat periods without a pass: the controller is not running

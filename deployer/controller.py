@@ -263,6 +263,7 @@ class Controller:
             waiting_for=waiting_for,
             problem=self._problems.get(key) or self._probe_problem(r, spec, snap, healthy),
             analysis=values,
+            service=snap.services.get(r.service),
         )
         plan = advance(record_analysis(facts))
         rollout = plan.rollout

@@ -30,6 +30,14 @@ Phases (``*`` = terminal)::
 - abort: canary cleared at once and the new endpoints to weight 0; after TTL +
   propagation they are deregistered and the new containers removed.
 
+``ttl_first`` (a rollout that moves traffic from a previous version, on a service whose
+TTL is above ``ttl_floor``): the first pass of starting lowers the TTL to the floor and
+keeps the old one in the rollout's stored spec (``ttl_restore``, ``ttl_lowered``: the
+note that survives a crash); the first traffic move waits one old TTL plus the
+propagation allowance after that; every step then holds the floor's dwell; the TTL is
+restored (unless someone changed it meanwhile) one dwell after the last move: when
+draining ends, or when an aborted rollout ends.
+
 Cleanup is observation-driven and idempotent: an endpoint is deregistered first, its
 container removed once the registry no longer lists it, its address freed once Docker
 no longer reports the container; the phase ends when nothing is left.
@@ -41,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from registry.changes import Change
-from registry.model import Allocation, Endpoint, Release, Rollout
+from registry.model import Allocation, Endpoint, Release, Rollout, Service
 
 from .analysis import decide, judge, threshold
 from .container import Replica, replicas
@@ -76,6 +84,7 @@ class Facts:
     waiting_for: str | None = None  # an earlier rollout of the service that is still live
     problem: str | None = None  # the last engine or probe error seen, for the status line
     analysis: Mapping[str, float | None] = field(default_factory=dict)  # by check, this step
+    service: Service | None = None  # the service record (ttl_first lowers and restores its TTL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +235,42 @@ def _cleanup(f: Facts, targets: Iterable[str]) -> tuple[list[Change], list[str],
     return changes, remove, not left
 
 
+# -- ttl-first -----------------------------------------------------------------------------------
+
+
+def _lower_ttl(f: Facts) -> Plan | None:
+    """A ttl_first rollout's first pass: the TTL to the floor, the old one noted."""
+    svc, spec, r = f.service, f.spec, f.rollout
+    if (not spec.ttl_first or r.previous is None or spec.ttl_restore is not None
+            or svc is None or svc.ttl <= spec.ttl_floor):  # fmt: skip
+        return None
+    stored = spec.to_dict()
+    stored["rollout"] = {**stored["rollout"], "ttl_restore": svc.ttl, "ttl_lowered": f.now}
+    text = (f"ttl-first: TTL {svc.ttl}s -> {spec.ttl_floor}s; the first traffic move waits "
+            f"{svc.ttl + spec.propagation:g}s")  # fmt: skip
+    rollout = note(replace(r, spec=stored), f.now, text, message=text)
+    return Plan(rollout, (Change.put(replace(svc, ttl=spec.ttl_floor)),))
+
+
+def _ttl_wait(f: Facts) -> float:
+    """Seconds before the first traffic move of a ttl_first rollout (answers cached with
+    the old TTL must have expired)."""
+    spec = f.spec
+    if spec.ttl_restore is None or spec.ttl_lowered is None:
+        return 0.0
+    return max(spec.ttl_lowered + spec.ttl_restore + spec.propagation - f.now, 0.0)
+
+
+def _restore_ttl(f: Facts) -> tuple[list[Change], str]:
+    """The TTL put back at the end of a ttl_first rollout (unless changed meanwhile)."""
+    svc, spec = f.service, f.spec
+    if spec.ttl_restore is None or svc is None or svc.ttl == spec.ttl_restore:
+        return [], ""
+    if svc.ttl != spec.ttl_floor:
+        return [], f"; TTL left at {svc.ttl}s (changed meanwhile)"
+    return [Change.put(replace(svc, ttl=spec.ttl_restore))], f"; TTL {spec.ttl_restore}s again"
+
+
 # -- phases -------------------------------------------------------------------------------------
 
 
@@ -242,6 +287,9 @@ def _starting(f: Facts) -> Plan:
     r = f.rollout
     if r.intent in (ABORT, ROLLBACK):
         return _abort(f, f"aborted while starting{_why(r)}")
+    lowered = _lower_ttl(f)
+    if lowered is not None:
+        return lowered
     mine = _mine(f)
     start = tuple(
         rep.name for rep in mine
@@ -254,6 +302,10 @@ def _starting(f: Facts) -> Plan:
         if c is not None and c.running and f.healthy.get(rep.name) and rep.name in f.allocations:
             ready[rep.dc] += 1
     healthy, total = sum(ready.values()), len(mine)
+    if healthy == total and _ttl_wait(f) > 0:
+        text = (f"{total}/{total} healthy; ttl-first: waiting {_ttl_wait(f):g}s for answers "
+                f"cached with the old TTL")  # fmt: skip
+        return Plan(_say(replace(r, ready=ready), text), (), start)
     if healthy == total:
         register = [
             Change.put(
@@ -335,7 +387,9 @@ def _promote(f: Facts, extra: list[Change], text: str) -> Plan:
     old = {eid: ep.weight for eid, ep in f.endpoints.items() if eid not in mine}
     changes = [*extra, _release(f, r.version), *_weights(f, dict.fromkeys(old, 0))]
     if not old:
-        return Plan(_to(f, DONE, text, percent=100.0, intent=None, paused=False), tuple(changes))
+        restore, said = _restore_ttl(f)
+        done = _to(f, DONE, text + said, percent=100.0, intent=None, paused=False)
+        return Plan(done, (*changes, *restore))
     rollout = _to(f, DRAINING, f"{text}; draining {len(old)} older endpoints",
                   drained=old, percent=100.0, intent=None, paused=False)  # fmt: skip
     return Plan(rollout, tuple(changes))
@@ -357,9 +411,12 @@ def _draining(f: Facts) -> Plan:
         return _rollback(f)
     if f.now < r.since + dwell(f):
         return Plan(_say(r, f"draining older endpoints ({dwell(f):g}s)"))
+    restore, said = _restore_ttl(f)  # the last move has converged: one floor TTL is past
     if f.spec.bake > 0 and r.intent != FINISH:
-        return Plan(_to(f, BAKING, f"keeping the previous containers warm for {f.spec.bake:g}s"))
-    return Plan(_to(f, CLEANUP, "removing the previous containers", intent=None))
+        text = f"keeping the previous containers warm for {f.spec.bake:g}s{said}"
+        return Plan(_to(f, BAKING, text), tuple(restore))
+    return Plan(_to(f, CLEANUP, f"removing the previous containers{said}", intent=None),
+                tuple(restore))  # fmt: skip
 
 
 def _baking(f: Facts) -> Plan:
@@ -390,7 +447,8 @@ def _rollback(f: Facts) -> Plan:
 def _cleanup_phase(f: Facts) -> Plan:
     changes, remove, finished = _cleanup(f, f.rollout.drained)
     if finished:
-        return Plan(_to(f, DONE, f"{f.rollout.version} is stable"))
+        restore, said = _restore_ttl(f)
+        return Plan(_to(f, DONE, f"{f.rollout.version} is stable{said}"), tuple(restore))
     return Plan(f.rollout, tuple(changes), (), tuple(remove))
 
 
@@ -402,7 +460,9 @@ def _undo(done: str) -> Callable[[Facts], Plan]:
             return Plan(r)  # let cached answers expire before the containers go
         changes, remove, finished = _cleanup(f, mine)
         if finished:
-            return Plan(_to(f, done, f"{r.message}; the new containers are removed"))
+            restore, said = _restore_ttl(f)
+            text = f"{r.message}; the new containers are removed{said}"
+            return Plan(_to(f, done, text), tuple(restore))
         return Plan(r, tuple(changes), (), tuple(remove))
 
     return handler

@@ -265,6 +265,18 @@ def check_disjoint(pools: Mapping[str, str]) -> None:
                             f"({pools[dc_a]}); pools must be disjoint")  # fmt: skip
 
 
+def _optional_int(field: str, value: Any) -> int | None:
+    return None if value is None else _int(field, value, 0, 2**31 - 1)
+
+
+def _optional_number(field: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(field, f"must be a number, not {value!r}")
+    return float(value)
+
+
 def _ttl_floor(value: Any) -> int:
     seconds = round(units.duration("rollout.ttl_floor", value))
     if not 1 <= seconds <= 86400:
@@ -299,6 +311,10 @@ class ReleaseSpec:
     analysis: tuple[Check, ...] = ()  # judged during every canary step's hold
     ttl_first: bool = False  # lower the TTL to ttl_floor one old TTL before each traffic move
     ttl_floor: int = DEFAULT_TTL_FLOOR
+    # written by the controller into the rollout's stored spec when it lowered the TTL
+    # (a ttl_first rollout): the TTL to put back at the end, and when it was lowered
+    ttl_restore: int | None = None
+    ttl_lowered: float | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> ReleaseSpec:
@@ -326,7 +342,8 @@ class ReleaseSpec:
         }
         check_disjoint({dc: p.pool for dc, p in placement.items()})
         rollout = _table("rollout", d.get("rollout"),
-                         frozenset({"propagation", "bake", "ttl_first", "ttl_floor"}))  # fmt: skip
+                         frozenset({"propagation", "bake", "ttl_first", "ttl_floor",
+                                    "ttl_restore", "ttl_lowered"}))  # fmt: skip
         ttl_first = rollout.get("ttl_first", False)
         if not isinstance(ttl_first, bool):
             raise SpecError("rollout.ttl_first", "must be true or false")
@@ -357,6 +374,8 @@ class ReleaseSpec:
             analysis=checks(d.get("analysis")),
             ttl_first=ttl_first,
             ttl_floor=_ttl_floor(rollout.get("ttl_floor", DEFAULT_TTL_FLOOR)),
+            ttl_restore=_optional_int("rollout.ttl_restore", rollout.get("ttl_restore")),
+            ttl_lowered=_optional_number("rollout.ttl_lowered", rollout.get("ttl_lowered")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -380,6 +399,11 @@ class ReleaseSpec:
                 "bake": self.bake,
                 "ttl_first": self.ttl_first,
                 "ttl_floor": self.ttl_floor,
+                **(
+                    {"ttl_restore": self.ttl_restore, "ttl_lowered": self.ttl_lowered}
+                    if self.ttl_restore is not None
+                    else {}
+                ),
             },
             "datacenters": {dc: p.to_dict() for dc, p in self.placement.items()},
             "replace_after": self.replace_after,
@@ -391,7 +415,11 @@ class ReleaseSpec:
 
     def without_steps(self) -> ReleaseSpec:
         """The same release moved at once (no canary): for rollback redeploys."""
-        return ReleaseSpec.from_dict({**self.to_dict(), "steps": []})
+        d = self.to_dict()
+        d["rollout"] = {
+            k: v for k, v in d["rollout"].items() if k not in ("ttl_restore", "ttl_lowered")
+        }  # a new rollout's own
+        return ReleaseSpec.from_dict({**d, "steps": []})
 
     def total(self) -> int:
         """Containers across all datacenters."""

@@ -6,7 +6,7 @@ A check is either a Prometheus query with a threshold::
     [[analysis]]
     name = "errors"
     prometheus = "http://prometheus:9090"
-    query = 'sum(rate(http_errors_total{version="v2"}[1m]))'
+    query = 'sum(rate(http_errors_total{version="{version}"}[1m]))'
     max = 0.01
     timeout = "5m"
 
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import units
@@ -193,6 +193,15 @@ def share_value(shares: Mapping[str, Any], canary: str) -> float | None:
             delta = row.get("delta")
             return None if delta is None else abs(float(delta))
     return None if not shares.get("answers") else float("inf")  # canary never answered
+
+
+def expand(check: Check, service: str, version: str, previous: str | None) -> Check:
+    """The check with ``{service}``, ``{version}`` (the canary) and ``{previous}`` (the
+    stable version) replaced in its query."""
+    if check.query is None:
+        return check
+    query = check.query.replace("{service}", service).replace("{version}", version)
+    return replace(check, query=query.replace("{previous}", previous or ""))
 
 
 def vector_value(result: Any, check: Check) -> float | None:

@@ -167,6 +167,12 @@ def deploy(obj: Ctx, spec_file: str, version: str | None, as_json: bool) -> None
     else:
         click.echo(f"rollout {r.id}: {r.service} {r.previous or '-'} -> {r.version} recorded "
                    f"({len(spec.steps)} canary steps); `rolling status {r.service}` follows it")  # fmt: skip
+        if spec.analysis:
+            click.echo(f"analysis: {', '.join(c.name for c in spec.analysis)} judge each canary "
+                       "step (a failing check aborts, no data holds until its timeout)")  # fmt: skip
+        if spec.ttl_first and r.previous is not None:
+            click.echo(f"ttl-first: the TTL goes down to {spec.ttl_floor}s when it starts, the "
+                       "first move waits one old TTL, the TTL is restored after the last move")  # fmt: skip
 
 
 async def check_images(spec: ReleaseSpec) -> None:

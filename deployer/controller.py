@@ -49,7 +49,7 @@ from registry.snapshot import Snapshot
 from registry.store import Store
 
 from . import addresses, container, healing
-from .analysis import Check, query_prometheus, share_value
+from .analysis import Check, expand, query_prometheus, share_value
 from .engine import Container, Engine, MemoryEngine
 from .errors import DeployerError, EngineError, PoolExhaustedError, PullError
 from .healing import HealFacts, HealPlan, heal, targets_of
@@ -335,7 +335,9 @@ class Controller:
         if check.share_tolerance is None:
             if self._session is None:
                 self._session = aiohttp.ClientSession(trust_env=False)
-            return await query_prometheus(self._session, check)
+            return await query_prometheus(
+                self._session, expand(check, r.service, r.version, r.previous)
+            )
         ttl = snap.services[r.service].ttl if r.service in snap.services else 0
         spec = ReleaseSpec.from_dict(r.spec)
         if self._clock() < r.since + ttl + spec.propagation + SHARE_WINDOW:

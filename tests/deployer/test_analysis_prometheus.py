@@ -125,7 +125,7 @@ class Rig:
             lines += ["[[steps]]", f"percent = {percent}", f'pause = "{pause}"']
         if check:
             lines += ["[[analysis]]", 'name = "errors"', f'prometheus = "{self.prometheus}"',
-                      f"query = 'max(app_errors_total{{service=\"{service}\"}})'",
+                      "query = 'max(app_errors_total{service=\"{service}\"})'",
                       'interval = "1s"']  # fmt: skip
             lines += [f"{k} = {json.dumps(v)}" for k, v in check.items()]
         path = self.workdir / f"{service}-{len(list(self.workdir.glob('*.toml')))}.toml"

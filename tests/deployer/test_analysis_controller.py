@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from deployer import intents
+from deployer.controller import Controller
 from deployer.status import analysis_lines, summary
 from registry import Snapshot
 from tests.deployer.fakes import SERVICE, World, phase
@@ -107,3 +108,27 @@ async def test_a_spec_without_analysis_is_never_evaluated(world: World) -> None:
     await world.until(phase(r.id, "done", "draining", "baking", "cleanup"))
     assert world.evaluated == []
     assert summary(await world.snap(), await world.rollout(r.id))["analysis"] == []
+
+
+def heartbeat(v1: int, v2: int) -> dict[str, Any]:
+    """A node's heartbeat publishing answers of the last 10 s (as ``httpdns serve`` does)."""
+    rows = [[SERVICE, "idc", "v1", "stable", v1], [SERVICE, "idc", "v2", "canary", v2]]
+    return {"id": "node-1", "answers": {"windows": {"10": {"seconds": 10.0, "rows": rows}}}}
+
+
+async def test_share_checks_read_the_fleet_answers_from_the_store(world: World) -> None:
+    world.controller = Controller(world.store, world.engine, clock=world.clock,
+                                  prober=world.probe, monotonic=world.clock, sweep_every=0.0)  # fmt: skip
+    r = await world.deploy("v1")
+    await world.until(phase(r.id, "done"))
+    share = {"name": "share", "share_tolerance": 2, "timeout": "120s", "interval": "1s"}
+    r = await world.deploy("v2", steps=STEPS, analysis=[share])
+    await world.until(phase(r.id, "canary"))
+    await world.store.heartbeat("node-1", heartbeat(91, 9), 600)  # 9 % against 10 %
+    snap = await world.until(lambda s: percent(s) == 50, seconds=2)
+    kept = [e for e in snap.rollouts[r.key].events if e.get("kind") == "analysis"]
+    assert kept[0]["analysis"]["share"] == {"value": 1.0, "verdict": "pass",
+                                            "threshold": "share within 2 points"}  # fmt: skip
+    await world.store.heartbeat("node-1", heartbeat(80, 20), 600)  # 20 % against 50 %
+    snap = await world.until(phase(r.id, "aborting", "aborted"), seconds=2)
+    assert "analysis share: 30 is past share within 2 points" in snap.rollouts[r.key].message

@@ -108,7 +108,7 @@ def plan(client: Client, services: list[str], floor: int) -> list[Lowering]:
 def describe(lowered: list[Lowering], change: str) -> list[str]:
     """The steps of a TTL-first move, for ``--dry-run`` and the run itself."""
     if not lowered:
-        return [f"ttl-first: every TTL is at or below the floor; {change} at once"]
+        return [f"ttl-first: no TTL above the floor to lower; {change} at once"]
     wait = max(x.old for x in lowered) + PROPAGATION
     floor = max(x.floor for x in lowered) + PROPAGATION
     return [

@@ -157,6 +157,6 @@ def test_ttl_first_needs_nothing_when_the_ttl_is_at_the_floor(
     monkeypatch.setenv("HTTPDNS_TTL_NOTE", str(tmp_path / "note.json"))
     result = run("traffic", "set", "www.example.com", "idc=1", "--ttl-first", "--ttl-floor", "30")
     assert result.exit_code == 0, result.output
-    assert "every TTL is at or below the floor" in result.stderr
+    assert "no TTL above the floor to lower; set the default traffic" in result.stderr
     [put] = server.writes  # the traffic alone: no TTL write around it
     assert put.path == "/api/v1/services/www.example.com/traffic"

@@ -6,7 +6,7 @@ A check is either a Prometheus query with a threshold::
     [[analysis]]
     name = "errors"
     prometheus = "http://prometheus:9090"
-    query = 'sum(rate(http_errors_total{version="v2"}[1m]))'
+    query = 'sum(rate(http_errors_total{version="{version}"}[1m]))'
     max = 0.01
     timeout = "5m"
 
@@ -23,26 +23,31 @@ into what the step does: **fail** (a value past its threshold) aborts; **no data
 holds the step — never passes, never fails — until the check's ``timeout`` since the
 step began, then aborts; every check passing lets the step advance.
 
-Pure except ``query_prometheus`` (one HTTP GET of the Prometheus API).
+Each check is evaluated every ``interval`` (default 10 s) while a canary step holds
+(``deployer.controller``); the last values are kept in the rollout's history
+(``deployer.rollout.record_analysis``) so ``rolling status`` shows them.
 
-Not wired into the controller yet: the spec key, the controller's evaluation loop and
-``rolling status`` columns are the next step (see the README, "Monitoring").
+Pure except ``query_prometheus`` (one HTTP GET of the Prometheus API).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
-
-import aiohttp
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import units
 from .errors import SpecError
 
+if TYPE_CHECKING:
+    import aiohttp
+
 DEFAULT_TIMEOUT = 300.0
-_KEYS = frozenset({"name", "prometheus", "query", "max", "min", "share_tolerance", "timeout"})
+DEFAULT_INTERVAL = 10.0
+_KEYS = frozenset(
+    {"name", "prometheus", "query", "max", "min", "share_tolerance", "timeout", "interval"}
+)
 
 Verdict = Literal["pass", "fail", "nodata"]
 Decision = Literal["proceed", "hold", "abort"]
@@ -59,6 +64,7 @@ class Check:
     min: float | None = None
     share_tolerance: float | None = None
     timeout: float = DEFAULT_TIMEOUT
+    interval: float = DEFAULT_INTERVAL  # seconds between two evaluations
 
     @classmethod
     def from_dict(cls, index: int, data: Any) -> Check:
@@ -89,7 +95,10 @@ class Check:
             min=number("min"),
             share_tolerance=number("share_tolerance"),
             timeout=units.duration(f"{where}.timeout", data.get("timeout", DEFAULT_TIMEOUT)),
+            interval=units.duration(f"{where}.interval", data.get("interval", DEFAULT_INTERVAL)),
         )
+        if check.interval <= 0:
+            raise SpecError(f"{where}.interval", "must be above zero")
         if check.share_tolerance is not None:
             if check.prometheus or check.query or check.max is not None or check.min is not None:
                 raise SpecError(where, "share_tolerance stands alone (no query, max or min)")
@@ -108,7 +117,8 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form (``from_dict`` reads it back)."""
-        out: dict[str, Any] = {"name": self.name, "timeout": self.timeout}
+        out: dict[str, Any] = {"name": self.name, "timeout": self.timeout,
+                               "interval": self.interval}  # fmt: skip
         for key in ("prometheus", "query", "max", "min", "share_tolerance"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -185,6 +195,15 @@ def share_value(shares: Mapping[str, Any], canary: str) -> float | None:
     return None if not shares.get("answers") else float("inf")  # canary never answered
 
 
+def expand(check: Check, service: str, version: str, previous: str | None) -> Check:
+    """The check with ``{service}``, ``{version}`` (the canary) and ``{previous}`` (the
+    stable version) replaced in its query."""
+    if check.query is None:
+        return check
+    query = check.query.replace("{service}", service).replace("{version}", version)
+    return replace(check, query=query.replace("{previous}", previous or ""))
+
+
 def vector_value(result: Any, check: Check) -> float | None:
     """The value of an instant query's result: a scalar, or a vector's worst sample
     (the highest against ``max``, the lowest against ``min``); None when empty."""
@@ -210,6 +229,8 @@ async def query_prometheus(
     session: aiohttp.ClientSession, check: Check, timeout: float = 5.0
 ) -> float | None:
     """Evaluate a Prometheus check now (None: no data, or Prometheus did not answer)."""
+    import aiohttp  # only the controller evaluates: the pure parts import no HTTP client
+
     assert check.prometheus is not None and check.query is not None
     url = check.prometheus.rstrip("/") + "/api/v1/query"
     try:

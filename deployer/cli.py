@@ -30,6 +30,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from registry import retry
 from registry.changes import Change
@@ -44,7 +45,7 @@ from .errors import DeployerError, NoRolloutError, SpecError
 from .plan import DatacenterPlan, capacity
 from .rollout import is_live
 from .spec import ReleaseSpec
-from .status import controller_line, controllers, history_entry, summary
+from .status import analysis_lines, controller_line, controllers, history_entry, summary
 
 T = TypeVar("T")
 
@@ -166,6 +167,12 @@ def deploy(obj: Ctx, spec_file: str, version: str | None, as_json: bool) -> None
     else:
         click.echo(f"rollout {r.id}: {r.service} {r.previous or '-'} -> {r.version} recorded "
                    f"({len(spec.steps)} canary steps); `rolling status {r.service}` follows it")  # fmt: skip
+        if spec.analysis:
+            click.echo(f"analysis: {', '.join(c.name for c in spec.analysis)} judge each canary "
+                       "step (a failing check aborts, no data holds until its timeout)")  # fmt: skip
+        if spec.ttl_first and r.previous is not None:
+            click.echo(f"ttl-first: the TTL goes down to {spec.ttl_floor}s when it starts, the "
+                       "first move waits one old TTL, the TTL is restored after the last move")  # fmt: skip
 
 
 async def check_images(spec: ReleaseSpec) -> None:
@@ -324,7 +331,7 @@ def render(rows: Sequence[dict[str, Any]]) -> Table:
 
 
 def _view(rows: Sequence[dict[str, Any]], ctl: dict[str, Any]) -> Group:
-    return Group(render(rows), controller_line(ctl))
+    return Group(render(rows), *map(Text, analysis_lines(rows)), controller_line(ctl))
 
 
 @main.command()
@@ -617,10 +624,18 @@ def _plan_from_metrics(
               help="also health-check services rolling did not deploy")  # fmt: skip
 @click.option("--log-level", default="info",
               type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
+@click.option("--metrics", "metrics_at", metavar="HOST:PORT",
+              help="serve the controller's Prometheus metrics at http://HOST:PORT/metrics")  # fmt: skip
 @click.pass_obj
-def controller(obj: Ctx, interval: float | None, check_all: bool | None, log_level: str) -> None:
+def controller(
+    obj: Ctx, interval: float | None, check_all: bool | None, log_level: str,
+    metrics_at: str | None,
+) -> None:  # fmt: skip
     """Run the reconcile loop: carry out rollouts and health-check endpoints."""
+    from . import metrics
     from .controller import Controller
+
+    listen = _host_port(metrics_at) if metrics_at else None
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
@@ -636,10 +651,31 @@ def controller(obj: Ctx, interval: float | None, check_all: bool | None, log_lev
             check_all=obj.config.check_all if check_all is None else check_all,
             actor=f"rolling-controller@{socket.gethostname()}",
         )
+        runner = None
+        if listen is not None:
+            try:
+                runner = await metrics.serve(ctl.stats, *listen)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"--metrics {metrics_at}: {exc.strerror or exc}"
+                ) from None
         logging.getLogger("rolling").info("controller running on %s", obj.store)
-        await ctl.run(stop)
+        try:
+            await ctl.run(stop)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
 
     obj.run(run)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6); a usage error otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--metrics")
+    return host, int(port)
 
 
 STAT_COLUMNS = ("cpu", "memory", "net rx/tx", "blkio r/w", "pids", "tcp")

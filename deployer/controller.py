@@ -17,6 +17,12 @@ new version of a rollout past starting, ``healing.heal`` keeps the replica count
 replacing containers that died or stay unhealthy, and a heartbeat record tells
 ``rolling status`` that a controller is running.
 
+A canary step with ``[[analysis]]`` checks is judged while it holds: each check is
+evaluated every ``interval`` (a Prometheus query, or the canary's observed share of
+the fleet's answers, read from the nodes' heartbeats in the store); the values of the
+current step go to the state machine (``rollout.advance``: fail aborts, no data
+holds until the timeout) and into the rollout's history (``rollout.record_analysis``).
+
 A second task health-checks every endpoint of the services rolling manages (all
 services with ``check_all``) and the containers of rollouts that are starting, and
 writes ``healthy`` flips to the registry.
@@ -30,8 +36,11 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
 
 from registry.changes import Change
 from registry.errors import ConflictError, RegistryError
@@ -40,12 +49,14 @@ from registry.snapshot import Snapshot
 from registry.store import Store
 
 from . import addresses, container, healing
+from .analysis import Check, expand, query_prometheus, share_value
 from .engine import Container, Engine, MemoryEngine
 from .errors import DeployerError, EngineError, PoolExhaustedError, PullError
 from .healing import HealFacts, HealPlan, heal, targets_of
 from .health import Monitor, Probe, Target, diagnose
 from .intents import prune
-from .rollout import ABORT, STARTING, Facts, advance, is_live, note
+from .metrics import ControllerStats
+from .rollout import ABORT, CANARY, STARTING, Facts, advance, is_live, note, record_analysis
 from .spec import HealthCheck, ReleaseSpec
 
 HEARTBEAT_KEEP = 86400.0  # seconds a stopped controller's heartbeat is kept
@@ -54,6 +65,19 @@ PULL_BACKOFF = (1.0, 30.0)  # first and longest wait between pull attempts, seco
 log = logging.getLogger("rolling.controller")
 
 EngineFactory = Callable[[str], Engine]
+# evaluates one analysis check for a rollout now: its value, or None (no data)
+Analyst = Callable[[Check, Rollout, Snapshot], Awaitable[float | None]]
+SHARE_WINDOW = 10  # seconds: the published answer window a share check reads
+
+
+@dataclass
+class _StepAnalysis:
+    """The analysis values of one canary step (``since`` tells the step), and when each
+    check is next due (monotonic seconds)."""
+
+    since: float
+    values: dict[str, float | None] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)
 
 
 def docker_engines(host: str) -> Engine:
@@ -83,13 +107,15 @@ class Controller:
         check_all: bool = False,
         actor: str = "rolling-controller",
         name: str | None = None,
+        analyst: Analyst | None = None,
     ) -> None:
         self.store = store
         self._factory = engines
         self._engines: dict[str, Engine] = {}
         self._clock = clock
         self._monotonic = monotonic
-        self.monitor = Monitor(prober, monotonic)
+        self.stats = ControllerStats()
+        self.monitor = Monitor(self._counted(prober), monotonic)
         self.interval = interval
         self.health_interval = health_interval
         self.sweep_every = sweep_every
@@ -101,6 +127,19 @@ class Controller:
         self._bad_since: dict[str, float] = {}  # container -> when it was first seen bad
         self._problems: dict[str, str] = {}  # rollout key -> its last engine error
         self._pull: dict[str, tuple[float, float, float]] = {}  # key -> (first, next, wait)
+        self._analyst = analyst or self.evaluate
+        self._analysis: dict[str, _StepAnalysis] = {}  # rollout key -> its step's values
+        self._session: aiohttp.ClientSession | None = None
+
+    def _counted(self, prober: Probe) -> Probe:
+        """``prober`` counting its results in ``stats`` (``rolling_health_probes_total``)."""
+
+        async def probe(address: str, port: int, check: HealthCheck) -> bool | str:
+            result = await prober(address, port, check)
+            self.stats.probes["ok" if result is True else "fail"] += 1
+            return result
+
+        return probe
 
     # -- running ------------------------------------------------------------------------------
 
@@ -122,12 +161,16 @@ class Controller:
             try:
                 await fn()
             except (RegistryError, DeployerError) as exc:
+                self.stats.errors += 1
                 log.warning("%s: %s", getattr(fn, "__name__", "pass"), exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period)
 
     async def close(self) -> None:
-        """Close every engine."""
+        """Close every engine (and the HTTP session of the analysis queries)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         for engine in self._engines.values():
             with contextlib.suppress(DeployerError):
                 await engine.close()
@@ -145,16 +188,19 @@ class Controller:
         """One pass: every live rollout, the healing of every service rolling released, a
         heartbeat (and a sweep when due)."""
         snap = await self.store.snapshot()
+        self._saw(snap)
         live = sorted({r.service for r in snap.rollouts.values() if is_live(r)})
         for service in live:
             try:
                 await self._reconcile_service(service)
             except (RegistryError, DeployerError) as exc:
+                self.stats.errors += 1
                 log.warning("%s: %s", service, exc)
         for service in sorted({r.service for r in snap.rollouts.values()}):
             try:
                 await self.heal(service)
             except (RegistryError, DeployerError) as exc:
+                self.stats.errors += 1
                 log.warning("heal %s: %s", service, exc)
         await self._heartbeat()
         if self._monotonic() - self._last_sweep >= self.sweep_every:
@@ -164,7 +210,21 @@ class Controller:
                 try:
                     await self.sweep(service)
                 except (RegistryError, DeployerError) as exc:
+                    self.stats.errors += 1
                     log.warning("sweep %s: %s", service, exc)
+        self.stats.passes += 1
+        self.stats.last_pass = self._clock()
+
+    def _saw(self, snap: Snapshot) -> None:
+        """Rollouts and steps for the metrics (the pass's starting snapshot)."""
+        live = {}
+        for r in snap.rollouts.values():
+            if is_live(r):
+                live[r.service] = (r.step + 1 if r.step >= 0 else 0, r.percent)
+        self.stats.saw_rollouts({k: r.phase for k, r in snap.rollouts.items()}, live)
+        managed = {r.service for r in snap.rollouts.values()}
+        for service in set(self.stats.containers) - managed:
+            del self.stats.containers[service]
 
     async def _reconcile_service(self, service: str) -> None:
         snap = await self.store.snapshot()
@@ -189,6 +249,7 @@ class Controller:
                 return
         observed = await self._observe(snap, r.service)
         healthy = self._health_of(r, spec, snap)
+        values = await self._analyse(snap, r, spec)
         facts = Facts(
             rollout=r,
             spec=spec,
@@ -201,8 +262,10 @@ class Controller:
             healthy=healthy,
             waiting_for=waiting_for,
             problem=self._problems.get(key) or self._probe_problem(r, spec, snap, healthy),
+            analysis=values,
+            service=snap.services.get(r.service),
         )
-        plan = advance(facts)
+        plan = advance(record_analysis(facts))
         rollout = plan.rollout
         start = plan.start
         pull = self._pull.get(key)
@@ -232,7 +295,75 @@ class Controller:
                 log.info("%s %s of %s: %s", r.service, r.id, r.version, rollout.phase)
                 self._problems.pop(key, None)
                 self._pull.pop(key, None)
+                self._analysis.pop(key, None)
             await self._write(snap, changes)
+
+    # -- analysis -------------------------------------------------------------------------------
+
+    async def _analyse(
+        self, snap: Snapshot, r: Rollout, spec: ReleaseSpec
+    ) -> dict[str, float | None]:
+        """The values of the current canary step's checks, evaluating those due now (all
+        at once). A new step starts with no values: what the previous step measured
+        says nothing about this one."""
+        if r.phase != CANARY or not spec.analysis:
+            self._analysis.pop(r.key, None)
+            for k in [k for k in self.stats.analysis if k[0] == r.service]:
+                del self.stats.analysis[k]
+            return {}
+        state = self._analysis.get(r.key)
+        if state is None or state.since != r.since:
+            state = self._analysis[r.key] = _StepAnalysis(r.since)
+            for k in [k for k in self.stats.analysis if k[0] == r.service]:
+                del self.stats.analysis[k]  # the previous step's values say nothing now
+        now = self._monotonic()
+        due = [c for c in spec.analysis if now >= state.due.get(c.name, float("-inf"))]
+        if due:
+            found = await asyncio.gather(*(self._analyst(c, r, snap) for c in due))
+            for check, value in zip(due, found, strict=True):
+                state.values[check.name] = value
+                state.due[check.name] = now + check.interval
+                self.stats.analysis[(r.service, check.name)] = value
+                log.debug("%s %s analysis %s: %s", r.service, r.id, check.name, value)
+        return dict(state.values)
+
+    async def evaluate(self, check: Check, r: Rollout, snap: Snapshot) -> float | None:
+        """The default analyst: a Prometheus query, or the canary's share of the answers
+        the fleet published over the last ``SHARE_WINDOW`` seconds (no data until the
+        step is that old past its dwell: answers cached from the previous step would
+        count against it)."""
+        if check.share_tolerance is None:
+            if self._session is None:
+                self._session = aiohttp.ClientSession(trust_env=False)
+            return await query_prometheus(
+                self._session, expand(check, r.service, r.version, r.previous)
+            )
+        ttl = snap.services[r.service].ttl if r.service in snap.services else 0
+        spec = ReleaseSpec.from_dict(r.spec)
+        if self._clock() < r.since + ttl + spec.propagation + SHARE_WINDOW:
+            return None
+        return share_value(await self._shares(snap, r.service), r.version)
+
+    async def _shares(self, snap: Snapshot, service: str) -> dict[str, Any]:
+        """The fleet's shares document of ``service`` (as ``GET .../shares`` gives it)."""
+        from httpdns.shares import configured_versions, observe, report
+        from httpdns.shares_api import published
+
+        nodes = getattr(self.store, "nodes", None)
+        beats: list[Mapping[str, Any]] = []
+        if nodes is not None:
+            try:
+                beats = list(await nodes())
+            except RegistryError as exc:
+                log.warning("shares of %s: %s", service, exc)
+        after, span = published(beats, SHARE_WINDOW)
+        release = snap.releases.get(service)
+        versions = configured_versions(
+            release.stable if release else None,
+            release.canary if release else None,
+            release.canary_percent if release else 0.0,
+        )
+        return report(observe(service, {}, after, span), {}, versions)
 
     def _probe_problem(
         self, r: Rollout, spec: ReleaseSpec, snap: Snapshot, healthy: dict[str, bool]
@@ -306,6 +437,7 @@ class Controller:
         for host in self._hosts(snap, service):
             for c in await self.engine(host).list({container.LABEL_SERVICE: service}):
                 out[c.name] = c
+        self.stats.containers[service] = {name: c.state for name, c in out.items()}
         return out
 
     def _health_of(self, r: Rollout, spec: ReleaseSpec, snap: Snapshot) -> dict[str, bool]:

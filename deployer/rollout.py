@@ -17,6 +17,11 @@ Phases (``*`` = terminal)::
   the service TTL plus the propagation allowance, then its own pause (a duration, or
   ``manual``: until ``promote``). ``pause`` holds any step; ``promote`` moves to the
   next one, ``promote --full`` to the end (each still after the minimum hold).
+  With ``[[analysis]]`` checks (``deployer.analysis``), a check past its threshold
+  aborts the step at once (also while paused); a check without data holds a timed
+  step past its pause until the check's timeout, then aborts; a timed step advances
+  only when every check has passed in this step. ``promote`` (an operator's word)
+  does not wait for data, but a failing check still aborts.
 - promote (the move into draining): stable = new, canary cleared, every older endpoint
   to weight 0 in the same registry write; draining waits TTL + propagation.
 - baking keeps the older containers warm (registered at weight 0, still health
@@ -24,6 +29,14 @@ Phases (``*`` = terminal)::
   deregisters them, removes the containers and frees their addresses.
 - abort: canary cleared at once and the new endpoints to weight 0; after TTL +
   propagation they are deregistered and the new containers removed.
+
+``ttl_first`` (a rollout that moves traffic from a previous version, on a service whose
+TTL is above ``ttl_floor``): the first pass of starting lowers the TTL to the floor and
+keeps the old one in the rollout's stored spec (``ttl_restore``, ``ttl_lowered``: the
+note that survives a crash); the first traffic move waits one old TTL plus the
+propagation allowance after that; every step then holds the floor's dwell; the TTL is
+restored (unless someone changed it meanwhile) one dwell after the last move: when
+draining ends, or when an aborted rollout ends.
 
 Cleanup is observation-driven and idempotent: an endpoint is deregistered first, its
 container removed once the registry no longer lists it, its address freed once Docker
@@ -36,8 +49,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from registry.changes import Change
-from registry.model import Allocation, Endpoint, Release, Rollout
+from registry.model import Allocation, Endpoint, Release, Rollout, Service
 
+from .analysis import decide, judge, threshold
 from .container import Replica, replicas
 from .engine import Container
 from .spec import ReleaseSpec
@@ -69,6 +83,8 @@ class Facts:
     healthy: Mapping[str, bool] = field(default_factory=dict)  # probe results by container
     waiting_for: str | None = None  # an earlier rollout of the service that is still live
     problem: str | None = None  # the last engine or probe error seen, for the status line
+    analysis: Mapping[str, float | None] = field(default_factory=dict)  # by check, this step
+    service: Service | None = None  # the service record (ttl_first lowers and restores its TTL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +121,9 @@ def advance(f: Facts) -> Plan:
 
 
 def _event(
-    r: Rollout, now: float, text: str, phase: str | None = None
+    r: Rollout, now: float, text: str, phase: str | None = None, **extra: object
 ) -> tuple[dict[str, object], ...]:
-    ev = {"time": now, "phase": phase or r.phase, "percent": r.percent, "text": text}
+    ev = {"time": now, "phase": phase or r.phase, "percent": r.percent, "text": text, **extra}
     return (*(dict(e) for e in r.events), ev)[-MAX_EVENTS:]
 
 
@@ -116,10 +132,60 @@ def note(r: Rollout, now: float, text: str, **fields: object) -> Rollout:
     return replace(r, events=_event(r, now, text), **fields)  # type: ignore[arg-type]
 
 
-def _to(f: Facts, phase: str, text: str, **fields: object) -> Rollout:
-    """The record moved to ``phase`` now, with an event."""
+def _to(
+    f: Facts, phase: str, text: str, extra: Mapping[str, object] | None = None, **fields: object
+) -> Rollout:
+    """The record moved to ``phase`` now, with an event (carrying ``extra`` fields)."""
     r = replace(f.rollout, **fields)  # type: ignore[arg-type]
-    return replace(r, phase=phase, since=f.now, message=text, events=_event(r, f.now, text, phase))
+    ev = _event(r, f.now, text, phase, **(extra or {}))
+    return replace(r, phase=phase, since=f.now, message=text, events=ev)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and value == value and abs(value) != float("inf") else None
+
+
+def analysis_rows(f: Facts) -> dict[str, dict[str, object]]:
+    """Each check's last value in this step, its verdict and threshold (JSON-safe: an
+    infinite or NaN value is stored as null, the verdict says what it was)."""
+    out: dict[str, dict[str, object]] = {}
+    for check in f.spec.analysis:
+        value = f.analysis.get(check.name)
+        out[check.name] = {"value": _finite(value), "verdict": judge(check, value),
+                           "threshold": threshold(check)}  # fmt: skip
+    return out
+
+
+ANALYSIS_EVENT = "analysis"  # the ``kind`` of the event that keeps the last analysis values
+
+
+def record_analysis(f: Facts) -> Facts:
+    """``f`` with this step's analysis values as the rollout's last event (before
+    ``advance`` moves on, so the values that decided a move are kept): the step's own
+    analysis event is replaced in place (one per step, not one per evaluation), so the
+    history keeps each step's last values and ``rolling status`` shows them."""
+    r = f.rollout
+    if not f.spec.analysis or r.phase != CANARY or not f.analysis:
+        return f
+    rows = analysis_rows(f)
+    text = "analysis: " + "; ".join(
+        f"{name} {'no data' if row['verdict'] == 'nodata' else _show(f.analysis.get(name))} "
+        f"({row['threshold']})"
+        for name, row in rows.items()
+    )
+    events = [dict(e) for e in r.events]
+    last = events[-1] if events else {}
+    if last.get("kind") == ANALYSIS_EVENT and last.get("since") == r.since:
+        if last.get("analysis") == rows:
+            return f
+        events.pop()
+    ev = {"time": f.now, "phase": r.phase, "percent": r.percent, "text": text,
+          "kind": ANALYSIS_EVENT, "since": r.since, "analysis": rows}  # fmt: skip
+    return replace(f, rollout=replace(r, events=(*events, ev)[-MAX_EVENTS:]))
+
+
+def _show(value: float | None) -> str:
+    return "no data" if value is None else f"{value:g}"
 
 
 def _why(r: Rollout) -> str:
@@ -169,6 +235,42 @@ def _cleanup(f: Facts, targets: Iterable[str]) -> tuple[list[Change], list[str],
     return changes, remove, not left
 
 
+# -- ttl-first -----------------------------------------------------------------------------------
+
+
+def _lower_ttl(f: Facts) -> Plan | None:
+    """A ttl_first rollout's first pass: the TTL to the floor, the old one noted."""
+    svc, spec, r = f.service, f.spec, f.rollout
+    if (not spec.ttl_first or r.previous is None or spec.ttl_restore is not None
+            or svc is None or svc.ttl <= spec.ttl_floor):  # fmt: skip
+        return None
+    stored = spec.to_dict()
+    stored["rollout"] = {**stored["rollout"], "ttl_restore": svc.ttl, "ttl_lowered": f.now}
+    text = (f"ttl-first: TTL {svc.ttl}s -> {spec.ttl_floor}s; the first traffic move waits "
+            f"{svc.ttl + spec.propagation:g}s")  # fmt: skip
+    rollout = note(replace(r, spec=stored), f.now, text, message=text)
+    return Plan(rollout, (Change.put(replace(svc, ttl=spec.ttl_floor)),))
+
+
+def _ttl_wait(f: Facts) -> float:
+    """Seconds before the first traffic move of a ttl_first rollout (answers cached with
+    the old TTL must have expired)."""
+    spec = f.spec
+    if spec.ttl_restore is None or spec.ttl_lowered is None:
+        return 0.0
+    return max(spec.ttl_lowered + spec.ttl_restore + spec.propagation - f.now, 0.0)
+
+
+def _restore_ttl(f: Facts) -> tuple[list[Change], str]:
+    """The TTL put back at the end of a ttl_first rollout (unless changed meanwhile)."""
+    svc, spec = f.service, f.spec
+    if spec.ttl_restore is None or svc is None or svc.ttl == spec.ttl_restore:
+        return [], ""
+    if svc.ttl != spec.ttl_floor:
+        return [], f"; TTL left at {svc.ttl}s (changed meanwhile)"
+    return [Change.put(replace(svc, ttl=spec.ttl_restore))], f"; TTL {spec.ttl_restore}s again"
+
+
 # -- phases -------------------------------------------------------------------------------------
 
 
@@ -185,6 +287,9 @@ def _starting(f: Facts) -> Plan:
     r = f.rollout
     if r.intent in (ABORT, ROLLBACK):
         return _abort(f, f"aborted while starting{_why(r)}")
+    lowered = _lower_ttl(f)
+    if lowered is not None:
+        return lowered
     mine = _mine(f)
     start = tuple(
         rep.name for rep in mine
@@ -197,6 +302,10 @@ def _starting(f: Facts) -> Plan:
         if c is not None and c.running and f.healthy.get(rep.name) and rep.name in f.allocations:
             ready[rep.dc] += 1
     healthy, total = sum(ready.values()), len(mine)
+    if healthy == total and _ttl_wait(f) > 0:
+        text = (f"{total}/{total} healthy; ttl-first: waiting {_ttl_wait(f):g}s for answers "
+                f"cached with the old TTL")  # fmt: skip
+        return Plan(_say(replace(r, ready=ready), text), (), start)
     if healthy == total:
         register = [
             Change.put(
@@ -234,6 +343,10 @@ def _canary(f: Facts) -> Plan:
     r = f.rollout
     if r.intent in (ABORT, ROLLBACK):
         return _abort(f, f"aborted at {r.percent:g}%{_why(r)}")
+    decision, why = decide(f.spec.analysis, f.analysis, r.since, f.now)
+    if decision == "abort":
+        extra = {"analysis": analysis_rows(f), "at_percent": r.percent}
+        return _abort(f, f"aborted at {r.percent:g}%: {why}", extra)
     steps = f.spec.steps
     step = steps[min(max(r.step, 0), len(steps) - 1)]
     target: str | None = None
@@ -246,6 +359,8 @@ def _canary(f: Facts) -> Plan:
     elif step.manual:
         return Plan(_say(r, f"at {r.percent:g}%, waiting for promote"))
     elif f.now >= r.since + max(step.pause or 0.0, dwell(f)):
+        if decision == "hold":
+            return Plan(_say(r, f"at {r.percent:g}%, holding: {why}"))
         target = "next"
     if target is None:
         hold = max(step.pause or 0.0, dwell(f))
@@ -271,21 +386,23 @@ def _promote(f: Facts, extra: list[Change], text: str) -> Plan:
     mine = {rep.name for rep in _mine(f)}
     old = {eid: ep.weight for eid, ep in f.endpoints.items() if eid not in mine}
     changes = [*extra, _release(f, r.version), *_weights(f, dict.fromkeys(old, 0))]
-    fields: dict[str, object] = {"percent": 100.0, "intent": None, "paused": False}
     if not old:
-        return Plan(_to(f, DONE, text, **fields), tuple(changes))
+        restore, said = _restore_ttl(f)
+        done = _to(f, DONE, text + said, percent=100.0, intent=None, paused=False)
+        return Plan(done, (*changes, *restore))
     rollout = _to(f, DRAINING, f"{text}; draining {len(old)} older endpoints",
-                  drained=old, **fields)  # fmt: skip
+                  drained=old, percent=100.0, intent=None, paused=False)  # fmt: skip
     return Plan(rollout, tuple(changes))
 
 
-def _abort(f: Facts, text: str) -> Plan:
+def _abort(f: Facts, text: str, extra: Mapping[str, object] | None = None) -> Plan:
     """Canary cleared at once, the new endpoints to weight 0; cleanup after the dwell."""
     changes: list[Change] = []
     if f.release is not None and (f.release.canary or f.release.canary_percent):
         changes.append(_release(f, f.release.stable))
     changes += _weights(f, {rep.name: 0 for rep in _mine(f)})
-    return Plan(_to(f, ABORTING, text, intent=None, percent=0.0, paused=False), tuple(changes))
+    rollout = _to(f, ABORTING, text, extra, intent=None, percent=0.0, paused=False)
+    return Plan(rollout, tuple(changes))
 
 
 def _draining(f: Facts) -> Plan:
@@ -294,9 +411,12 @@ def _draining(f: Facts) -> Plan:
         return _rollback(f)
     if f.now < r.since + dwell(f):
         return Plan(_say(r, f"draining older endpoints ({dwell(f):g}s)"))
+    restore, said = _restore_ttl(f)  # the last move has converged: one floor TTL is past
     if f.spec.bake > 0 and r.intent != FINISH:
-        return Plan(_to(f, BAKING, f"keeping the previous containers warm for {f.spec.bake:g}s"))
-    return Plan(_to(f, CLEANUP, "removing the previous containers", intent=None))
+        text = f"keeping the previous containers warm for {f.spec.bake:g}s{said}"
+        return Plan(_to(f, BAKING, text), tuple(restore))
+    return Plan(_to(f, CLEANUP, f"removing the previous containers{said}", intent=None),
+                tuple(restore))  # fmt: skip
 
 
 def _baking(f: Facts) -> Plan:
@@ -327,7 +447,8 @@ def _rollback(f: Facts) -> Plan:
 def _cleanup_phase(f: Facts) -> Plan:
     changes, remove, finished = _cleanup(f, f.rollout.drained)
     if finished:
-        return Plan(_to(f, DONE, f"{f.rollout.version} is stable"))
+        restore, said = _restore_ttl(f)
+        return Plan(_to(f, DONE, f"{f.rollout.version} is stable{said}"), tuple(restore))
     return Plan(f.rollout, tuple(changes), (), tuple(remove))
 
 
@@ -339,7 +460,9 @@ def _undo(done: str) -> Callable[[Facts], Plan]:
             return Plan(r)  # let cached answers expire before the containers go
         changes, remove, finished = _cleanup(f, mine)
         if finished:
-            return Plan(_to(f, done, f"{r.message}; the new containers are removed"))
+            restore, said = _restore_ttl(f)
+            text = f"{r.message}; the new containers are removed{said}"
+            return Plan(_to(f, done, text), tuple(restore))
         return Plan(r, tuple(changes), (), tuple(remove))
 
     return handler

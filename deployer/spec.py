@@ -1,6 +1,7 @@
 """The release spec: what to run (image, command, port, resources), where (replicas and
 Docker placement per datacenter), how to tell it is healthy, and how traffic moves
-(canary steps, propagation allowance, bake time).
+(canary steps, propagation allowance, bake time, TTL-first moves) and how a canary
+step judges itself (``[[analysis]]`` checks, ``deployer.analysis``).
 
 ``ReleaseSpec.from_dict`` validates the TOML form (durations as ``"30s"``, sizes as
 ``"8g"``) and the stored JSON form alike; ``to_dict`` gives the stored form that a
@@ -21,16 +22,18 @@ from registry.errors import ValidationError
 from registry.validation import dns_name, identifier
 
 from . import units
+from .analysis import Check, checks
 from .errors import SpecError
 
 DEFAULT_CORES = 4.0
 DEFAULT_MEMORY = 8 << 30  # 8 GiB, no swap on top
 DEFAULT_PERSIST_ROOT = "/var/lib/rolling/persist"
+DEFAULT_TTL_FLOOR = 5  # seconds: the TTL a ttl_first move lowers the service to
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 _TOP = frozenset(
     {"service", "image", "command", "port", "env", "labels", "weight", "restart", "replicas",
      "resources", "health", "steps", "rollout", "datacenters", "stop_timeout", "replace_after",
-     "replace_limit", "replace_window", "pull_deadline"}
+     "replace_limit", "replace_window", "pull_deadline", "analysis"}
 )  # fmt: skip
 
 
@@ -262,6 +265,25 @@ def check_disjoint(pools: Mapping[str, str]) -> None:
                             f"({pools[dc_a]}); pools must be disjoint")  # fmt: skip
 
 
+def _optional_int(field: str, value: Any) -> int | None:
+    return None if value is None else _int(field, value, 0, 2**31 - 1)
+
+
+def _optional_number(field: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(field, f"must be a number, not {value!r}")
+    return float(value)
+
+
+def _ttl_floor(value: Any) -> int:
+    seconds = round(units.duration("rollout.ttl_floor", value))
+    if not 1 <= seconds <= 86400:
+        raise SpecError("rollout.ttl_floor", "must be 1s to 1 day")
+    return seconds
+
+
 @dataclass(frozen=True, slots=True)
 class ReleaseSpec:
     """Everything a rollout needs to know, validated."""
@@ -286,6 +308,13 @@ class ReleaseSpec:
     replace_limit: int = 5  # replacements per service within replace_window, at most
     replace_window: float = 300.0
     pull_deadline: float = 120.0  # a rollout whose image cannot be pulled this long aborts
+    analysis: tuple[Check, ...] = ()  # judged during every canary step's hold
+    ttl_first: bool = False  # lower the TTL to ttl_floor one old TTL before each traffic move
+    ttl_floor: int = DEFAULT_TTL_FLOOR
+    # written by the controller into the rollout's stored spec when it lowered the TTL
+    # (a ttl_first rollout): the TTL to put back at the end, and when it was lowered
+    ttl_restore: int | None = None
+    ttl_lowered: float | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> ReleaseSpec:
@@ -312,7 +341,12 @@ class ReleaseSpec:
             dc: Placement.from_dict(dc, dcs.get(dc)) for dc, n in sorted(replicas.items()) if n
         }
         check_disjoint({dc: p.pool for dc, p in placement.items()})
-        rollout = _table("rollout", d.get("rollout"), frozenset({"propagation", "bake"}))
+        rollout = _table("rollout", d.get("rollout"),
+                         frozenset({"propagation", "bake", "ttl_first", "ttl_floor",
+                                    "ttl_restore", "ttl_lowered"}))  # fmt: skip
+        ttl_first = rollout.get("ttl_first", False)
+        if not isinstance(ttl_first, bool):
+            raise SpecError("rollout.ttl_first", "must be true or false")
         restart = d.get("restart", "unless-stopped")
         if restart not in RESTART_POLICIES:
             raise SpecError("restart", f"must be one of {', '.join(RESTART_POLICIES)}")
@@ -337,6 +371,11 @@ class ReleaseSpec:
             replace_limit=_int("replace_limit", d.get("replace_limit", 5), 0, 1000),
             replace_window=units.duration("replace_window", d.get("replace_window", 300.0)),
             pull_deadline=units.duration("pull_deadline", d.get("pull_deadline", 120.0)),
+            analysis=checks(d.get("analysis")),
+            ttl_first=ttl_first,
+            ttl_floor=_ttl_floor(rollout.get("ttl_floor", DEFAULT_TTL_FLOOR)),
+            ttl_restore=_optional_int("rollout.ttl_restore", rollout.get("ttl_restore")),
+            ttl_lowered=_optional_number("rollout.ttl_lowered", rollout.get("ttl_lowered")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -355,17 +394,32 @@ class ReleaseSpec:
             "resources": self.resources.to_dict(),
             "health": self.health.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
-            "rollout": {"propagation": self.propagation, "bake": self.bake},
+            "rollout": {
+                "propagation": self.propagation,
+                "bake": self.bake,
+                "ttl_first": self.ttl_first,
+                "ttl_floor": self.ttl_floor,
+                **(
+                    {"ttl_restore": self.ttl_restore, "ttl_lowered": self.ttl_lowered}
+                    if self.ttl_restore is not None
+                    else {}
+                ),
+            },
             "datacenters": {dc: p.to_dict() for dc, p in self.placement.items()},
             "replace_after": self.replace_after,
             "replace_limit": self.replace_limit,
             "replace_window": self.replace_window,
             "pull_deadline": self.pull_deadline,
+            "analysis": [c.to_dict() for c in self.analysis],
         }
 
     def without_steps(self) -> ReleaseSpec:
         """The same release moved at once (no canary): for rollback redeploys."""
-        return ReleaseSpec.from_dict({**self.to_dict(), "steps": []})
+        d = self.to_dict()
+        d["rollout"] = {
+            k: v for k, v in d["rollout"].items() if k not in ("ttl_restore", "ttl_lowered")
+        }  # a new rollout's own
+        return ReleaseSpec.from_dict({**d, "steps": []})
 
     def total(self) -> int:
         """Containers across all datacenters."""

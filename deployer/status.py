@@ -1,13 +1,16 @@
 """The status of a rollout as plain data: phase, step, percent, healthy/total per
-datacenter, for the CLI's live view, ``--json`` and the admin API."""
+datacenter, each analysis check's last value, for the CLI's live view, ``--json`` and
+the admin API."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from registry.model import Rollout
 from registry.snapshot import Snapshot
 
+from .analysis import threshold
 from .container import replicas
 from .rollout import STARTING
 from .spec import ReleaseSpec
@@ -46,7 +49,54 @@ def summary(snap: Snapshot, r: Rollout) -> dict[str, Any]:
         "actor": r.actor,
         "datacenters": dcs,
         "release": release.to_dict() if release else None,
+        "analysis": analysis(r, spec),
     }
+
+
+def analysis(r: Rollout, spec: ReleaseSpec) -> list[dict[str, Any]]:
+    """Each ``[[analysis]]`` check with its last value (from the newest event that
+    recorded one: the current step's, or the abort's): ``name``, ``value`` (None: no
+    data yet), ``verdict`` (``pass``, ``fail``, ``nodata``, or None: never evaluated),
+    ``threshold``, ``step`` and ``time`` of the evaluation."""
+    last: dict[str, Any] = {}
+    for e in reversed(r.events):
+        if isinstance(e.get("analysis"), Mapping):
+            last = {
+                "rows": e["analysis"],
+                "time": e.get("time"),
+                "percent": e.get("at_percent", e.get("percent")),
+            }
+            break
+    rows = last.get("rows", {})
+    out = []
+    for check in spec.analysis:
+        row = rows.get(check.name, {})
+        out.append({
+            "name": check.name,
+            "value": row.get("value"),
+            "verdict": row.get("verdict"),
+            "threshold": threshold(check),
+            "percent": last.get("percent") if row else None,
+            "time": last.get("time") if row else None,
+        })  # fmt: skip
+    return out
+
+
+def analysis_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per analysis check of each status row, for people."""
+    out = []
+    for s in rows:
+        for a in s.get("analysis") or ():
+            if a["verdict"] is None:
+                seen = "not evaluated yet"
+            elif a["verdict"] == "nodata":
+                seen = "no data"
+            else:
+                value = "inf" if a["value"] is None else f"{a['value']:g}"
+                seen = f"{value} {a['verdict']}"
+            at = f" at {a['percent']:g}%" if a["percent"] is not None else ""
+            out.append(f"  {s['service']} analysis {a['name']}: {seen}{at} ({a['threshold']})")
+    return out
 
 
 def history_entry(r: Rollout) -> dict[str, Any]:
@@ -59,8 +109,17 @@ def history_entry(r: Rollout) -> dict[str, Any]:
         "created": r.created,
         "actor": r.actor,
         "message": r.message,
-        "events": [dict(e) for e in r.events],
+        "events": [_plain(e) for e in r.events],
     }
+
+
+def _plain(value: Any) -> Any:
+    """A frozen record value as JSON-ready dicts and lists (events nest analysis rows)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 STALE_AFTER = 3  # heartbeat periods without a pass: the controller is not running

@@ -6,30 +6,54 @@ first-out, one entry per insertion over the bound — never "drop everything
 when full", which stalls the loop and then lets the garbage collector free a
 whole cache at once. FIFO (not LRU) keeps a hit to one dict lookup: nothing is
 reordered on the hot path.
+
+The insertion order lives in a ring of keys beside a plain dict (and, for a
+byte bound, an array of sizes): about 90 bytes an entry for an int key, where
+an ``OrderedDict`` plus a dict of sizes cost 190. Replacing or popping a key
+leaves its old slot in the ring; when that slot comes up for eviction it drops
+the key if still present (a re-inserted key may so leave a little early: a
+cache may forget, never hold more than its bounds).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from array import array
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
+_GONE = object()
+
 
 class BoundedCache(Generic[K, V]):
     """At most ``max_entries`` entries and ``max_bytes`` bytes (as the caller counts them)."""
 
-    __slots__ = ("_data", "_sizes", "bytes", "evictions", "get", "max_bytes", "max_entries")
+    __slots__ = (
+        "_count",
+        "_data",
+        "_head",
+        "_ring",
+        "_sizes",
+        "bytes",
+        "evictions",
+        "get",
+        "max_bytes",
+        "max_entries",
+    )
 
     def __init__(self, max_entries: int, max_bytes: int | None = None) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._sizes: dict[K, int] = {}
+        self._data: dict[K, V] = {}
+        # slots in insertion order from ``_head`` (grown to ``max_entries``, then reused)
+        self._ring: list[object] = []
+        self._sizes: array[int] = array("q")
+        self._head = 0
+        self._count = 0
         self.bytes = 0
         self.evictions = 0
         # The hit path is the dict's own lookup, bound once.
@@ -42,41 +66,63 @@ class BoundedCache(Generic[K, V]):
         return key in self._data
 
     def items(self) -> list[tuple[K, V]]:
-        """A copy of the entries, oldest first (not for the hot path)."""
+        """A copy of the entries (not for the hot path)."""
         return list(self._data.items())
 
     def put(self, key: K, value: V, size: int = 0) -> None:
         """Insert or replace ``key``; evict the oldest entries while over a bound.
 
-        An entry larger than ``max_bytes`` on its own is not kept.
+        An entry larger than ``max_bytes`` on its own is not kept (and replaces nothing).
         """
-        data = self._data
-        if key in data:
-            self._forget(key)
-        if self.max_bytes is not None:
-            if size > self.max_bytes:
+        limit = self.max_bytes
+        if limit is not None:
+            if size > limit:
+                self._data.pop(key, None)
                 return
-            self._sizes[key] = size
             self.bytes += size
-        data[key] = value
-        while len(data) > self.max_entries or (
-            self.max_bytes is not None and self.bytes > self.max_bytes
-        ):
-            oldest, _ = data.popitem(last=False)
-            self.bytes -= self._sizes.pop(oldest, 0)
+        if self._count == self.max_entries:
+            self._evict()
+        self._data[key] = value
+        ring = self._ring
+        at = self._head + self._count
+        if at >= self.max_entries:
+            at -= self.max_entries
+        if at == len(ring):
+            ring.append(key)
+            if limit is not None:
+                self._sizes.append(size)
+        else:
+            ring[at] = key
+            if limit is not None:
+                self._sizes[at] = size
+        self._count += 1
+        if limit is not None:
+            while self.bytes > limit:
+                self._evict(key)  # may be an older slot of this same key: keep the new value
+
+    def _evict(self, keep: object = _GONE) -> None:
+        """Drop the oldest slot (and its key, when still present and not ``keep``)."""
+        head = self._head
+        key = self._ring[head]
+        self._ring[head] = _GONE
+        if self.max_bytes is not None:
+            self.bytes -= self._sizes[head]
+            self._sizes[head] = 0
+        head += 1
+        self._head = 0 if head == self.max_entries else head
+        self._count -= 1
+        if key != keep and key in self._data:
+            del self._data[key]
             self.evictions += 1
 
     def pop(self, key: K) -> None:
-        """Drop ``key`` if present."""
-        if key in self._data:
-            self._forget(key)
-
-    def _forget(self, key: K) -> None:
-        del self._data[key]
-        self.bytes -= self._sizes.pop(key, 0)
+        """Drop ``key`` if present (its bytes count until its slot is evicted)."""
+        self._data.pop(key, None)
 
     def clear(self) -> None:
         """Drop everything (tests and reloads only)."""
         self._data.clear()
-        self._sizes.clear()
+        self._ring = []
+        self._sizes = array("q")
+        self._head = self._count = 0
         self.bytes = 0

@@ -44,6 +44,9 @@ from .steering import Choice, CompiledService, compile_service, decide
 A, AAAA = 1, 28
 MAX_BUCKET_MEMO = 100_000  # client key -> bucket memo (hashing is the dominant miss cost)
 MAX_DECISIONS = 200_000  # cached decisions (Config.max_cached_answers)
+# numbered choices over all compiled services (each also at most steering.MAX_INTERNED):
+# about 200 bytes each; past it, a cached decision holds its own choice
+MAX_INTERNED_TOTAL = 65_536
 MAX_MAP_BYTES = 48 << 20  # bucket maps (32 or 64 KiB and a few choices each)
 HOT_MISSES = 64  # decisions computed for one (service, region, family) before it gets a map:
 # a map costs about as much as 500 decisions to build, and pays off from then on
@@ -205,13 +208,12 @@ class RoutingTable:
         ] = {}
         self.maps_built = 0
         self._buckets: BoundedCache[int | str, int] = BoundedCache(MAX_BUCKET_MEMO)
-        # (name, region/family/bucket) -> (the compiled service it came from, decision)
-        # Values are plain ints (the compile's serial << 12 | the choice's number in
-        # ``CompiledService.intern``) or, past a service's ``MAX_INTERNED`` choices,
-        # (svc, choice): a cache of ints holds nothing the garbage collector has to scan.
-        self._decisions: BoundedCache[tuple[str, int], int | tuple[CompiledService, Choice]] = (
-            BoundedCache(max_cached)
-        )
+        # The compile's serial << 40 | region/family << 16 | bucket -> the choice's number in
+        # ``CompiledService.intern`` (a small int: no allocation) or, past the interning
+        # bounds, the choice itself. A new compile has a new serial: stale keys never hit,
+        # they age out. One int key: ~90 bytes an entry (a (name, int) key cost ~225).
+        self._decisions: BoundedCache[int, int | Choice] = BoundedCache(max_cached)
+        self._interned = 0  # numbered choices of the compiled services (MAX_INTERNED_TOTAL)
         self._rebuild(snapshot)
 
     # -- building -----------------------------------------------------------
@@ -224,6 +226,7 @@ class RoutingTable:
         compiled: dict[str, CompiledService] = {}
         self.snapshot, self.regions, self._compiled = snap, regions, compiled
         self.revision = snap.revision
+        self._interned = 0
         self._decisions.clear()
         self._maps.clear()
         self._heat.clear()
@@ -259,10 +262,11 @@ class RoutingTable:
         for name in services:
             was, now = name in served, name in snapshot.services
             # a compiled (asked-for) service is recompiled now, the others on first use
-            if now and name in compiled:
+            old = compiled.pop(name, None)
+            if old is not None:
+                self._interned -= len(old.seen_list)
+            if now and old is not None:
                 compiled[name] = self._compile(snapshot, name)
-            else:
-                compiled.pop(name, None)
             if now and not was:
                 self._ancestors.update(_ancestors(name))
             elif was and not now:
@@ -326,23 +330,28 @@ class RoutingTable:
             if m.packed:
                 return m.choices[(m.index[b >> 1] >> ((b & 1) << 2)) & 15]
             return m.choices[m.index[b]]
-        key = (name, (rf << 16) | b)
+        key = (svc.serial << 40) | (rf << 16) | b
         hit = self._decisions.get(key)
         if hit is not None:
             if type(hit) is int:
-                if hit >> 12 == svc.serial:
-                    return svc.seen_list[hit & 0xFFF]
-            elif hit[0] is svc:  # type: ignore[index]
-                return hit[1]  # type: ignore[index]
+                return svc.seen_list[hit]
+            return hit  # type: ignore[return-value]
         if self.hot_misses is not None and (mapped is None or mapped[0] is not svc):
             built = self._grow(name, rf, svc, mapped is not None)
             if built is not None:
                 return built.choice(b)
         choice = decide(svc, family, self.regions.names[region], b)
-        n = svc.intern(choice)
-        self._decisions.put(key, (svc.serial << 12) | n if n >= 0 else (svc, choice))
+        seen = svc.seen_list
+        if self._interned < MAX_INTERNED_TOTAL:
+            known = len(seen)
+            n = svc.intern(choice)
+            self._interned += len(seen) - known
+        else:
+            n = svc.seen.get(choice, -1)
         if n >= 0:
-            return svc.seen_list[n]  # the numbered one: equal choices are one object
+            self._decisions.put(key, n)
+            return seen[n]  # the numbered one: equal choices are one object
+        self._decisions.put(key, choice)
         return choice
 
     def _grow(self, name: str, rf: int, svc: CompiledService, stale: bool) -> BucketMap | None:
@@ -413,13 +422,8 @@ class RoutingTable:
         if svc is None:
             return out
         for key, value in self._decisions.items():
-            if key[0] != name:
-                continue
-            if isinstance(value, int):
-                if value >> 12 == svc.serial:
-                    out[key[1]] = svc.seen_list[value & 0xFFF]
-            elif value[0] is svc:
-                out[key[1]] = value[1]
+            if key >> 40 == svc.serial:
+                out[key & 0xFFFFFFFFFF] = svc.seen_list[value] if isinstance(value, int) else value
         return out
 
     def explain(self, name: str, qtype: int, client: Client) -> dict[str, Any] | None:

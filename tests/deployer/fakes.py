@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deployer import intents
+from deployer.analysis import Check
 from deployer.config import DeployerConfig
 from deployer.controller import Controller
 from deployer.engine import MemoryEngine
@@ -85,6 +86,8 @@ class World:
         self.clock = Clock()
         self.engines: dict[str, MemoryEngine] = {}
         self.down: set[str] = set()  # addresses whose probes fail although running
+        self.metric: dict[str, float | None] = {}  # analysis check name -> its value now
+        self.evaluated: list[tuple[str, int]] = []  # (check, step) per evaluation
         self.controller = self.new_controller()
 
     def engine(self, host: str) -> MemoryEngine:
@@ -108,7 +111,13 @@ class World:
             prober=self.probe,
             monotonic=self.clock,
             sweep_every=0.0,
+            analyst=self.analyse,
         )
+
+    async def analyse(self, check: Check, r: Rollout, snap: Snapshot) -> float | None:
+        """The analysis value the test set for ``check`` (None: no data)."""
+        self.evaluated.append((check.name, r.step))
+        return self.metric.get(check.name)
 
     async def seed(self, ttl: int = 10) -> None:
         await self.store.apply(

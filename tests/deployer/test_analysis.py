@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from deployer.analysis import Check, checks, decide, judge, share_value, vector_value
+from deployer.analysis import Check, checks, decide, expand, judge, share_value, vector_value
 from deployer.errors import SpecError
 
 ERRORS = {"name": "errors", "prometheus": "http://p:9090", "query": "sum(x)", "max": 0.01}
@@ -103,3 +103,12 @@ def test_vector_value_takes_the_worst_sample() -> None:
     assert vector_value({"resultType": "scalar", "result": [0, "NaN"]}, errors) is None
     assert vector_value({"resultType": "scalar", "result": [0, "3"]}, errors) == 3.0
     assert vector_value({"resultType": "matrix", "result": []}, errors) is None
+
+
+def test_expand_names_the_rollout_in_the_query() -> None:
+    check = Check.from_dict(
+        0, {**ERRORS, "query": 'sum(x{s="{service}",v="{version}",p="{previous}"})'}
+    )
+    assert expand(check, "a.example", "v2", "v1").query == 'sum(x{s="a.example",v="v2",p="v1"})'
+    share = Check.from_dict(0, SHARE)
+    assert expand(share, "a.example", "v2", None) == share

@@ -861,6 +861,7 @@ def test_empty_snapshot_serves_nothing() -> None:
         "cached_answers": 0,
         "bucket_maps": 0,
         "bucket_map_bytes": 0,
+        "bucket_maps_building": 0,
         "revision": 0,
     }
 
@@ -881,3 +882,26 @@ def test_compiled_tables_leave_out_unusable_datacenters() -> None:
     }
     tables: Mapping[str, Any] = svc.tables
     assert set(tables) == {"default"}
+
+
+def test_numbered_choices_are_bounded_over_all_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpdns.table as table_module
+
+    monkeypatch.setattr(table_module, "MAX_INTERNED_TOTAL", 5)
+    snap = two_service_snapshot()
+    table = RoutingTable(snap, hot_misses=None)
+    warm(table)
+    interned = sum(len(table.services[n].seen_list) for n in (SVC, OTHER))
+    assert interned == 5  # the table-wide bound, though each service saw more choices
+    for name in (SVC, OTHER):
+        svc = table.services[name]
+        for c in CLIENTS:  # cached or not, numbered or not: the same decisions
+            want = decide(
+                svc, 4, table.regions.names[table.regions.match(c.ip, 4)], table.bucket(c)
+            )
+            assert table.resolve(name, A, c) == want
+        assert len(table.cached_decisions(name)) == len(CLIENTS)
+    # a recompile gives its numbers back
+    new_snap, services = commit(snap, Service(SVC, {"default": {"cloud": 100}}))
+    table.update(new_snap, services)
+    assert table._interned == len(table.services[OTHER].seen_list)

@@ -55,6 +55,9 @@ MAX_BODY = 65535  # a DNS message; anything larger goes to aiohttp (which refuse
 MAX_CACHED = 50_000  # front cache entries
 MAX_CACHED_BYTES = 24 << 20  # and bytes (targets + responses), per cache
 MAX_CACHED_TARGET = 1024  # longer request targets are answered, never kept
+# bytes of Python objects around a kept response (key and value tuples, deps, the bytes
+# objects' headers, the cache's slot), counted with it so that the byte bound holds for RSS
+KEPT_OVERHEAD = 420
 WRITE_HIGH = 256 * 1024  # output buffered for one connection before it stops being read
 SWEEP = 1.0  # seconds between timeout sweeps
 
@@ -285,7 +288,7 @@ class FastServer:
             and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
         ):
             kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
-            self.cache.put(key, kept, len(target) + len(head) + len(tail))
+            self.cache.put(key, kept, len(target) + len(head) + len(tail) + KEPT_OVERHEAD)
         return head, tail, None
 
     def error(
@@ -563,7 +566,9 @@ class FastHTTP(asyncio.Protocol):
         if kept is not None and end - start <= MAX_REPEAT and not server.limits.http_rate:
             raw = self.buf[start:end]
             server.repeat.put(
-                (raw, self.peer), (kept[0], head, tail, keep, kept[3]), 2 * len(raw) + len(tail)
+                (raw, self.peer),
+                (kept[0], head, tail, keep, kept[3]),
+                2 * len(raw) + len(tail) + KEPT_OVERHEAD,
             )
         if not keep:
             transport.close()

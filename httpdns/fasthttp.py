@@ -40,7 +40,7 @@ import httptools
 import orjson
 
 from .cache import BoundedCache
-from .dialects import LANES, Context, Query, Reply
+from .dialects import LANES, Context, Lane, Query, Reply
 from .errors import reply_for
 from .jsonlog import QueryLog
 from .logs import client_log
@@ -150,7 +150,10 @@ class FastServer:
         self._date = b""
         self._date_at = 0.0
         self._sweeper: asyncio.TimerHandle | None = None
-        self.lanes = {r.dialect: LANES[r.dialect](self, r) for r in routes if r.dialect in LANES}
+        # by dialect function: its own answers for requests no front cache can keep
+        self.lanes: dict[object, Lane] = {
+            r.dialect: LANES[r.dialect](self, r) for r in routes if r.dialect in LANES
+        }
 
     # -- connections and timeouts ---------------------------------------------
 

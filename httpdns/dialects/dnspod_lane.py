@@ -65,7 +65,14 @@ class Host(Protocol):
 class Lane:
     """AES-encrypted ``/d`` requests of one fast server (see the module docstring)."""
 
-    def __init__(self, host: Host, route: Route, plain: Plain) -> None:
+    def __init__(
+        self,
+        host: Host,
+        route: Route,
+        plain: Plain,
+        max_entries: int = MAX_ENTRIES,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
         from ..routes import reply_headers  # routes imports the dialects
 
         self.host = host
@@ -74,7 +81,7 @@ class Lane:
         self.dialect = route.metric
         self.plain = plain
         self.accounts = host.context.config.dnspod
-        self.cache: BoundedCache[_Key, _Entry] = BoundedCache(MAX_ENTRIES, MAX_BYTES)
+        self.cache: BoundedCache[_Key, _Entry] = BoundedCache(max_entries, max_bytes)
         # Everything of the response but the Date line, the Content-Length value and the
         # body, in the order FastServer._parts writes it.
         headers = reply_headers(route, Reply(200, "", b"", NO_STORE))
@@ -134,7 +141,7 @@ class Lane:
         )
         try:
             reply = self.plain(q, self.host.context)
-        except Exception:  # noqa: BLE001 - the full path maps it (and logs the unexpected)
+        except Exception:  # the full path answers it through the one error mapping (and logs it)
             return None
         if reply.status != 200 or not reply.body or not reply.deps:
             return None

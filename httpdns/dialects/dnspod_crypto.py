@@ -122,18 +122,20 @@ class DesCodec:
 class AesCodec:
     """AES-CBC with PKCS#7 padding and a fresh random IV before the ciphertext.
 
-    Building an OpenSSL context costs several times the AES itself, so long-lived
-    contexts serve every request, CBC's chaining doing the rest:
+    Building an OpenSSL context costs several times the AES itself, so two long-lived
+    contexts serve every request, CBC's chaining doing the rest. A CBC decryptor fed
+    ``a + b`` (whole blocks) outputs ``D(a) ^ previous`` (dropped here: it depends on
+    the previous call) and then ``D(b) ^ a``. So:
 
-    - decrypting, one CBC decryptor is fed ``IV + ciphertext``: its first output block
-      depends on the previous input and is dropped; every later block is exactly the
-      plaintext (CBC decrypts a block with the ciphertext block before it, and for the
-      first block that is the IV);
-    - encrypting, the IV is ``random(16)`` (the OS CSPRNG, ``RANDOM``), and one CBC encryptor is
-      fed a block ``x`` that brings its chain to that IV (``E(x ^ last) == iv``, with
-      ``x = D(iv) ^ last`` from an ECB decryptor, ``last`` the encryptor's previous
-      output block) and then the padded plaintext: the output is the IV followed by the
-      ciphertext, bit for bit what a new ``Cipher(AES(key), CBC(iv))`` gives.
+    - decrypting ``IV + ciphertext``, its output after the first block is exactly the
+      plaintext (CBC decrypts each block with the block before it, the IV for the first);
+    - encrypting, the IV is ``random(16)`` (the OS CSPRNG: ``RANDOM``); the decryptor fed
+      ``last + iv`` gives ``x = D(iv) ^ last``, ``last`` being the long-lived CBC
+      encryptor's previous output block, and that encryptor fed ``x`` outputs
+      ``E(x ^ last) == iv``: it is now chained on the IV, and the padded plaintext that
+      follows comes out as its ciphertext. IV and ciphertext are bit for bit what a new
+      ``Cipher(AES(key), CBC(iv))`` gives (checked on every call: the first block must
+      be the IV).
 
     Not thread-safe; a node answers queries on its event loop thread.
     """
@@ -151,13 +153,12 @@ class AesCodec:
     def _start(self) -> None:
         self._enc: CipherContext = Cipher(self._algorithm, modes.CBC(bytes(16))).encryptor()
         self._last = bytes(16)  # the encryptor's chaining block (its IV, to begin with)
-        self._block_dec: CipherContext = Cipher(self._algorithm, modes.ECB()).decryptor()
 
     def encrypt(self, plain: bytes) -> bytes:
         """A fresh IV followed by the ciphertext of ``plain``."""
         iv = self._random(AES_BLOCK)
-        x = int.from_bytes(self._block_dec.update(iv)) ^ int.from_bytes(self._last)
-        out = self._enc.update(x.to_bytes(AES_BLOCK) + pad(plain, AES_BLOCK))
+        x = self._dec.update(self._last + iv)[AES_BLOCK:]
+        out = self._enc.update(x + pad(plain, AES_BLOCK))
         if out[:AES_BLOCK] != iv:  # cannot happen (whole blocks in, whole blocks out)
             self._start()
             enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()

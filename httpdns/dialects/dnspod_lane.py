@@ -24,7 +24,7 @@ from ..cache import BoundedCache
 from ..metrics import Answer, QueryStats, Recorder, Tally, rcode_of
 from ..table import RoutingTable
 from .base import Context, Query, Reply
-from .dnspod_crypto import NO_STORE, AesCodec, CipherError, Plain, codec, decrypted_params
+from .dnspod_crypto import NO_STORE, AesCodec, CipherError, Plain, codec
 
 if TYPE_CHECKING:
     from ..routes import Route
@@ -80,7 +80,8 @@ class Lane:
         self.stats = host.stats
         self.dialect = route.metric
         self.plain = plain
-        self.accounts = host.context.config.dnspod
+        accounts = host.context.config.dnspod.values()
+        self.codecs = {a.id: _aes(a.aes_key) for a in accounts if a.aes_key is not None}
         self.cache: BoundedCache[_Key, _Entry] = BoundedCache(max_entries, max_bytes)
         # Everything of the response but the Date line, the Content-Length value and the
         # body, in the order FastServer._parts writes it.
@@ -93,27 +94,34 @@ class Lane:
     ) -> tuple[bytes, bytes, Last] | None:
         """``(status line, the rest less Date, metrics)`` of the answer to an AES request
         with query string ``query``, or None when the dialect's own path should answer."""
+        if b"alg=" not in query:  # plain /d, the common case: one search
+            return None
+        text = query.decode("latin-1")
         # Hex parameters need no unquoting: a query with escapes takes the full path, so
         # this split gives what parse_qsl would (first value wins, as in fasthttp._params).
-        if b"alg=" not in query or b"%" in query or b"+" in query:
+        if "%" in text or "+" in text:
             return None
-        params: dict[str, str] = {}
-        for part in query.decode("latin-1").split("&"):
-            if part:
-                k, _, v = part.partition("=")
-                params.setdefault(k, v)
-        if params.get("alg", "").lower() != "aes":
+        inner: dict[str, str] = {}
+        for part in text.split("&"):
+            k, _, v = part.partition("=")
+            if part and k not in inner:
+                inner[k] = v
+        alg = inner.pop("alg", "")
+        if alg != "aes" and alg.lower() != "aes":
             return None
-        account = self.accounts.get(params.get("id", ""))
-        if account is None or account.aes_key is None:
+        account = inner.pop("id", "")
+        c = self.codecs.get(account)
+        if c is None:  # unknown, or no AES key
             return None
-        c = codec("aes", account.aes_key)
-        assert isinstance(c, AesCodec)
+        dn, ip = inner.pop("dn", ""), inner.pop("ip", "")
         try:
-            inner = decrypted_params(params, c)
+            if ip:
+                inner["dn"], inner["ip"] = c.decrypt_hexes((dn, ip))
+            else:
+                (inner["dn"],) = c.decrypt_hexes((dn,))
         except CipherError:
             return None
-        key = (account.id, tuple(inner.items()), peer, forwarded)
+        key = (account, tuple(inner.items()), peer, forwarded)
         hit = self.cache.get(key)
         last: Last
         if hit is not None and self.table.still_valid(hit[0]):
@@ -151,6 +159,13 @@ class Lane:
         entry = (reply.deps, reply.body, self.stats.tally(self.dialect, rcode, answers))
         self.cache.put(key, entry, _size(key, reply.body))
         return entry, (self.dialect, rcode, answers)
+
+
+def _aes(key: bytes) -> AesCodec:
+    """The account's AES codec (shared with the full path: ``codec``)."""
+    c = codec("aes", key)
+    assert isinstance(c, AesCodec)
+    return c
 
 
 def _size(key: _Key, body: bytes) -> int:

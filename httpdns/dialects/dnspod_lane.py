@@ -18,6 +18,7 @@ the dialect's own path (``resolve_encrypted``) and its one error mapping.
 
 from __future__ import annotations
 
+from binascii import hexlify
 from typing import TYPE_CHECKING, Protocol
 
 from ..cache import BoundedCache
@@ -132,7 +133,7 @@ class Lane:
             if found is None:
                 return None
             hit, last = found
-        body = c.encrypt(hit[1]).hex().encode()
+        body = hexlify(c.encrypt(hit[1]))
         return _OK, b"%s%d%s\r\n%s" % (self._before, len(body), self._after, body), last
 
     def _compute(

@@ -40,7 +40,7 @@ import httptools
 import orjson
 
 from .cache import BoundedCache
-from .dialects import Context, Query, Reply
+from .dialects import LANES, Context, Lane, Query, Reply
 from .errors import reply_for
 from .jsonlog import QueryLog
 from .logs import client_log
@@ -153,6 +153,10 @@ class FastServer:
         self._date = b""
         self._date_at = 0.0
         self._sweeper: asyncio.TimerHandle | None = None
+        # by dialect function: its own answers for requests no front cache can keep
+        self.lanes: dict[object, Lane] = {
+            r.dialect: LANES[r.dialect](self, r) for r in routes if r.dialect in LANES
+        }
 
     # -- connections and timeouts ---------------------------------------------
 
@@ -252,6 +256,12 @@ class FastServer:
                 self.last = hit[3]
                 return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
         query = target.partition(b"?")[2]
+        lane = self.lanes.get(route.dialect)  # the dialect's own answers (dialects.LANES)
+        if lane is not None:
+            done = lane(query, peer, forwarded)
+            if done is not None:
+                head, tail, self.last = done
+                return head, tail, None
         content_type = _header(headers, b"content-type") if body else None
         recorder = self.recorder
         recorder.reset()

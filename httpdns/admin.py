@@ -11,6 +11,7 @@ writes the batch through the node and answers once the node's own table shows it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,16 @@ from . import fleet, impact
 from .dialects.base import Query, client, is_decimal
 from .dialects.google import qtype_of
 from .errors import BadRequest, HttpdnsError
-from .handlers import CONTEXT, NODE, actor, authorize, expected_revision, json_body, json_response
+from .handlers import (
+    CONFIG,
+    CONTEXT,
+    NODE,
+    actor,
+    authorize,
+    expected_revision,
+    json_body,
+    json_response,
+)
 from .routes import Route
 from .shares_api import SHARES_ROUTE
 from .table import AAAA, A
@@ -414,17 +424,22 @@ def declared_form(snap: Snapshot) -> dict[str, Any]:
 async def _apply(request: web.Request) -> web.Response:
     """Declarative apply: make the registry match the body, as one revision (none when it
     already does); ``?prune=1`` deletes what the body does not name."""
-    authorize(request)
-    body = await json_body(request)
+    authorize(request)  # before reading: only an admitted caller may send a large body
+    body = await json_body(request, request.app[CONFIG].max_apply_bytes)
     snap = await _latest(request)
-    target = declared(snap, body, prune=_flag(request, "prune"))
-    changes = diff(snap, target)
+    # validating and diffing a large registry takes seconds: in a thread, so that the
+    # event loop keeps answering queries meanwhile (snapshots are immutable)
+    changes = await asyncio.to_thread(_declared_diff, snap, body, _flag(request, "prune"))
     if not changes:
         expected = expected_revision(request)
         if expected is not None and expected != snap.revision:
             raise ConflictError(f"expected revision {expected}, the registry is at {snap.revision}")
         return json_response({"revision": snap.revision, "changes": [], "unchanged": True})
     return await _commit(request, changes, {}, "apply", snap=snap)
+
+
+def _declared_diff(snap: Snapshot, body: Any, prune: bool) -> list[Change]:
+    return diff(snap, declared(snap, body, prune=prune))
 
 
 async def _restore(request: web.Request) -> web.Response:

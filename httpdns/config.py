@@ -94,6 +94,9 @@ class Config:
     http_rate: float = 0.0  # requests per second per client address; 0 = no limit
     rrl_rate: float = 0.0  # DNS identical responses per second per client prefix; 0 = off
     rrl_slip: int = 2  # every K-th rate-limited response goes out truncated (TC); 0 = none
+    # the body of a declarative apply (PUT /api/v1/registry) may be this large, read only
+    # after its token is admitted; every other admin body stays within 1 MiB
+    max_apply_bytes: int = 256 << 20
 
     def __repr__(self) -> str:  # never print the token or secrets
         return f"Config(http={self.http}, https={self.https}, store={self.store!r})"
@@ -307,6 +310,7 @@ _LIMITS: dict[str, tuple[type, float, float]] = {
     "http_rate": (float, 0, 1e9),
     "rrl_rate": (float, 0, 1e9),
     "rrl_slip": (int, 0, 100),
+    "max_apply_bytes": (int, 1 << 20, 4 << 30),
 }
 
 

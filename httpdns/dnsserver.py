@@ -46,6 +46,9 @@ log = logging.getLogger("httpdns.dns")
 IDLE_TIMEOUT = 10.0
 MAX_CACHED = 20_000
 MAX_CACHED_BYTES = 16 << 20
+# bytes of Python objects around a kept reply (key and value tuples, the bytes objects'
+# headers, the cache's slot), counted with the reply so that the byte bound holds for RSS
+KEPT_OVERHEAD = 320
 MAX_RRL_ENTRIES = 200_000
 WRITE_HIGH = 256 * 1024
 
@@ -115,7 +118,7 @@ class DnsEngine:
                 rest = rest[:10] + wire[12:z] + rest[z - 2 :]
                 hit[2].n += 1
                 self.last = hit[2]
-                self.exact.put(exact, (hit[0], rest, hit[2]), len(wire) + len(rest))
+                self.exact.put(exact, (hit[0], rest, hit[2]), len(wire) + len(rest) + KEPT_OVERHEAD)
                 return wire[:2] + rest
         recorder = self.recorder
         recorder.reset()
@@ -142,8 +145,9 @@ class DnsEngine:
         self.last = ("dns", rcode, answers)
         if norm is not None and out.deps:
             kept = (out.deps, out.wire[2:], self.stats.tally("dns", rcode, answers))
-            self.cache.put((norm[0], peer, udp), kept, len(out.wire) * 2)
-            self.exact.put(exact, kept, len(out.wire) * 2)
+            size = len(out.wire) * 2 + KEPT_OVERHEAD
+            self.cache.put((norm[0], peer, udp), kept, size)
+            self.exact.put(exact, kept, size)
         return out.wire
 
     def sampled(self, seconds: float, peer: str) -> None:

@@ -41,7 +41,7 @@ import httptools
 import orjson
 
 from .cache import BoundedCache
-from .dialects import Context, Query, Reply
+from .dialects import LANES, Context, Lane, Query, Reply
 from .errors import reply_for
 from .jsonlog import QueryLog
 from .logs import client_log
@@ -57,6 +57,9 @@ MAX_CACHED = 50_000  # front cache entries
 MAX_CACHED_BYTES = 24 << 20  # and bytes (targets + responses), per cache
 MAX_CACHED_TARGET = 1024  # longer request targets are answered, never kept
 SEEN_SLOTS = 1 << 16  # the front cache's doorkeeper (a power of two)
+# bytes of Python objects around a kept response (key and value tuples, deps, the bytes
+# objects' headers, the cache's slot), counted with it so that the byte bound holds for RSS
+KEPT_OVERHEAD = 420
 WRITE_HIGH = 256 * 1024  # output buffered for one connection before it stops being read
 SWEEP = 1.0  # seconds between timeout sweeps
 
@@ -153,6 +156,10 @@ class FastServer:
         self._date = b""
         self._date_at = 0.0
         self._sweeper: asyncio.TimerHandle | None = None
+        # by dialect function: its own answers for requests no front cache can keep
+        self.lanes: dict[object, Lane] = {
+            r.dialect: LANES[r.dialect](self, r) for r in routes if r.dialect in LANES
+        }
 
     # -- connections and timeouts ---------------------------------------------
 
@@ -252,6 +259,12 @@ class FastServer:
                 self.last = hit[3]
                 return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
         query = target.partition(b"?")[2]
+        lane = self.lanes.get(route.dialect)  # the dialect's own answers (dialects.LANES)
+        if lane is not None:
+            done = lane(query, peer, forwarded)
+            if done is not None:
+                head, tail, self.last = done
+                return head, tail, None
         content_type = _header(headers, b"content-type") if body else None
         recorder = self.recorder
         recorder.reset()
@@ -289,7 +302,7 @@ class FastServer:
             and ("ip" not in params or self._seen_before(key))
         ):
             kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
-            self.cache.put(key, kept, len(target) + len(head) + len(tail))
+            self.cache.put(key, kept, len(target) + len(head) + len(tail) + KEPT_OVERHEAD)
         return head, tail, None
 
     def _seen_before(self, key: _Key) -> bool:
@@ -596,7 +609,9 @@ class FastHTTP(asyncio.Protocol):
         if kept is not None and end - start <= MAX_REPEAT and not server.limits.http_rate:
             raw = self.buf[start:end]
             server.repeat.put(
-                (raw, self.peer), (kept[0], head, tail, keep, kept[3]), 2 * len(raw) + len(tail)
+                (raw, self.peer),
+                (kept[0], head, tail, keep, kept[3]),
+                2 * len(raw) + len(tail) + KEPT_OVERHEAD,
             )
         if not keep:
             transport.close()

@@ -17,7 +17,7 @@ from aiohttp import web
 from .config import ROLES, Config
 from .dialects import Context
 from .dialects.base import is_decimal
-from .errors import AdminDisabled, BadRequest, Forbidden, Unauthorized
+from .errors import AdminDisabled, BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from .node import Node
 
 NODE = web.AppKey("node", Node)
@@ -31,6 +31,20 @@ ADMIN_NAME = "admin"  # the name of the --admin-token, which has the admin role
 
 MAX_BODY = 1 << 20  # admin JSON bodies
 _ACTOR = re.compile(r"^[\w.@:+-]{1,64}$")
+
+
+async def _read_up_to(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes ``limit`` bytes (decoded: a
+    gzip body counts what it inflates to)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes, over the {limit} this route takes")
+    buf = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        buf += chunk
+        if len(buf) > limit:
+            raise PayloadTooLarge(f"the body is over the {limit} bytes this route takes")
+    return bytes(buf)
 
 
 def json_response(body: object, status: int = 200) -> web.Response:
@@ -121,9 +135,10 @@ def actor(request: web.Request) -> str:
     return f"{token}:{person}" if person else str(token)
 
 
-async def json_body(request: web.Request) -> Any:
-    """The request's JSON body (400 when missing or not JSON; 413 past ``MAX_BODY``)."""
-    raw = await request.read()
+async def json_body(request: web.Request, limit: int = MAX_BODY) -> Any:
+    """The request's JSON body (400 when missing or not JSON; 413 past ``limit`` bytes,
+    ``MAX_BODY`` unless the route allows more: call it only once the caller is admitted)."""
+    raw = await request.read() if limit <= MAX_BODY else await _read_up_to(request, limit)
     if not raw:
         raise BadRequest("the request needs a JSON body")
     try:

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.changes import Change, ChangeSet
 from registry.snapshot import Snapshot
 
 from .hashing import BUCKETS
 from .steering import CompiledService, compile_service, decide
+
+if TYPE_CHECKING:
+    from .table import RoutingTable
 
 SAMPLE_SIZE = 4096
 # Evenly spread buckets: the same sample on every run, so two dry runs agree.
@@ -229,27 +232,32 @@ def impact(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str,
     }
 
 
-# name -> (the compiled service it was computed from, its empty regions)
-_MEMO: dict[str, tuple[CompiledService, list[str]]] = {}
+# name -> (the records it was computed from, its empty regions)
+_MEMO: dict[str, tuple[tuple[object, ...], list[str]]] = {}
 
 
-def answering_empty(services: Mapping[str, CompiledService]) -> dict[str, list[str]]:
-    """Services of the routing table (``services``: name -> compiled service) that answer
-    empty in some region. Health checks ask often: a service is looked at again only when
-    its compiled entry changed (a datacenter change recompiles every one)."""
+def answering_empty(table: RoutingTable) -> dict[str, list[str]]:
+    """Services of the routing table that answer empty in some region. Health checks ask
+    often: a service is looked at again only when one of its records (or the datacenters)
+    changed, and one not compiled yet is compiled for the look and not kept, so that the
+    table stays lazily compiled (only asked-for services held in memory)."""
+    snap = table.snapshot
     out: dict[str, list[str]] = {}
-    for name, svc in services.items():
+    for name, service in snap.services.items():
+        key = (service, snap.endpoints.get(name), snap.releases.get(name), snap.datacenters)
         seen = _MEMO.get(name)
-        if seen is None or seen[0] is not svc:
+        if seen is None or not all(a is b for a, b in zip(seen[0], key, strict=True)):
+            svc = table.peek(name) or table.compile_detached(name)
             regions = ["default", *sorted(r for r in svc.tables if r != "default")]
             empty = [
                 region
                 for region in regions
                 if not any(decide(svc, family, region, 0).addresses for family in (4, 6))
             ]
-            seen = _MEMO[name] = (svc, empty)
+            seen = _MEMO[name] = (key, empty)
         if seen[1]:
             out[name] = seen[1]
-    for name in [n for n in _MEMO if n not in services]:
-        del _MEMO[name]
+    if len(_MEMO) > len(snap.services):
+        for name in [n for n in _MEMO if n not in snap.services]:
+            del _MEMO[name]
     return dict(sorted(out.items()))

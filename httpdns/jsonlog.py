@@ -69,9 +69,19 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+MAX_VERBS = 20  # changes named in one log line; a bulk apply's line says how many more
+
+
 def verbs(cs: ChangeSet) -> list[str]:
     """``op kind/key`` of each change of a batch, heartbeats left out."""
     return [f"{c.op} {c.kind}/{c.key}" for c in cs.changes if c.kind != "heartbeat"]
+
+
+def _named(done: list[str]) -> list[str]:
+    """The first ``MAX_VERBS`` verbs, then ``... and N more`` (a log line stays short)."""
+    if len(done) <= MAX_VERBS:
+        return done
+    return [*done[:MAX_VERBS], f"... and {len(done) - MAX_VERBS} more"]
 
 
 class ChangeLog:
@@ -82,16 +92,18 @@ class ChangeLog:
         done = verbs(cs)
         if not done:
             return
+        named = _named(done)
         log.info(
             "revision %d by %s: %s",
             cs.revision,
             cs.actor,
-            ", ".join(done),
+            ", ".join(named),
             extra={
                 "event": "registry_change",
                 "revision": cs.revision,
                 "actor": cs.actor,
-                "verbs": done,
+                "changes": len(done),
+                "verbs": named,
             },
         )
         for c in cs.changes:

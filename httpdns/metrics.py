@@ -331,9 +331,21 @@ class NodeMetrics:
         self._published: tuple[float, dict[str, Any]] | None = None
 
     def answers(self) -> dict[Answer, int]:
-        """This process's ``answers_total`` now, by (service, dc, version, cohort)."""
-        rows = self.totals().values.get("httpdns_answers_total", {})
-        return {(k[0], k[1], k[2], k[3]): int(v) for k, v in rows.items()}
+        """This process's ``answers_total`` now, by (service, dc, version, cohort).
+
+        Read from the counters alone (no ``totals``: heartbeats ask every second, and the
+        totals read the node's health too)."""
+        stats = self.stats
+        out = dict(stats.answers)
+        for cell in stats.live():
+            n = cell.n
+            if n:
+                for a in cell.answers:
+                    out[a] = out.get(a, 0) + n
+        for k, v in self.base.values.get("httpdns_answers_total", {}).items():
+            a = (k[0], k[1], k[2], k[3])
+            out[a] = out.get(a, 0) + int(v)
+        return out
 
     def published_answers(self) -> dict[str, Any]:
         """What this process publishes with its heartbeat (``AnswerHistory.windows``),
@@ -472,7 +484,9 @@ class Exposition:
 
 WINDOWS = (10, 60, 300)  # seconds: the windows a node publishes its answer increments over
 KEEP_EVERY = 5.0  # seconds between two kept readings
-PUBLISH_EVERY = 1.0  # seconds a published set of windows is reused
+PUBLISH_EVERY = (
+    5.0  # seconds a published set of windows is reused (KEEP_EVERY: readings move no faster)
+)
 
 
 class AnswerHistory:

@@ -405,7 +405,7 @@ class Node:
             "services": len(self.table.services),
             "started_from": self.started_from,
             # services that answer nobody in some region (a drain, a flip, a deleted endpoint)
-            "empty": answering_empty(self.table.services),
+            "empty": answering_empty(self.table),
         }
         detail = self._problems.get(REGRESSED) or self._problems.get(DAMAGED)
         if detail is not None:

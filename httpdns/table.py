@@ -244,6 +244,14 @@ class RoutingTable:
             svc = self._compiled[name] = self._compile(self.snapshot, name)
         return svc
 
+    def peek(self, name: str) -> CompiledService | None:
+        """The compiled ``name`` if it has been compiled (never compiles)."""
+        return self._compiled.get(name)
+
+    def compile_detached(self, name: str) -> CompiledService:
+        """``name`` compiled for a look (health, impact), not kept in the table."""
+        return self._compile(self.snapshot, name)
+
     @staticmethod
     def _compile(snap: Snapshot, name: str) -> CompiledService:
         return compile_service(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .model import (
@@ -84,11 +84,13 @@ class Change:
 
     def named(self, verb: str) -> Change:
         """This change with its operation named (``shift``, ``drain``...) for the audit log."""
-        return replace(self, verb=verb)
+        # the constructor, not dataclasses.replace: ~10x cheaper, and a bulk apply names
+        # and fills in hundreds of thousands of changes
+        return Change(self.op, self.kind, self.key, self.value, self.before, verb, self.known)
 
     def with_before(self, before: Record | None) -> Change:
         """This change with the record it replaces (or None: it did not exist)."""
-        return replace(self, before=before, known=True)
+        return Change(self.op, self.kind, self.key, self.value, before, self.verb, True)
 
     @property
     def service(self) -> str | None:

@@ -52,13 +52,32 @@ class Digest:
         return cls(int(parts[0]), int(parts[1]), int(parts[2]))
 
 
+class RunningDigest:
+    """A digest computed record by record, while the records stream past (a load reads
+    each row once: hashed, then decoded, never all held at once)."""
+
+    __slots__ = ("count", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+
+    def add(self, field: bytes, value: bytes) -> None:
+        """Count one record."""
+        self.count += 1
+        self.total = (self.total + record_hash(field, value)) % MODULUS
+
+    def at(self, revision: int) -> Digest:
+        """The digest of the records added so far, at ``revision``."""
+        return Digest(revision, self.count, self.total)
+
+
 def digest_of(revision: int, records: Iterable[tuple[bytes, bytes]]) -> Digest:
     """The digest of ``(field, value)`` pairs at ``revision``."""
-    count = total = 0
+    running = RunningDigest()
     for field, value in records:
-        count += 1
-        total = (total + record_hash(field, value)) % MODULUS
-    return Digest(revision, count, total)
+        running.add(field, value)
+    return running.at(revision)
 
 
 def mismatch(expected: Digest, found: Digest) -> str | None:

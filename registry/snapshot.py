@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -280,7 +281,8 @@ class Snapshot:
         endpoints: dict[str, dict[str, Any]] = {}
         for key, ep in tables["endpoint"].items():
             svc, _, eid = key.partition("/")
-            endpoints.setdefault(svc, {})[eid] = ep
+            # the loaded record's interned strings: one copy of each name, not one per key
+            endpoints.setdefault(intern(svc), {})[intern(eid)] = ep
         return cls(
             revision,
             tables["datacenter"],
@@ -308,7 +310,10 @@ class Snapshot:
             {k: Datacenter.load(x) for k, x in d["datacenters"].items()},
             {k: Region.load(x) for k, x in d["regions"].items()},
             {k: Service.load(x) for k, x in d["services"].items()},
-            {s: {i: Endpoint.load(e) for i, e in eps.items()} for s, eps in d["endpoints"].items()},
+            {
+                intern(s): {intern(i): Endpoint.load(e) for i, e in eps.items()}
+                for s, eps in d["endpoints"].items()
+            },
             {k: Release.load(x) for k, x in d["releases"].items()},
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},

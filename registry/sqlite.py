@@ -16,7 +16,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +24,15 @@ from typing import Any, TypeVar
 import orjson
 
 from .changes import Change, ChangeSet
-from .digest import MODULUS, Digest, digest_of, field_name, mismatch, record_hash
+from .digest import (
+    MODULUS,
+    Digest,
+    RunningDigest,
+    digest_of,
+    field_name,
+    mismatch,
+    record_hash,
+)
 from .errors import (
     ConflictError,
     StoreDamagedError,
@@ -382,8 +390,17 @@ def _load(conn: sqlite3.Connection, path: str) -> tuple[Snapshot, str | None]:
     try:
         meta = dict(conn.execute("SELECT k, v FROM meta"))
         revision = int(meta["revision"])
-        rows = conn.execute("SELECT kind, key, value FROM records").fetchall()
-        found = digest_of(revision, ((field_name(k, key), bytes(v)) for k, key, v in rows))
+        running = RunningDigest()
+
+        def rows() -> Iterator[tuple[str, str, bytes]]:
+            # streamed: each row hashed, then decoded; the rows are never all in memory
+            for kind, key, value in conn.execute("SELECT kind, key, value FROM records"):
+                value = bytes(value)
+                running.add(field_name(kind, key), value)
+                yield kind, key, value
+
+        snap, bad = Snapshot.decode_records(revision, rows())
+        found = running.at(revision)
         stored = meta.get("digest_revision")
         if stored is None or stored < revision:
             # Written before digests existed (or by an older version since): this file is
@@ -397,7 +414,6 @@ def _load(conn: sqlite3.Connection, path: str) -> tuple[Snapshot, str | None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    snap, bad = Snapshot.decode_records(revision, rows)
     if bad and why is None:
         why = f"unreadable records: {', '.join(bad[:5])}"
     if why is not None:

@@ -7,6 +7,7 @@ the group creates it and options given after a subcommand update it.
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 import urllib.error
@@ -19,6 +20,8 @@ from typing import Any
 
 from ..config import DEFAULT_SERVER
 from .errors import CliError, UnreachableError, api_error
+
+GZIP_OVER = 256 << 10  # request bodies larger than this go gzip-compressed (a big apply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +89,16 @@ class Client:
         if query:
             url += ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
+        gzipped = data is not None and len(data) > GZIP_OVER
+        if gzipped:
+            data = gzip.compress(data, compresslevel=5)  # type: ignore[arg-type]
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")
         request.add_header("User-Agent", "httpdns-cli")
         if data is not None:
             request.add_header("Content-Type", "application/json")
+        if gzipped:
+            request.add_header("Content-Encoding", "gzip")
         for name, value in (headers or {}).items():
             request.add_header(name, value)
         try:

@@ -9,6 +9,7 @@ one revision (nothing when it already does); ``export`` writes the current regis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -23,6 +24,7 @@ from .errors import CliError
 from .options import ClientCommand, pass_client, write_options
 from .render import done, fmt_diff, print_json
 
+APPLY_TIMEOUT = 900.0  # seconds the node may take to answer an apply (a large one is slow)
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -42,7 +44,9 @@ def apply(client: Client, path: str, prune: bool) -> None:
         raise CliError(f"{path}: {exc}") from None
     current = client.api("GET", "/registry")
     params = {"prune": "1"} if prune else None
-    data = client.api("PUT", "/registry", body, params=params, if_match=current.get("revision"))
+    # a registry of 100,000 services takes the node a minute to validate and commit
+    slow = dataclasses.replace(client, timeout=max(client.timeout, APPLY_TIMEOUT))
+    data = slow.api("PUT", "/registry", body, params=params, if_match=current.get("revision"))
     changes = data.get("changes") or []
     if client.json:
         print_json(data)

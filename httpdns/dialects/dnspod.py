@@ -7,10 +7,16 @@ With ``id=ACCOUNT`` the request is the encrypted dialect (``dnspod_crypto``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import BadRequest
 from ..table import AAAA, A, Deps
 from .base import Context, Query, Reply, client, param, qname, text_reply
 from .dnspod_crypto import resolve_encrypted
+from .dnspod_lane import Host, Lane, lane
+
+if TYPE_CHECKING:
+    from ..routes import Route
 
 _TYPES = {"a": (A,), "aaaa": (AAAA,), "addrs": (A, AAAA)}
 
@@ -20,6 +26,11 @@ def resolve_d(q: Query, ctx: Context) -> Reply:
     if "id" in q.params:
         return resolve_encrypted(q, ctx, _resolve_plain)
     return _resolve_plain(q, ctx)
+
+
+def lane_d(host: Host, route: Route) -> Lane:
+    """The fast path's lane for encrypted ``/d`` (AES), answering through the plain dialect."""
+    return lane(host, route, _resolve_plain)
 
 
 def _resolve_plain(q: Query, ctx: Context) -> Reply:

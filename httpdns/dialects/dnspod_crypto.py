@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.algorithms import AES
 
 from registry.errors import RegistryError
 
+from ..cache import BoundedCache
 from ..config import DnspodAccount
 from ..errors import HttpdnsError
 from ..table import RoutingTable
@@ -46,10 +47,40 @@ AES_BLOCK = 16
 MAX_HEX = 1024  # a 253-character name encrypted with AES is 2 * (16 + 256) = 544 hex digits
 MAX_MEMO = 16_384  # decrypted DES parameters kept per key (a dict; cleared when full)
 MAX_REPLIES = 20_000  # plain replies kept for encrypted requests, per process
+MAX_REPLY_BYTES = 8 << 20  # and their bytes (parameters, peer, answer; roughly)
 NO_STORE = (("Cache-Control", "no-store"),)
 _PADS = [bytes((n,)) * n for n in range(AES_BLOCK + 1)]  # PKCS#7 padding of n bytes
 
 Plain = Callable[[Query, Context], Reply]
+# config, account, algorithm, decrypted parameters, peer, forwarded-for
+_ReplyKey = tuple[int, str, str, tuple[tuple[str, str], ...], str | None, str | None]
+
+
+class RandomPool:
+    """Bytes of the OS CSPRNG (``os.urandom``), fetched ``size`` at a time: one system call
+    per 256 IVs instead of one per IV. Each byte is handed out once; a forked child drops
+    what its parent fetched (``os.register_at_fork``), so no two processes share an IV."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._buf = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        """Drop the fetched bytes."""
+        self._buf, self._at = b"", 0
+
+    def __call__(self, n: int) -> bytes:
+        """``n`` fresh random bytes."""
+        at = self._at
+        if at + n > len(self._buf):
+            self._buf, at = os.urandom(max(n, self.size)), 0
+        self._at = at + n
+        return self._buf[at : at + n]
+
+
+RANDOM = RandomPool()
 
 
 class CipherError(ValueError):
@@ -89,28 +120,82 @@ class DesCodec:
 
 
 class AesCodec:
-    """AES-CBC with PKCS#7 padding and a random IV before the ciphertext."""
+    """AES-CBC with PKCS#7 padding and a fresh random IV before the ciphertext.
+
+    Building an OpenSSL context costs several times the AES itself, so two long-lived
+    contexts serve every request, CBC's chaining doing the rest. A CBC decryptor fed
+    ``a + b`` (whole blocks) outputs ``D(a) ^ previous`` (dropped here: it depends on
+    the previous call) and then ``D(b) ^ a``. So:
+
+    - decrypting ``IV + ciphertext``, its output after the first block is exactly the
+      plaintext (CBC decrypts each block with the block before it, the IV for the first);
+    - encrypting, the IV is ``random(16)`` (the OS CSPRNG: ``RANDOM``); the decryptor fed
+      ``last + iv`` gives ``x = D(iv) ^ last``, ``last`` being the long-lived CBC
+      encryptor's previous output block, and that encryptor fed ``x`` outputs
+      ``E(x ^ last) == iv``: it is now chained on the IV, and the padded plaintext that
+      follows comes out as its ciphertext. IV and ciphertext are bit for bit what a new
+      ``Cipher(AES(key), CBC(iv))`` gives (checked on every call: the first block must
+      be the IV).
+
+    Not thread-safe; a node answers queries on its event loop thread.
+    """
 
     block = AES_BLOCK
 
-    def __init__(self, key: bytes, random: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, key: bytes, random: Callable[[int], bytes] = RANDOM) -> None:
         if len(key) not in (16, 24, 32):
             raise ValueError("an AES key has 16, 24 or 32 bytes")
         self._algorithm = AES(key)
         self._random = random
+        self._dec: CipherContext = Cipher(self._algorithm, modes.CBC(bytes(16))).decryptor()
+        self._start()
+
+    def _start(self) -> None:
+        self._enc: CipherContext = Cipher(self._algorithm, modes.CBC(bytes(16))).encryptor()
+        self._last = bytes(16)  # the encryptor's chaining block (its IV, to begin with)
 
     def encrypt(self, plain: bytes) -> bytes:
         """A fresh IV followed by the ciphertext of ``plain``."""
         iv = self._random(AES_BLOCK)
-        enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
-        return iv + enc.update(pad(plain, AES_BLOCK)) + enc.finalize()
+        x = self._dec.update(self._last + iv)[AES_BLOCK:]
+        out = self._enc.update(x + pad(plain, AES_BLOCK))
+        if out[:AES_BLOCK] != iv:  # cannot happen (whole blocks in, whole blocks out)
+            self._start()
+            enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
+            return iv + enc.update(pad(plain, AES_BLOCK))
+        self._last = out[-AES_BLOCK:]
+        return out
 
     def decrypt(self, data: bytes) -> bytes:
         """The plaintext of ``IV + ciphertext``; ``CipherError`` when it is not ours."""
         if len(data) < 2 * AES_BLOCK or len(data) % AES_BLOCK:
             raise CipherError("the ciphertext is not an IV and whole AES blocks")
-        dec = Cipher(self._algorithm, modes.CBC(data[:AES_BLOCK])).decryptor()
-        return unpad(dec.update(data[AES_BLOCK:]) + dec.finalize(), AES_BLOCK)
+        return unpad(self._dec.update(data)[AES_BLOCK:], AES_BLOCK)
+
+    def decrypt_hexes(self, texts: Sequence[str]) -> list[str]:
+        """The texts of hex parameters (each an IV and ciphertext), in one decryptor call
+        (the IV block of each one resets the chain for it); ``CipherError`` when any is
+        not ours."""
+        for text in texts:
+            if len(text) > MAX_HEX or len(text) < 4 * AES_BLOCK or len(text) % (2 * AES_BLOCK):
+                raise CipherError("the ciphertext is not an IV and whole AES blocks")
+        joined = "".join(texts)
+        try:
+            data = bytes.fromhex(joined)
+        except ValueError:
+            raise CipherError("not hex digits") from None
+        if 2 * len(data) != len(joined):  # fromhex skips whitespace; we take none
+            raise CipherError("not hex digits")
+        out = self._dec.update(data)
+        found, at = [], 0
+        for text in texts:
+            end = at + len(text) // 2
+            try:
+                found.append(unpad(out[at + AES_BLOCK : end], AES_BLOCK).decode("ascii"))
+            except UnicodeDecodeError:
+                raise CipherError("the plaintext is not ASCII text") from None
+            at = end
+        return found
 
 
 Codec = DesCodec | AesCodec
@@ -179,33 +264,35 @@ def _empty(status: int) -> Reply:
 
 
 class Replies:
-    """Plain replies of encrypted requests, keyed by the decrypted request (account,
-    algorithm, parameters, peer), each with the compiled services it came from: reused
-    while those are unchanged, as the front cache does for plain requests. Never
-    served as such: the caller encrypts them per request."""
+    """Plain replies of encrypted requests, keyed by the decrypted request (config,
+    account, algorithm, parameters, peer, forwarded-for), each with the compiled
+    services it came from: reused while those are unchanged, as the front cache does
+    for plain requests. Never served as such: the caller encrypts them per request.
+    Bounded by entries and by bytes (junk parameters are part of the key). The fast
+    path keeps its own (``dnspod_lane.Lane``); this one serves the aiohttp front end
+    and the requests the lane leaves to the dialect function."""
 
-    def __init__(self, limit: int = MAX_REPLIES) -> None:
-        self.limit = limit
-        self.entries: dict[tuple[object, ...], Reply] = {}
+    def __init__(self, max_entries: int = MAX_REPLIES, max_bytes: int = MAX_REPLY_BYTES) -> None:
+        self.entries: BoundedCache[_ReplyKey, Reply] = BoundedCache(max_entries, max_bytes)
 
-    def get(self, key: tuple[object, ...], table: RoutingTable) -> Reply | None:
+    def get(self, key: _ReplyKey, table: RoutingTable) -> Reply | None:
         """The remembered reply, if the services it came from (``deps``) are unchanged."""
         hit = self.entries.get(key)
         if hit is None or not table.still_valid(hit.deps):
             return None
         return hit
 
-    def put(self, key: tuple[object, ...], reply: Reply) -> None:
-        """Remember a reply (everything is dropped when full)."""
-        if len(self.entries) >= self.limit:
-            self.entries.clear()
-        self.entries[key] = reply
+    def put(self, key: _ReplyKey, reply: Reply) -> None:
+        """Remember a reply (the oldest go when over a bound)."""
+        _, _, _, params, peer, forwarded = key
+        size = 200 + sum(len(k) + len(v) for k, v in params) + len(reply.body)
+        self.entries.put(key, reply, size + len(peer or "") + len(forwarded or ""))
 
 
 REPLIES = Replies()
 
 
-def _answer(q: Query, ctx: Context, plain: Plain, key: tuple[object, ...]) -> Reply:
+def _answer(q: Query, ctx: Context, plain: Plain, key: _ReplyKey) -> Reply:
     """The plain reply for a decrypted request: remembered, or computed."""
     found = REPLIES.get(key, ctx.table)
     if found is not None:
@@ -214,6 +301,23 @@ def _answer(q: Query, ctx: Context, plain: Plain, key: tuple[object, ...]) -> Re
     if reply.status == 200 and reply.deps:
         REPLIES.put(key, reply)
     return reply
+
+
+def decrypted_params(params: Mapping[str, str], c: Codec) -> dict[str, str]:
+    """The plain dialect's parameters of an encrypted request: ``dn`` (and ``ip`` when
+    given) decrypted, ``id`` and ``alg`` dropped; ``CipherError`` for a bad ciphertext."""
+    out = {k: v for k, v in params.items() if k not in _OURS}
+    dn, ip = params.get("dn", ""), params.get("ip")
+    if isinstance(c, AesCodec):  # both in one decryptor call
+        texts = c.decrypt_hexes((dn, ip) if ip else (dn,))
+        out["dn"] = texts[0]
+        if ip:
+            out["ip"] = texts[1]
+        return out
+    out["dn"] = decrypt_hex(c, dn)
+    if ip:
+        out["ip"] = decrypt_hex(c, ip)
+    return out
 
 
 def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
@@ -228,11 +332,8 @@ def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
     c = account_codec(account, alg)
     if c is None:
         return _empty(403)
-    params = {k: v for k, v in q.params.items() if k not in _OURS}
     try:
-        params["dn"] = decrypt_hex(c, q.params.get("dn", ""))
-        if q.params.get("ip"):
-            params["ip"] = decrypt_hex(c, q.params["ip"])
+        params = decrypted_params(q.params, c)
     except CipherError:
         return _empty(400)
     inner = Query(params=params, peer=q.peer, forwarded_for=q.forwarded_for, account=q.account)

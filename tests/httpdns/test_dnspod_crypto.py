@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +36,7 @@ from httpdns.dialects.dnspod_crypto import (
     AesCodec,
     CipherError,
     DesCodec,
+    RandomPool,
     codec,
     decrypt_hex,
     encrypt_hex,
@@ -107,6 +111,59 @@ def test_aes_round_trips_with_random_ivs() -> None:
         assert decrypt_hex(aes, hex_text) == text
         seen.add(hex_text[:32])
     assert len(seen) == 50  # a fresh IV every time
+
+
+def test_aes_encryption_is_textbook_cbc_under_fresh_ivs() -> None:
+    """The long-lived contexts give exactly what a new Cipher per message gives."""
+    rng = random.Random(17)
+    ivs: list[bytes] = []
+
+    def fresh(n: int) -> bytes:
+        ivs.append(rng.randbytes(n))
+        return ivs[-1]
+
+    for key in (AES_KEY, AES256_KEY):
+        aes = AesCodec(key.encode(), random=fresh)
+        for i in range(60):
+            text = rng.randbytes(i % 40)
+            out = aes.encrypt(text)
+            enc = Cipher(algorithms.AES(key.encode()), modes.CBC(ivs[-1])).encryptor()
+            padded = text + bytes((16 - len(text) % 16,)) * (16 - len(text) % 16)
+            assert out == ivs[-1] + enc.update(padded) + enc.finalize()
+            # decrypting in between (another long-lived context) changes nothing
+            assert aes.decrypt(out) == text
+
+
+def test_aes_parameters_decrypt_in_one_call() -> None:
+    aes = AesCodec(AES_KEY.encode())
+    texts = ["www.example.org", "198.51.100.7", "a" * 40]
+    hexes = [encrypt_hex(aes, t) for t in texts]
+    assert aes.decrypt_hexes(hexes) == texts
+    assert aes.decrypt_hexes(hexes[::-1]) == texts[::-1]
+    assert aes.decrypt_hexes(hexes[:1]) == texts[:1]
+    for bad in ("", "00", hexes[1][:-32], hexes[1][:-1] + "g", " " + hexes[1][1:],
+                hexes[1][:32] + "87ae992c1321f299da3c0210a9900ae7"):  # fmt: skip
+        with pytest.raises(CipherError):
+            aes.decrypt_hexes([hexes[0], bad])
+    assert aes.decrypt_hexes(hexes) == texts  # a failure leaves nothing behind
+
+
+def test_random_pool_hands_out_each_byte_once_and_not_to_a_forked_child() -> None:
+    pool = RandomPool(size=64)
+    chunks = [pool(16) for _ in range(20)]  # over several refills
+    assert all(len(c) == 16 for c in chunks) and len(set(chunks)) == 20
+    assert len(pool(100)) == 100  # more than the pool size at once
+    pool(16)  # the parent holds fetched bytes now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next bytes must not be the parent's
+        os.write(write, pool(16))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert len(child) == 16 and child != pool(16)
 
 
 def test_des_parameters_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

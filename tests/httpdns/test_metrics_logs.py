@@ -113,3 +113,18 @@ def test_query_log_odds(caplog: pytest.LogCaptureFixture) -> None:
         for _ in range(3):
             qlog.maybe("dns", "NOERROR", [(SHOP, "idc", "v1", "stable")], 1e-5, "192.0.2.1")
     assert len(caplog.records) == 1
+
+
+def test_a_bulk_change_logs_one_short_line(caplog: pytest.LogCaptureFixture) -> None:
+    from httpdns.jsonlog import MAX_VERBS
+    from registry import Service, Snapshot
+
+    changes = tuple(
+        Change.put(Service(f"s{i}.example.org", {"default": {"idc": 1}})) for i in range(500)
+    )
+    with caplog.at_level(logging.INFO, logger="httpdns.events"):
+        ChangeLog()(Snapshot(), ChangeSet(7, changes, "bulk@ci"))
+    (rec,) = [r for r in caplog.records if getattr(r, "event", "") == "registry_change"]
+    assert rec.changes == 500  # type: ignore[attr-defined]
+    assert len(rec.verbs) == MAX_VERBS + 1 and rec.verbs[-1] == "... and 480 more"  # type: ignore[attr-defined]
+    assert len(rec.getMessage()) < 2_000

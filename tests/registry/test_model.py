@@ -607,3 +607,19 @@ def test_change_put_derives_kind_and_key(
     assert change.value is record
     assert change.service == svc
     assert Change.load(change.to_dict()) == change
+
+
+def test_loaded_records_share_what_they_repeat() -> None:
+    data = service().to_dict()
+    a = Service.load(json.loads(json.dumps(data)))
+    b = Service.load(json.loads(json.dumps({**data, "name": "other.example.org"})))
+    assert a.traffic is b.traffic  # one read-only copy of an equal table
+    assert a == service()
+    with pytest.raises(TypeError):
+        a.traffic["default"]["x"] = 1  # type: ignore[index]
+    with pytest.raises(TypeError):
+        a.traffic["x"] = {}  # type: ignore[index]
+    e1 = Endpoint.load(json.loads(json.dumps(endpoint().to_dict())))
+    e2 = Endpoint.load(json.loads(json.dumps(endpoint().to_dict())))
+    assert e1 == e2 == endpoint()
+    assert e1.service is e2.service and e1.dc is e2.dc and e1.version is e2.version

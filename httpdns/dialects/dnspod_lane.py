@@ -1,0 +1,181 @@
+"""AES-encrypted ``/d`` on the fast path: the plaintext answer from a cache, a fresh
+ciphertext per request.
+
+An AES reply is never kept by the front cache (a fresh IV every time), and real
+clients encrypt every request with a fresh IV too, so no two requests are equal
+byte for byte: each one is framed by llhttp, decrypted and encrypted. What can be
+shared is the plaintext answer: ``Lane`` keeps it per decrypted request (account,
+parameters, peer, forwarded-for) with the compiled services it came from and the
+metrics cell its hits count in, and reuses it while those services are unchanged,
+as the front cache does for plain requests. Nothing keyed by a ciphertext is kept
+(it would never hit) and no key material enters the cache.
+
+``httpdns.fasthttp`` tries the lane before the dialect function (``LANES`` in
+``httpdns.dialects``); it answers only well-formed AES requests it can serve and
+returns None for everything else (DES, plain ``/d``, every error), which then takes
+the dialect's own path (``resolve_encrypted``) and its one error mapping.
+"""
+
+from __future__ import annotations
+
+from binascii import hexlify
+from typing import TYPE_CHECKING, Protocol
+
+from ..cache import BoundedCache
+from ..metrics import Answer, QueryStats, Recorder, Tally, rcode_of
+from ..table import RoutingTable
+from .base import Context, Query, Reply
+from .dnspod_crypto import NO_STORE, AesCodec, CipherError, Plain, codec
+
+if TYPE_CHECKING:
+    from ..routes import Route
+
+MAX_ENTRIES = 20_000  # plaintext answers kept, per fast server
+MAX_BYTES = 8 << 20  # and their bytes (parameters, peer, answer), as counted by ``_size``
+ENTRY_OVERHEAD = 200  # the tuples and the dict slot of one entry, roughly
+
+# What ``FastServer.respond`` sets as ``last``: the metrics cell of a hit, or the labels of a
+# computed answer (counted once already).
+Last = Tally | tuple[str, str, tuple[Answer, ...]]
+# deps, plaintext answer body, metrics cell
+_Entry = tuple[tuple[tuple[str, object], ...], bytes, Tally]
+_Key = tuple[str, tuple[tuple[str, str], ...], str | None, bytes | None]
+_OK = b"HTTP/1.1 200 OK\r\n"
+
+
+class Host(Protocol):
+    """What a lane uses of its fast server (``httpdns.fasthttp.FastServer``)."""
+
+    @property
+    def context(self) -> Context:
+        """The dialects' context (its table records answers: ``recorder``)."""
+
+    @property
+    def table(self) -> RoutingTable:
+        """The routing table itself, for the validity checks."""
+
+    @property
+    def recorder(self) -> Recorder:
+        """Notes the decisions a dialect makes (``httpdns_answers_total``)."""
+
+    @property
+    def stats(self) -> QueryStats:
+        """The query counters."""
+
+
+class Lane:
+    """AES-encrypted ``/d`` requests of one fast server (see the module docstring)."""
+
+    def __init__(
+        self,
+        host: Host,
+        route: Route,
+        plain: Plain,
+        max_entries: int = MAX_ENTRIES,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
+        from ..routes import reply_headers  # routes imports the dialects
+
+        self.host = host
+        self.table = host.table
+        self.stats = host.stats
+        self.dialect = route.metric
+        self.plain = plain
+        accounts = host.context.config.dnspod.values()
+        self.codecs = {a.id: _aes(a.aes_key) for a in accounts if a.aes_key is not None}
+        self.cache: BoundedCache[_Key, _Entry] = BoundedCache(max_entries, max_bytes)
+        # Everything of the response but the Date line, the Content-Length value and the
+        # body, in the order FastServer._parts writes it.
+        headers = reply_headers(route, Reply(200, "", b"", NO_STORE))
+        self._before = b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: "
+        self._after = b"\r\n" + b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+
+    def __call__(
+        self, query: bytes, peer: str | None, forwarded: bytes | None
+    ) -> tuple[bytes, bytes, Last] | None:
+        """``(status line, the rest less Date, metrics)`` of the answer to an AES request
+        with query string ``query``, or None when the dialect's own path should answer."""
+        if b"alg=" not in query:  # plain /d, the common case: one search
+            return None
+        text = query.decode("latin-1")
+        # Hex parameters need no unquoting: a query with escapes takes the full path, so
+        # this split gives what parse_qsl would (first value wins, as in fasthttp._params).
+        if "%" in text or "+" in text:
+            return None
+        inner: dict[str, str] = {}
+        for part in text.split("&"):
+            k, _, v = part.partition("=")
+            if part and k not in inner:
+                inner[k] = v
+        alg = inner.pop("alg", "")
+        if alg != "aes" and alg.lower() != "aes":
+            return None
+        account = inner.pop("id", "")
+        c = self.codecs.get(account)
+        if c is None:  # unknown, or no AES key
+            return None
+        dn, ip = inner.pop("dn", ""), inner.pop("ip", "")
+        try:
+            if ip:
+                inner["dn"], inner["ip"] = c.decrypt_hexes((dn, ip))
+            else:
+                (inner["dn"],) = c.decrypt_hexes((dn,))
+        except CipherError:
+            return None
+        key = (account, tuple(inner.items()), peer, forwarded)
+        hit = self.cache.get(key)
+        last: Last
+        if hit is not None and self.table.still_valid(hit[0]):
+            hit[2].n += 1
+            last = hit[2]
+        else:
+            found = self._compute(key, inner, peer, forwarded)
+            if found is None:
+                return None
+            hit, last = found
+        body = hexlify(c.encrypt(hit[1]))
+        return _OK, b"%s%d%s\r\n%s" % (self._before, len(body), self._after, body), last
+
+    def _compute(
+        self, key: _Key, inner: dict[str, str], peer: str | None, forwarded: bytes | None
+    ) -> tuple[_Entry, Last] | None:
+        """Answer a decrypted request with the plain dialect, keep and count it; None when
+        it is not a served name (the full path answers it, errors included)."""
+        recorder = self.host.recorder
+        recorder.reset()
+        q = Query(
+            params=inner,
+            peer=peer,
+            forwarded_for=forwarded.decode("latin-1") if forwarded else None,
+        )
+        try:
+            reply = self.plain(q, self.host.context)
+        except Exception:  # the full path answers it through the one error mapping (and logs it)
+            return None
+        if reply.status != 200 or not reply.body or not reply.deps:
+            return None
+        answers = tuple(recorder.answers)
+        rcode = rcode_of(self.dialect, 200, reply.body, recorder.unanswered)
+        self.stats.count(self.dialect, rcode, answers)
+        entry = (reply.deps, reply.body, self.stats.tally(self.dialect, rcode, answers))
+        self.cache.put(key, entry, _size(key, reply.body))
+        return entry, (self.dialect, rcode, answers)
+
+
+def _aes(key: bytes) -> AesCodec:
+    """The account's AES codec (shared with the full path: ``codec``)."""
+    c = codec("aes", key)
+    assert isinstance(c, AesCodec)
+    return c
+
+
+def _size(key: _Key, body: bytes) -> int:
+    """The bytes one entry holds, roughly: its strings and a fixed overhead."""
+    _, inner, peer, forwarded = key
+    params = sum(len(k) + len(v) for k, v in inner)
+    return ENTRY_OVERHEAD + params + len(peer or "") + len(forwarded or b"") + len(body)
+
+
+def lane(host: Host, route: Route, plain: Plain) -> Lane:
+    """The lane of one fast server's ``/d`` route."""
+    return Lane(host, route, plain)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 BIN = 2.0  # seconds per point of the plot
+COLOURS = {"idc/v1": "#1f77b4", "idc/v2": "#7fb3e0", "cloud/v1": "#ff7f0e", "cloud/v2": "#ffbf80"}
 
 
 @dataclass
@@ -104,7 +105,8 @@ def series(records: Sequence[dict[str, Any]], start: float, end: float,
 
 
 def plot(report: dict[str, Any], records: Sequence[dict[str, Any]], path: Path) -> None:
-    """A PNG: the share of requests per datacenter/version over time, stages shaded."""
+    """A PNG: the share of requests per datacenter/version over time, stages shaded; all
+    requests on top, then one panel per service."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
@@ -113,32 +115,43 @@ def plot(report: dict[str, Any], records: Sequence[dict[str, Any]], path: Path) 
     stages = report["stages"]
     start = stages[0]["started"] if stages else float(records[0]["t"])
     end = stages[-1]["ended"] if stages else float(records[-1]["t"])
-    xs, ys = series(records, start, end)
-    fig, ax = plt.subplots(figsize=(12, 5.5), dpi=100)
-    colours = {"idc/v1": "#1f77b4", "idc/v2": "#7fb3e0", "cloud/v1": "#ff7f0e",
-               "cloud/v2": "#ffbf80"}  # fmt: skip
-    keys = list(ys)
-    ax.stackplot(xs, *(ys[k] for k in keys), labels=keys,
-                 colors=[colours.get(k, "#999999") for k in keys], alpha=0.9)  # fmt: skip
-    for i, stage in enumerate(stages):
+    names = sorted({r["name"] for r in records})
+    panels = [("all requests", list(records))] + [
+        (name, [r for r in records if r["name"] == name]) for name in names
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3 + 1.6 * len(panels)), dpi=100,
+                             sharex=True, gridspec_kw={"height_ratios": [2.2] + [1] * len(names)})  # fmt: skip
+    axes = list(axes) if len(panels) > 1 else [axes]
+    keys = sorted({f"{r['dc']}/{r['version']}" for r in records if r.get("ok")})
+    for ax, (title, subset) in zip(axes, panels, strict=True):
+        xs, ys = series(subset, start, end)
+        ax.stackplot(xs, *(ys.get(k, [0.0] * len(xs)) for k in keys), labels=keys,
+                     colors=[COLOURS.get(k, "#999999") for k in keys], alpha=0.9)  # fmt: skip
+        for i, stage in enumerate(stages):
+            a, b = stage["started"] - start, stage["ended"] - start
+            ax.axvspan(a, b, color="black", alpha=0.07 if i % 2 else 0.0)
+            ax.axvline(a, color="black", linewidth=0.6)
+        failed = [float(r["t"]) - start for r in subset if not r.get("ok")]
+        if failed:
+            ax.plot(failed, [0.03] * len(failed), "rx", label="failed request")
+        ax.set_xlim(0, end - start)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(title if title == "all requests" else title.split(".")[0], fontsize=9)
+    for stage in stages:
         a, b = stage["started"] - start, stage["ended"] - start
-        ax.axvspan(a, b, color="black", alpha=0.06 if i % 2 else 0.0)
-        ax.axvline(a, color="black", linewidth=0.6)
         label = stage["name"].split(":")[0] if ":" in stage["name"] else stage["name"]
-        ax.text((a + b) / 2, 1.02, label, ha="center", va="bottom", fontsize=7, rotation=0,
-                transform=ax.get_xaxis_transform(), wrap=True)  # fmt: skip
-    failed = [float(r["t"]) - start for r in records if not r.get("ok")]
-    if failed:
-        ax.plot(failed, [0.02] * len(failed), "rx", label="failed request")
-    ax.set_xlim(0, end - start)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("share of client requests")
-    ax.set_title(
-        f"What the clients saw: {report['requests']} requests, {report['failed_requests']} failed",
-        pad=22,
+        label = (
+            label.replace(" release of ", "\n").replace(": ", "\n").replace(" the idc", "\nthe idc")
+        )
+        axes[0].text((a + b) / 2, 1.02, label, ha="center", va="bottom", fontsize=7,
+                     transform=axes[0].get_xaxis_transform())  # fmt: skip
+    axes[0].set_title(
+        f"What the clients saw: share of requests per datacenter/version; "
+        f"{report['requests']} requests, {report['failed_requests']} failed",
+        pad=30,
     )
-    ax.legend(loc="lower left", fontsize=8, ncol=len(keys) + bool(failed))
+    axes[0].legend(loc="lower left", fontsize=8, ncol=len(keys) + 1)
+    axes[-1].set_xlabel("seconds")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

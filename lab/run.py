@@ -43,6 +43,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType
@@ -170,8 +171,13 @@ class Lab:
             raise LabError("redis-server is missing (scripts/install installs it)")
         ports = [free_port()] + ([] if self.quick else [free_port()])
         self.redis_port = ports[0]
+        # Sentinel hands out the master's address to nodes in every namespace: announce the
+        # idc's gateway, which every namespace routes to (127.0.0.1 would be their own)
+        announce = self.ns("idc").gateway
         for i, port in enumerate(ports):
-            extra = [] if i == 0 else ["--replicaof", "127.0.0.1", str(ports[0])]
+            extra = [] if i == 0 else ["--replicaof", announce, str(ports[0])]
+            if not self.quick:
+                extra += ["--replica-announce-ip", announce]
             self.procs.start(
                 f"redis-{port}",
                 [redis, "--port", str(port), "--bind", binds, "--save", "", "--appendonly",
@@ -189,7 +195,8 @@ class Lab:
             conf = self.run_dir / f"sentinel-{port}.conf"
             conf.write_text(
                 f"port {port}\nbind {binds}\nprotected-mode no\ndir {self.run_dir}\n"
-                f"sentinel monitor labmaster 127.0.0.1 {ports[0]} 2\n"
+                f"sentinel announce-ip {announce}\n"
+                f"sentinel monitor labmaster {announce} {ports[0]} 2\n"
                 "sentinel down-after-milliseconds labmaster 1000\n"
                 "sentinel failover-timeout labmaster 5000\n"
             )
@@ -295,8 +302,8 @@ class Lab:
 
     def command(self, op: Op) -> list[str]:
         """The argv of an operator command (global options first)."""
-        args = [a if not a.startswith("SPEC:") else str(self.run_dir / f"{a[5:]}.toml")
-                for a in op.args]  # fmt: skip
+        args = [str(self.run_dir / f"{a[5:]}.toml") if a.startswith("SPEC:") else
+                self.node_url(a[5:]) if a.startswith("NODE:") else a for a in op.args]  # fmt: skip
         if op.tool == "httpdns":
             return [str(self.bin / "httpdns"), "--server", self.node_url("idc"), "--token",
                     self.token, "--actor", "lab-operator", *args]  # fmt: skip
@@ -305,7 +312,8 @@ class Lab:
 
     def shown(self, op: Op, dry_run: bool = False) -> str:
         """The command as the README would show it (no token, no addresses)."""
-        args = [f"{a[5:]}.toml" if a.startswith("SPEC:") else a for a in op.args]
+        args = [f"{a[5:]}.toml" if a.startswith("SPEC:") else
+                self.node_url(a[5:]) if a.startswith("NODE:") else a for a in op.args]  # fmt: skip
         return " ".join([op.tool, *args, *(["--dry-run"] if dry_run else [])])
 
     def operate(self, op: Op, actions: list[dict[str, Any]]) -> None:
@@ -421,7 +429,36 @@ class Lab:
             wait_for(lambda: self.master() not in (before, ""), 30, "the Sentinel failover")
             record["output"] = f"master {before} -> {self.master()}"
             say(record["output"])
+            actions.append(record)
+            # Replication is asynchronous: the promoted replica may lack the last writes.
+            # The nodes then keep their table (fail-static) and report the store regressed;
+            # the operator re-seeds Redis from a node, as the README's table says.
+            # Writes the old master took after the promotion are lost too (it stays master
+            # until Sentinel reconfigures it); the nodes notice within their poll period.
+            deadline = time.monotonic() + 25
+            regressed = False
+            while not regressed and time.monotonic() < deadline:
+                self.hold(0.5)
+                regressed = any(self.store_state(dc) == "regressed" for dc in scenario.DATACENTERS)
+            self.cli(self.command(Op("httpdns", ("health",))), "httpdns health")
+            if regressed:
+                restore = Op("httpdns", ("registry", "restore", "--from-node", "NODE:idc"))
+                self.operate(restore, actions)
+                wait_for(lambda: all(self.store_state(dc) == "ok" for dc in scenario.DATACENTERS), 30,
+                         "both nodes to see the store ok after the restore")  # fmt: skip
+            return
         actions.append(record)
+
+    def store_state(self, dc: str) -> str:
+        """The store as the datacenter's node sees it: ok, regressed, damaged, unavailable."""
+        try:
+            with urllib.request.urlopen(self.node_url(dc) + "/healthz", timeout=1) as r:
+                return str(json.loads(r.read()).get("store", ""))
+        except urllib.error.HTTPError as exc:  # 503 still carries the body
+            with exc:
+                return str(json.loads(exc.read()).get("store", ""))
+        except (OSError, ValueError):
+            return ""
 
     def master(self) -> str:
         """The master's port as the first Sentinel sees it ("" when unknown)."""

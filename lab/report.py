@@ -85,6 +85,9 @@ def build(stages: Sequence[StageRun], records: Sequence[dict[str, Any]],
         "failed_requests": len(failures),
         "failures": failures,
         "shares": shares(records),
+        # where the answers came from: "server" (fresh), "cache", "stale" (expired, served
+        # while a refresh runs: a device asks for a name about every 3 s, the TTL is 2 s)
+        "answer_sources": dict(Counter(str(r.get("source")) for r in records if r.get("ok"))),
     }
 
 
@@ -170,6 +173,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"devices in regions {', '.join(report.get('regions', []))}, "
         f"**{report['failed_requests']} failed**; "
         f"{report.get('duration', 0):.0f} s ({'quick' if report.get('quick') else 'full'} run).",
+        "Answers used: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(report.get("answer_sources", {}).items()))
+        + ".",
         "",
         "| stage | seconds | requests | failed | shares (dc/version) |",
         "|---|---:|---:|---:|---|",

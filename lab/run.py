@@ -94,6 +94,7 @@ class Lab:
         self.clients: list[Proc] = []
         self.stage_runs: list[report.StageRun] = []
         self.setup_actions: list[dict[str, Any]] = []
+        self.failed = -1  # failed client requests, once the report is written
         self.bin = Path(sys.executable).parent
         self.repo = Path(__file__).resolve().parent.parent
 
@@ -322,7 +323,8 @@ class Lab:
         if op.dry_run_only:
             record["dry_run_only"] = True
         if op.writes:
-            code, output = self.cli([*self.command(op), "--dry-run"], self.shown(op, True))
+            code, output = self.retried([*self.command(op), "--dry-run"], self.shown(op, True),
+                                        record)  # fmt: skip
             record["dry_run"] = output
             if op.expect_refusal != (code != 0):
                 raise LabError(f"{self.shown(op, True)}: exit {code}, expected "
@@ -330,15 +332,7 @@ class Lab:
             if op.dry_run_only:
                 actions.append(record)
                 return
-        code, output = self.cli(self.command(op), self.shown(op))
-        for _ in range(5):
-            # The controller's heartbeats and health flips move the registry every second;
-            # a command that read an older revision is refused, and the CLI says to run it
-            # again, as an operator would.
-            if code == 0 or "error: conflict:" not in output:
-                break
-            record["conflicts"] = record.get("conflicts", 0) + 1
-            code, output = self.cli(self.command(op), self.shown(op) + "   # again")
+        code, output = self.retried(self.command(op), self.shown(op), record)
         record.update(output=output, exit=code)
         actions.append(record)
         if code != 0:
@@ -348,6 +342,19 @@ class Lab:
                                      "--token", self.token, "wait", "--timeout", "20"], "")  # fmt: skip
             if code != 0:
                 raise LabError(f"httpdns wait: {output}")
+
+    def retried(self, argv: list[str], shown: str, record: dict[str, Any]) -> tuple[int, str]:
+        """Run a CLI; on a revision conflict run it again (up to 5 times), as the CLI's
+        message says: the controller's heartbeats and health flips move the registry
+        every second, and a command that read an older revision is refused. The
+        conflicts are counted in ``record``."""
+        code, output = self.cli(argv, shown)
+        for _ in range(5):
+            if code == 0 or "error: conflict:" not in output:
+                break
+            record["conflicts"] = record.get("conflicts", 0) + 1
+            code, output = self.cli(argv, shown + "   # again, after a conflict")
+        return code, output
 
     def cli(self, argv: list[str], shown: str) -> tuple[int, str]:
         """Run a CLI; print and return its exit status and output."""
@@ -541,6 +548,22 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     lab = Lab(Path(args.out).resolve(), args.quick)
     code = 1
+    try:  # two levels: a signal during the error branch below must still be "interrupted"
+        _run(lab, started)
+        code = 0 if lab.failed == 0 else 1
+    except Interrupted as exc:
+        print(f"interrupted ({exc}): cleaning up", file=sys.stderr)
+        code = 130
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
+        lab.cleanup()
+        say(f"cleaned up ({time.time() - started:.0f} s in all)")
+    return code
+
+
+def _run(lab: Lab, started: float) -> None:
+    """Build, run the stages, write the report; on an error, report what ran."""
     try:
         sweep()
         lab.build()
@@ -553,19 +576,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{lab.out / 'summary.md'}")  # fmt: skip
         for f in result["failures"][:20]:
             say(f"  failed: {f['time']} {f['client']} {f['name']}: {f['error']}")
-        code = 0 if result["failed_requests"] == 0 else 1
+        lab.failed = result["failed_requests"]
     except (LabError, ProcessError, DockerError, net.NetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        lab.failed = -1
         if lab.clients:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(LabError, ProcessError, OSError, ValueError):
                 lab.stop_clients()
                 lab.write_report(started)
-    except Interrupted as exc:
-        print(f"interrupted ({exc}): cleaning up", file=sys.stderr)
-        code = 130
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
-        lab.cleanup()
-        say(f"cleaned up ({time.time() - started:.0f} s in all)")
-    return code

@@ -126,3 +126,30 @@ class BoundedCache(Generic[K, V]):
         self._sizes = array("q")
         self._head = self._count = 0
         self.bytes = 0
+
+
+class Doorkeeper:
+    """Whether a key was seen recently: one slot per key hash, so that a collision only
+    forgets. A cache that admits a key on its second sighting keeps out the keys asked once
+    (a new client /24, a new ECS subnet), which would only push out the ones asked again."""
+
+    __slots__ = ("_mask", "_slots")
+
+    def __init__(self, slots: int = 1 << 16) -> None:
+        if slots < 1 or slots & (slots - 1):
+            raise ValueError("slots must be a power of two")
+        self._mask = slots - 1
+        self._slots = array("q", bytes(8 * slots))  # 8 bytes a slot (a list held ints: 40)
+
+    def clear(self) -> None:
+        """Forget every key (tests)."""
+        self._slots = array("q", bytes(8 * (self._mask + 1)))
+
+    def seen_before(self, key: Hashable) -> bool:
+        """True when ``key`` was seen since its slot last changed; records it either way."""
+        h = hash(key)
+        slot = h & self._mask
+        if self._slots[slot] == h:
+            return True
+        self._slots[slot] = h
+        return False

@@ -34,7 +34,7 @@ import time
 from typing import Any, cast
 
 from . import dnswire
-from .cache import BoundedCache
+from .cache import BoundedCache, Doorkeeper
 from .config import Config
 from .jsonlog import QueryLog
 from .logs import client_log
@@ -88,6 +88,7 @@ class DnsEngine:
         self.cache: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         # The same bytes again (less the ID): no normalizing, no splicing — the hot path.
         self.exact: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
+        self._seen = Doorkeeper(1 << 16)  # normalized queries answered once
         self.rrl_rate = config.rrl_rate
         self.rrl_slip = config.rrl_slip
         self._rrl: BoundedCache[tuple[bytes, bytes], list[float]] = BoundedCache(MAX_RRL_ENTRIES)
@@ -143,10 +144,12 @@ class DnsEngine:
         answers = tuple(recorder.answers)
         self.stats.count("dns", rcode, answers)
         self.last = ("dns", rcode, answers)
-        if norm is not None and out.deps:
+        if norm is not None and out.deps and self._seen.seen_before(at := (norm[0], peer, udp)):
+            # kept from the second sighting on: a query asked once (a new ECS subnet, a
+            # spoofed source) would only push out the replies that are asked again
             kept = (out.deps, out.wire[2:], self.stats.tally("dns", rcode, answers))
             size = len(out.wire) * 2 + KEPT_OVERHEAD
-            self.cache.put((norm[0], peer, udp), kept, size)
+            self.cache.put(at, kept, size)
             self.exact.put(exact, kept, size)
         return out.wire
 

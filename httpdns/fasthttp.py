@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl
 import httptools
 import orjson
 
-from .cache import BoundedCache
+from .cache import BoundedCache, Doorkeeper
 from .dialects import LANES, Context, Lane, Query, Reply
 from .errors import reply_for
 from .jsonlog import QueryLog
@@ -146,7 +146,7 @@ class FastServer:
         self.repeat: BoundedCache[tuple[bytes, str | None], _Repeat] = BoundedCache(
             MAX_CACHED, MAX_CACHED_BYTES
         )
-        self._seen = [0] * SEEN_SLOTS  # hashes of front cache keys answered once
+        self._seen = Doorkeeper(SEEN_SLOTS)  # front cache keys answered once
         self.connections: dict[FastHTTP, None] = {}  # insertion order = age
         self.handed_off: dict[asyncio.BaseTransport, None] = {}
         self.now = time.monotonic()  # refreshed by the sweep (rate windows)
@@ -306,16 +306,9 @@ class FastServer:
         return head, tail, None
 
     def _seen_before(self, key: _Key) -> bool:
-        """Whether ``key`` was answered recently (a doorkeeper of key hashes, one slot per
-        hash, so a collision only forgets): a target naming its client address (``ip=``) is
-        kept from its second request on, as most are asked once and would only push
-        entries that are asked again out of the cache."""
-        h = hash(key)
-        slot = h & (SEEN_SLOTS - 1)
-        if self._seen[slot] == h:
-            return True
-        self._seen[slot] = h
-        return False
+        """Whether ``key`` was answered recently: a target naming its client address
+        (``ip=``) is kept from its second request on, as most are asked once."""
+        return self._seen.seen_before(key)
 
     def error(
         self, status: int, body: dict[str, str], headers: tuple[tuple[str, str], ...] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,3 +94,16 @@ def test_never_over_a_bound_and_never_a_wrong_value(
             assert 0 <= c.bytes <= max_bytes
         for k, v in c.items():
             assert last.get(k) == v  # a kept value is the latest one put
+
+
+def test_the_doorkeeper_admits_on_the_second_sighting() -> None:
+    from httpdns.cache import Doorkeeper
+
+    d = Doorkeeper(1 << 4)
+    assert not d.seen_before(("a", 1)) and d.seen_before(("a", 1))
+    keys = [("k", i) for i in range(1000)]
+    assert sum(d.seen_before(k) for k in keys) <= 2  # each asked once: (almost) never admitted
+    d.clear()
+    assert not d.seen_before(("a", 1))
+    with pytest.raises(ValueError):
+        Doorkeeper(3)

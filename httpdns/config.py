@@ -330,6 +330,7 @@ def _limits(cfg: Config, data: Mapping[str, Any]) -> Config:
                 f"{key}: {raw!r} is not a{'n integer' if kind is int else ' number'}"
             ) from None
         if not lo <= value <= hi:
-            raise ConfigError(f"{key}: {raw!r} must be between {lo:g} and {hi:g}")
+            low, high = (int(lo), int(hi)) if kind is int else (lo, hi)
+            raise ConfigError(f"{key}: {raw!r} must be between {low} and {high}")
         values[key] = value
     return replace(cfg, **values)

@@ -89,3 +89,12 @@ def test_no_token_no_read(node: Node) -> None:
         urllib.request.urlopen(request, timeout=30)
     assert err.value.code == 401
     assert json.loads(err.value.read())["error"]
+
+
+def test_max_apply_bytes_is_a_limit_in_its_range() -> None:
+    from httpdns import config
+
+    assert config.load(None, env={}).max_apply_bytes == 256 << 20
+    assert config.load(None, env={"HTTPDNS_MAX_APPLY_BYTES": "2097152"}).max_apply_bytes == 2 << 20
+    with pytest.raises(config.ConfigError, match="between 1048576 and 4294967296"):
+        config.load(None, env={"HTTPDNS_MAX_APPLY_BYTES": "5"})

@@ -234,6 +234,7 @@ def impact(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str,
 
 # name -> (the records it was computed from, its empty regions)
 _MEMO: dict[str, tuple[tuple[object, ...], list[str]]] = {}
+_LAST: list[Any] = [None, {}]  # the snapshot of the last look, and its answer
 
 
 def answering_empty(table: RoutingTable) -> dict[str, list[str]]:
@@ -242,6 +243,8 @@ def answering_empty(table: RoutingTable) -> dict[str, list[str]]:
     changed, and one not compiled yet is compiled for the look and not kept, so that the
     table stays lazily compiled (only asked-for services held in memory)."""
     snap = table.snapshot
+    if _LAST[0] is snap:  # nothing changed since the last look (health asks every second)
+        return dict(_LAST[1])
     out: dict[str, list[str]] = {}
     for name, service in snap.services.items():
         key = (service, snap.endpoints.get(name), snap.releases.get(name), snap.datacenters)
@@ -260,4 +263,6 @@ def answering_empty(table: RoutingTable) -> dict[str, list[str]]:
     if len(_MEMO) > len(snap.services):
         for name in [n for n in _MEMO if n not in snap.services]:
             del _MEMO[name]
-    return dict(sorted(out.items()))
+    result = dict(sorted(out.items()))
+    _LAST[:] = [snap, result]
+    return dict(result)

@@ -88,7 +88,7 @@ class DnsEngine:
         self.cache: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         # The same bytes again (less the ID): no normalizing, no splicing — the hot path.
         self.exact: BoundedCache[Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
-        self._seen = Doorkeeper(1 << 16)  # normalized queries answered once
+        self._seen = Doorkeeper(1 << 20)  # normalized queries answered once
         self.rrl_rate = config.rrl_rate
         self.rrl_slip = config.rrl_slip
         self._rrl: BoundedCache[tuple[bytes, bytes], list[float]] = BoundedCache(MAX_RRL_ENTRIES)

@@ -56,7 +56,7 @@ MAX_BODY = 65535  # a DNS message; anything larger goes to aiohttp (which refuse
 MAX_CACHED = 50_000  # front cache entries
 MAX_CACHED_BYTES = 24 << 20  # and bytes (targets + responses), per cache
 MAX_CACHED_TARGET = 1024  # longer request targets are answered, never kept
-SEEN_SLOTS = 1 << 16  # the front cache's doorkeeper (a power of two)
+SEEN_BITS = 1 << 20  # the front cache's doorkeeper (128 KiB)
 # bytes of Python objects around a kept response (key and value tuples, deps, the bytes
 # objects' headers, the cache's slot), counted with it so that the byte bound holds for RSS
 KEPT_OVERHEAD = 420
@@ -146,7 +146,7 @@ class FastServer:
         self.repeat: BoundedCache[tuple[bytes, str | None], _Repeat] = BoundedCache(
             MAX_CACHED, MAX_CACHED_BYTES
         )
-        self._seen = Doorkeeper(SEEN_SLOTS)  # front cache keys answered once
+        self._seen = Doorkeeper(SEEN_BITS)  # front cache keys answered once
         self.connections: dict[FastHTTP, None] = {}  # insertion order = age
         self.handed_off: dict[asyncio.BaseTransport, None] = {}
         self.now = time.monotonic()  # refreshed by the sweep (rate windows)

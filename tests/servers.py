@@ -3,6 +3,7 @@ redis-sentinel processes, and httpdns nodes as subprocesses."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -10,8 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +24,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def prometheus_query(base: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query through a Prometheus server's HTTP API at ``base``: the result."""
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def prometheus_scalar(base: str, expr: str) -> float | None:
+    """The first value of ``prometheus_query``, or None when the vector is empty."""
+    result = prometheus_query(base, expr)
+    return float(result[0]["value"][1]) if result else None
 
 
 def wait_until(predicate: object, timeout: float = 10.0, what: str = "condition") -> None:

@@ -36,7 +36,7 @@ import registry
 from deployer.container import container_name
 from registry import Change, Datacenter, Service
 from tests.deployer.dockerd import Dockerd, free_subnets
-from tests.servers import free_port, need, wait_until
+from tests.servers import free_port, need, prometheus_query, prometheus_scalar, wait_until
 
 REPO = "rolling-analysis/app"
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -91,15 +91,11 @@ class Rig:
         return "\n".join(self.controller_log.read_text(errors="replace").splitlines()[-30:])
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with OPENER.open(url, timeout=5) as r:
-            body = json.load(r)
-        assert body["status"] == "success", body
-        return body["data"]["result"]  # type: ignore[no-any-return]
+        """An instant query through the Prometheus HTTP API; the result vector."""
+        return prometheus_query(self.prometheus, expr)
 
     def scalar(self, expr: str) -> float | None:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
+        return prometheus_scalar(self.prometheus, expr)
 
     def seed(self, service: str) -> None:
         async def put() -> None:

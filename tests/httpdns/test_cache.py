@@ -99,10 +99,17 @@ def test_never_over_a_bound_and_never_a_wrong_value(
 def test_the_doorkeeper_admits_on_the_second_sighting() -> None:
     from httpdns.cache import Doorkeeper
 
-    d = Doorkeeper(1 << 4)
+    d = Doorkeeper(1 << 16)
     assert not d.seen_before(("a", 1)) and d.seen_before(("a", 1))
-    keys = [("k", i) for i in range(1000)]
-    assert sum(d.seen_before(k) for k in keys) <= 2  # each asked once: (almost) never admitted
+    once = [("once", i) for i in range(1000)]
+    assert sum(d.seen_before(k) for k in once) <= 10  # asked once: (almost) never admitted
+    # every key asked twice is admitted the second time, whatever it shares bits with
+    keys = [("k", i) for i in range(5000)]
+    d.clear()
+    assert not any(d.seen_before(k) for k in keys[:10])
+    for k in keys:
+        d.seen_before(k)
+    assert all(d.seen_before(k) for k in keys[: 1 << 12])  # within a reset
     d.clear()
     assert not d.seen_before(("a", 1))
     with pytest.raises(ValueError):

@@ -25,7 +25,16 @@ import dns.message
 import dns.query
 import pytest
 
-from tests.servers import Node, free_port, free_udp_tcp_port, need, seed_test_registry, wait_until
+from tests.servers import (
+    Node,
+    free_port,
+    free_udp_tcp_port,
+    need,
+    prometheus_query,
+    prometheus_scalar,
+    seed_test_registry,
+    wait_until,
+)
 
 from .conftest import PAY, SHOP, SHOP_CANARY_V4, dc_of
 
@@ -41,15 +50,10 @@ class Stack:
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query through the Prometheus HTTP API; the result vector."""
-        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with OPENER.open(url, timeout=5) as r:
-            body = json.load(r)
-        assert body["status"] == "success", body
-        return body["data"]["result"]  # type: ignore[no-any-return]
+        return prometheus_query(self.prometheus, expr)
 
     def scalar(self, expr: str) -> float | None:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
+        return prometheus_scalar(self.prometheus, expr)
 
 
 @pytest.fixture(scope="module")

@@ -299,16 +299,11 @@ class FastServer:
             and len(target) <= MAX_CACHED_TARGET
             and _canonical(params, query, route.params)
             and not any(k == "Cache-Control" and "no-store" in v for k, v in reply.headers)
-            and ("ip" not in params or self._seen_before(key))
+            and ("ip" not in params or self._seen.seen_before(key))  # most are asked once
         ):
             kept = (reply.deps, head, tail, self.stats.tally(dialect, rcode, answers))
             self.cache.put(key, kept, len(target) + len(head) + len(tail) + KEPT_OVERHEAD)
         return head, tail, None
-
-    def _seen_before(self, key: _Key) -> bool:
-        """Whether ``key`` was answered recently: a target naming its client address
-        (``ip=``) is kept from its second request on, as most are asked once."""
-        return self._seen.seen_before(key)
 
     def error(
         self, status: int, body: dict[str, str], headers: tuple[tuple[str, str], ...] = ()

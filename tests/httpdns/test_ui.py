@@ -123,7 +123,8 @@ class Console:
 def console(browser: Browser) -> Iterator[Console]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(5000)
+    page.set_default_timeout(15_000)  # a busy CI machine: conditions, not sleeps
+    expect.set_options(timeout=15_000)
     c = Console(page)
     try:
         yield c

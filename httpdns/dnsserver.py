@@ -241,16 +241,15 @@ class UdpProtocol(asyncio.DatagramProtocol):
             return
         # The exact-bytes cache, inlined: this is the whole cost of a repeated query.
         hit = engine.exact.get((data[2:], addr[0], True))
-        table = engine.table
-        if hit is not None and not engine.rrl_rate and table.snapshot.zones is engine.zones_seen:
-            services = table.services
-            for name, svc in hit[0]:  # type: ignore[attr-defined]
-                if services.get(name) is not svc:
-                    break
-            else:
-                transport.sendto(data[:2] + hit[1], addr)
-                hit[2].n += 1
-                return
+        if (
+            hit is not None
+            and not engine.rrl_rate
+            and (table := engine.table).snapshot.zones is engine.zones_seen
+            and table.still_valid(hit[0])  # type: ignore[arg-type]
+        ):
+            transport.sendto(data[:2] + hit[1], addr)
+            hit[2].n += 1
+            return
         self.answer(data, addr, transport)
 
     def answer(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:

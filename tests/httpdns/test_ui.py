@@ -264,20 +264,17 @@ def test_preview_and_apply_a_split_changes_the_registry_only_after_confirm(
     default = weights.get_by_role("group", name="Region default")
     default.get_by_label("idc", exact=True).fill("70")
     default.get_by_label("cloud", exact=True).fill("30")
-    if feature(node, "PUT", "/api/v1/services/{name}/traffic", "dry_run"):
-        page.get_by_role("button", name="Preview").click()
-        expect(page.locator("#preview")).to_contain_text("Clients whose answer would change")
-        # Measured on the node's client sample: close to the weights, not exactly them.
-        after = page.get_by_role("img", name=re.compile(r"^default after: cloud \d"))
-        label = after.get_attribute("aria-label") or ""
-        cloud, idc = (float(x) for x in re.findall(r"(\d+(?:\.\d+)?) %", label))
-        assert abs(cloud - 30) < 5 and abs(idc - 70) < 5, label
-        moved = page.locator("#preview").get_by_text(re.compile("^Clients whose answer"))
-        share = float(re.findall(r"(\d+(?:\.\d+)?) %", moved.text_content() or "")[0])
-        assert 10 < share < 30, share  # 50/50 -> 70/30 moves about a fifth of the clients
-    else:
-        expect(page.get_by_role("button", name="Preview")).to_have_count(0)
-        expect(weights).to_contain_text("does not offer dry runs")
+    assert feature(node, "PUT", "/api/v1/services/{name}/traffic", "dry_run")  # the Preview
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview")).to_contain_text("Clients whose answer would change")
+    # Measured on the node's client sample: close to the weights, not exactly them.
+    after = page.get_by_role("img", name=re.compile(r"^default after: cloud \d"))
+    label = after.get_attribute("aria-label") or ""
+    cloud, idc = (float(x) for x in re.findall(r"(\d+(?:\.\d+)?) %", label))
+    assert abs(cloud - 30) < 5 and abs(idc - 70) < 5, label
+    moved = page.locator("#preview").get_by_text(re.compile("^Clients whose answer"))
+    share = float(re.findall(r"(\d+(?:\.\d+)?) %", moved.text_content() or "")[0])
+    assert 10 < share < 30, share  # 50/50 -> 70/30 moves about a fifth of the clients
     before = traffic(node)
     page.get_by_role("button", name="Apply", exact=True).click()
     dialog = page.get_by_role("dialog")
@@ -508,12 +505,14 @@ def test_revert_from_history(node: Node, console: Console) -> None:
     history = page.get_by_role("region", name="History")
     entry = history.locator(f"li[data-revision='{done['revision']}']")
     expect(entry).to_contain_text('"idc":5')
-    if not feature(node, "POST", "/api/v1/registry/revert"):
-        expect(history).to_contain_text("Revert is not available")
-        return
     entry.get_by_role("button", name=f"Revert to before revision {done['revision']}").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text(f"revision {done['revision'] - 1}")
+    # The preview (a dry run of the revert): the split it brings back and who would move.
+    expect(dialog).to_contain_text("Clients whose answer would change")
+    back = dialog.get_by_role("img", name=re.compile(r"^default after: cloud \d"))
+    cloud = float(re.findall(r"cloud (\d+(?:\.\d+)?) %", back.get_attribute("aria-label") or "")[0])
+    assert abs(cloud - 50) < 5, cloud  # 5/95 back to 50/50
     assert traffic(node)["default"] == {"idc": 5, "cloud": 95}
     dialog.get_by_role("button", name="Confirm").click()
     wait_until(lambda: traffic(node) == before, 5, "the reverted split")

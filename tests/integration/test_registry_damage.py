@@ -251,7 +251,7 @@ def test_eviction_under_maxmemory_never_empties_a_node(cluster: Cluster) -> None
                 i += 1
             assert not rc.exists(PREFIX + "records"), "eviction never reached the registry"
         # Whatever else went (revision, digest, stream), every node notices and holds.
-        wait_nodes(nodes, lambda h: h["status"] == "degraded" and h["reasons"], "degraded")
+        wait_nodes(nodes, lambda h: h["status"] == "degraded" and h["reasons"], "degraded", DETECT)
         for n in nodes:
             assert answer_d(n, OTHER) == {OTHER_FIRST}
         with redis_client(r.port) as rc:

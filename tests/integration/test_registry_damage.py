@@ -157,6 +157,8 @@ def test_one_corrupt_record_the_fleet_holds_its_good_copy_and_stops_writes_until
         status, h = healthz(new)
         assert (status, h["status"], h["started_from"]) == (503, "unavailable", "nothing"), h
         assert "Traceback" not in node_log(new)
+        # Its queries fail (503) rather than answer empty: clients ask another node.
+        assert health_status(new, f"/d?dn={WEB}") == 503
         # Restore from a running node: every node, the new one too, converges by itself.
         done = restore_from(a)
         assert done.returncode == 0, (done.stdout, done.stderr)
@@ -193,9 +195,9 @@ def test_one_corrupt_record_repaired_by_hand_the_fleet_converges_by_itself(
     assert any("matches its digest again" in node_log(n) for n in nodes)
 
 
-def health_status(node: Node) -> int | None:
+def health_status(node: Node, path: str = "/healthz") -> int | None:
     try:
-        with urllib.request.urlopen(node.url + "/healthz", timeout=1) as resp:
+        with urllib.request.urlopen(node.url + path, timeout=1) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         exc.close()

@@ -12,6 +12,7 @@ import asyncio
 import builtins
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from .errors import EngineError, EngineUnavailableError, ImageError, PullError
 
 T = TypeVar("T")
 TIMEOUT = 60  # seconds per Engine API call
+NAME_WAIT = 5.0  # seconds to wait for a name held by a container being removed
 
 
 class DockerEngine:
@@ -119,17 +121,33 @@ class DockerEngine:
 
     def _run(self, spec: ContainerSpec) -> Container:
         api = self._client()
-        current = self._inspect(spec.name)
-        if current is None:
-            self._create(spec)
-            current = self._inspect(spec.name)
-            assert current is not None
+        current = self._inspect(spec.name) or self._create_or_find(spec)
         if not current.running:
             api.start(spec.name)
             current = self._inspect(spec.name) or current
         return current
 
+    def _create_or_find(self, spec: ContainerSpec) -> Container:
+        """Create the container, or find the one another controller created meanwhile.
+
+        A create refused because the name is taken while nothing by that name can be
+        inspected means a container of that name is being removed (another controller
+        replacing it: Docker forgets the container before it releases its name). The
+        name is free again within moments, so the create is tried again for a few
+        seconds; past that, an ``EngineError`` (the next pass tries again)."""
+        deadline = time.monotonic() + NAME_WAIT
+        while True:
+            self._create(spec)
+            current = self._inspect(spec.name)
+            if current is not None:
+                return current
+            if time.monotonic() >= deadline:
+                raise EngineError(self.host, f"the name {spec.name} stayed held by a container "
+                                  f"being removed for {NAME_WAIT:g}s")  # fmt: skip
+            time.sleep(0.05)
+
     def _create(self, spec: ContainerSpec) -> None:
+        """Create the container; a name already taken (HTTP 409) is left to the caller."""
         api = self._client()
         if self.host.startswith("unix://"):  # the Docker host is this machine
             os.makedirs(spec.persist, exist_ok=True)
@@ -168,7 +186,7 @@ class DockerEngine:
                                 f"{exc.explanation or exc}") from exc  # fmt: skip
             api.create_container(spec.image, **kwargs)
         except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: created meanwhile under this name (a race)
+            if exc.status_code != 409:  # 409: the name is taken (created or being removed)
                 raise
 
     def _remove(self, name: str) -> None:

@@ -138,7 +138,7 @@ class MemoryEngine:
             self.created += 1
             self.specs[spec.name] = spec
             current = Container(spec.name, self.host, "created", dict(spec.labels),
-                                spec.address, spec.mac, spec.image)  # fmt: skip
+                                spec.address, spec.mac, spec.image, f"{self.host}#{self.created}")  # fmt: skip
         current = replace(current, state="running")
         self.containers[spec.name] = current
         return current

@@ -15,7 +15,12 @@ probe results, how long each container has been bad), a plan out:
   propagation are deregistered, removed and their addresses freed;
 - replacements are rate-limited per service (``replace_limit`` within
   ``replace_window``, counted from the rollout's own events, so the limit survives a
-  controller restart and holds across controllers); each one is an event.
+  controller restart and holds across controllers); each one is an event;
+- a replacement recorded a moment ago (by any controller) is left to finish: while the
+  container it replaced is still there, or none is there yet, the replica is not
+  replaced again for ``IN_FLIGHT`` seconds plus the spec's stop timeout. (Two controllers
+  see the same dead container; the second would otherwise replace the first one's
+  replacement halfway, and spend the service's replacements twice.)
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from .spec import ReleaseSpec
 
 REPLACE, REGISTER, SCALE, HELD = "replace", "register", "scale", "held"
 GONE = frozenset({"exited", "dead", "removing"})
+IN_FLIGHT = 20.0  # seconds (plus stop_timeout) a recorded replacement is given to finish
 HEALING_PHASES = (CANARY, DRAINING, BAKING, CLEANUP)  # a new version past starting
 
 
@@ -83,10 +89,11 @@ class HealPlan:
         return bool(self.changes) or self.rollout != before
 
 
-def event(r: Rollout, now: float, kind: str, text: str) -> Rollout:
-    """``r`` with a healing event. Old healing events make room first, so a long-lived
-    stable rollout keeps the story of its own release."""
-    ev = {"time": now, "phase": r.phase, "percent": r.percent, "text": text, "kind": kind}
+def event(r: Rollout, now: float, kind: str, text: str, **extra: str) -> Rollout:
+    """``r`` with a healing event (``extra`` fields too). Old healing events make room
+    first, so a long-lived stable rollout keeps the story of its own release."""
+    ev = {"time": now, "phase": r.phase, "percent": r.percent, "text": text, "kind": kind,
+          **extra}  # fmt: skip
     events = [dict(e) for e in r.events] + [ev]
     while len(events) > MAX_EVENTS:
         i = next((i for i, e in enumerate(events) if e.get("kind")), 0)
@@ -102,6 +109,17 @@ def recent(r: Rollout, kind: str, since: float) -> int:
 def last_time(r: Rollout, kind: str) -> float:
     """When the rollout last recorded an event of ``kind`` (0 if never)."""
     return max((float(e["time"]) for e in r.events if e.get("kind") == kind), default=0.0)
+
+
+def in_flight(r: Rollout, name: str, c: Container | None, now: float, grace: float) -> bool:
+    """Whether a replacement of ``name`` recorded within ``grace`` seconds is still under
+    way: the container it replaced is still there (same id), or no container is yet."""
+    for e in reversed(r.events):
+        if e.get("kind") == REPLACE and e.get("name") == name:
+            if now - float(e["time"]) > grace:
+                return False
+            return c is None or c.state == "removing" or c.id == e.get("replaced", "")
+    return False
 
 
 def _reason(c: Container | None, bad_for: float, after: float) -> str | None:
@@ -132,6 +150,8 @@ def heal(f: HealFacts) -> HealPlan:
             start.append(rep.name)  # a new replica (or one deregistered by hand): no churn
             continue
         why = _reason(c, f.bad_for.get(rep.name, 0.0), spec.replace_after)
+        if why is not None and in_flight(r, rep.name, c, f.now, IN_FLIGHT + spec.stop_timeout):
+            continue  # another pass (or controller) is replacing it right now
         if why is not None:
             candidates.append((rep.name, why))
         elif ep is None and c is not None and c.running and f.healthy.get(rep.name):
@@ -146,7 +166,9 @@ def heal(f: HealFacts) -> HealPlan:
     allowed = max(spec.replace_limit - done, 0)
     chosen, held = candidates[:allowed], candidates[allowed:]
     for name, why in chosen:
-        r = event(r, f.now, REPLACE, f"replacing {name}: {why}")
+        old = f.containers.get(name)
+        r = event(r, f.now, REPLACE, f"replacing {name}: {why}", name=name,
+                  replaced=old.id if old is not None else "")  # fmt: skip
         ep = f.endpoints.get(name)
         address = f.allocations[name].address  # the old one, unless it could not be kept
         if ep is not None and (ep.healthy or ep.address != address):

@@ -40,7 +40,7 @@ from .handlers import (
     json_response,
 )
 from .routes import Route
-from .shares_api import SHARES_ROUTE
+from .shares_api import FLEET_SHARES_ROUTE, SHARES_ROUTE
 from .table import AAAA, A
 
 P = "/api/v1"
@@ -532,4 +532,5 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route("GET", f"{P}/nodes", handler=_nodes,
           summary="the fleet: every live node's id, address, version, revision, status, seen"),
     SHARES_ROUTE,
+    FLEET_SHARES_ROUTE,
 )  # fmt: skip

@@ -53,7 +53,9 @@ MAX_RRL_ENTRIES = 200_000
 WRITE_HIGH = 256 * 1024
 
 Key = tuple[bytes, str, bool]
-Kept = tuple[object, bytes, Tally]  # deps, the reply less its ID, the metrics cell of its hits
+# deps, the reply less its ID, the metrics cell of its hits, and when the reply depends on
+# one served service (the usual case) its name and compiled entry, checked on the UDP hot path
+Kept = tuple[object, bytes, Tally, str, object]
 
 
 def normalized(data: bytes) -> tuple[bytes, int] | None:
@@ -119,7 +121,11 @@ class DnsEngine:
                 rest = rest[:10] + wire[12:z] + rest[z - 2 :]
                 hit[2].n += 1
                 self.last = hit[2]
-                self.exact.put(exact, (hit[0], rest, hit[2]), len(wire) + len(rest) + KEPT_OVERHEAD)
+                self.exact.put(
+                    exact,
+                    (hit[0], rest, hit[2], hit[3], hit[4]),
+                    len(wire) + len(rest) + KEPT_OVERHEAD,
+                )
                 return wire[:2] + rest
         recorder = self.recorder
         recorder.reset()
@@ -147,7 +153,9 @@ class DnsEngine:
         if norm is not None and out.deps and self._seen.seen_before(at := (norm[0], peer, udp)):
             # kept from the second sighting on: a query asked once (a new ECS subnet, a
             # spoofed source) would only push out the replies that are asked again
-            kept = (out.deps, out.wire[2:], self.stats.tally("dns", rcode, answers))
+            deps = out.deps
+            name, svc = deps[0] if len(deps) == 1 else ("", None)
+            kept = (deps, out.wire[2:], self.stats.tally("dns", rcode, answers), name, svc)
             size = len(out.wire) * 2 + KEPT_OVERHEAD
             self.cache.put(at, kept, size)
             self.exact.put(exact, kept, size)
@@ -240,17 +248,18 @@ class UdpProtocol(asyncio.DatagramProtocol):
             engine.sampled(time.perf_counter() - start, addr[0])
             return
         # The exact-bytes cache, inlined: this is the whole cost of a repeated query.
+        # A kept reply from one service is current while that service is the same object.
         hit = engine.exact.get((data[2:], addr[0], True))
-        table = engine.table
-        if hit is not None and not engine.rrl_rate and table.snapshot.zones is engine.zones_seen:
-            services = table.services
-            for name, svc in hit[0]:  # type: ignore[attr-defined]
-                if services.get(name) is not svc:
-                    break
-            else:
-                transport.sendto(data[:2] + hit[1], addr)
-                hit[2].n += 1
-                return
+        if (
+            hit is not None
+            and (svc := hit[4]) is not None
+            and (table := engine.table).by_name.get(hit[3]) is svc
+            and table.snapshot.zones is engine.zones_seen
+            and not engine.rrl_rate
+        ):
+            transport.sendto(data[:2] + hit[1], addr)
+            hit[2].n += 1
+            return
         self.answer(data, addr, transport)
 
     def answer(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:

@@ -1,4 +1,5 @@
-"""``GET /api/v1/services/{name}/shares?window=60s``: what the fleet answered for a service.
+"""``GET /api/v1/services/{name}/shares?window=60s``: what the fleet answered for a service;
+``GET /api/v1/shares?window=60s``: the same per datacenter over every service.
 
 Every node process publishes, with its heartbeat in the store, what it answered
 in each of ``metrics.WINDOWS`` (``NodeMetrics.published_answers``); this route
@@ -99,14 +100,11 @@ async def _fleet(request: web.Request) -> list[Mapping[str, Any]]:
     return found
 
 
-async def _shares(request: web.Request) -> web.Response:
-    authorize(request)
-    node = request.app[NODE]
-    name = dns_name("name", request.match_info["name"])
-    snap = node.table.snapshot
-    svc = snap.services.get(name)
-    if svc is None:
-        raise NotFoundError(f"service {name!r} does not exist")
+async def _window(
+    request: web.Request,
+) -> tuple[int, int, str, dict[str, dict[Answer, int]], float]:
+    """The window asked for and the one used, the source, and the answers published in it
+    (the fleet's heartbeats, else this process's own)."""
     asked = parse_window(request.query.get("window", "60s"))
     window = pick_window(asked)
     source = "fleet"
@@ -115,6 +113,18 @@ async def _shares(request: web.Request) -> web.Response:
         source = "this node"
         own = request.app[METRICS].published_answers()
         after, span = published([{"id": "self", "answers": own}], window)
+    return asked, window, source, after, span
+
+
+async def _shares(request: web.Request) -> web.Response:
+    authorize(request)
+    node = request.app[NODE]
+    name = dns_name("name", request.match_info["name"])
+    snap = node.table.snapshot
+    svc = snap.services.get(name)
+    if svc is None:
+        raise NotFoundError(f"service {name!r} does not exist")
+    asked, window, source, after, span = await _window(request)
     observed = observe(name, {}, after, span)
     release = snap.releases.get(name)
     versions = configured_versions(
@@ -128,6 +138,38 @@ async def _shares(request: web.Request) -> web.Response:
         {"revision": node.revision, "window": window, "asked": asked, "source": source, **body}
     )
 
+
+async def _fleet_shares(request: web.Request) -> web.Response:
+    """Answers per datacenter over every service the registry holds (the console's
+    overview sets them beside the configured global share)."""
+    authorize(request)
+    node = request.app[NODE]
+    services = node.table.snapshot.services
+    asked, window, source, after, span = await _window(request)
+    by_dc: dict[str, float] = {}
+    for rows in after.values():
+        for (service, dc, _version, _cohort), n in rows.items():
+            if service in services and n > 0:
+                by_dc[dc] = by_dc.get(dc, 0) + n
+    total = sum(by_dc.values())
+    dcs = [
+        {"name": dc, "answers": n, "percent": round(100.0 * n / total, 2)}
+        for dc, n in sorted(by_dc.items())
+    ]
+    return json_response({
+        "revision": node.revision, "window": window, "asked": asked, "source": source,
+        "window_seconds": round(span, 3), "nodes": len(after), "answers": total,
+        "datacenters": dcs,
+    })  # fmt: skip
+
+
+FLEET_SHARES_ROUTE = Route(
+    "GET",
+    "/api/v1/shares",
+    handler=_fleet_shares,
+    query=("window",),
+    summary="answers the fleet gave over every service, per datacenter",
+)
 
 SHARES_ROUTE = Route(
     "GET",

@@ -227,9 +227,11 @@ class RoutingTable:
         self._ancestors: Counter[str] = Counter(a for n in snap.services for a in _ancestors(n))
         regions = Regions(snap.regions.values())
         # One assignment each: a query sees either the old table or the new one; every
-        # service is compiled again on its next query.
+        # service is compiled again on its next query. ``by_name`` (the services compiled
+        # so far) is public for the hot paths: a kept answer is current while its service
+        # is the very object found here.
         compiled: dict[str, CompiledService] = {}
-        self.snapshot, self.regions, self._compiled = snap, regions, compiled
+        self.snapshot, self.regions, self.by_name = snap, regions, compiled
         self.revision = snap.revision
         self._interned = 0
         self._decisions.clear()
@@ -244,14 +246,14 @@ class RoutingTable:
 
     def compiled(self, name: str) -> CompiledService | None:
         """The compiled ``name`` (compiling it now if it has not been), None if not served."""
-        svc = self._compiled.get(name)
+        svc = self.by_name.get(name)
         if svc is None and name in self.snapshot.services:
-            svc = self._compiled[name] = self._compile(self.snapshot, name)
+            svc = self.by_name[name] = self._compile(self.snapshot, name)
         return svc
 
     def peek(self, name: str) -> CompiledService | None:
         """The compiled ``name`` if it has been compiled (never compiles)."""
-        return self._compiled.get(name)
+        return self.by_name.get(name)
 
     def compile_detached(self, name: str) -> CompiledService:
         """``name`` compiled for a look (health, impact), not kept in the table."""
@@ -271,7 +273,7 @@ class RoutingTable:
         if services is None:
             self._rebuild(snapshot)
             return
-        compiled, served = self._compiled, self.snapshot.services
+        compiled, served = self.by_name, self.snapshot.services
         for name in services:
             was, now = name in served, name in snapshot.services
             # a compiled (asked-for) service is recompiled now, the others on first use
@@ -328,7 +330,7 @@ class RoutingTable:
         With ``deps``, appends (name, the compiled service or None) to it: what an
         answer built from this decision depends on (see ``still_valid``).
         """
-        svc = self._compiled.get(name) or self.compiled(name)
+        svc = self.by_name.get(name) or self.compiled(name)
         if deps is not None:
             deps.append((name, svc))
         if svc is None:
@@ -399,7 +401,7 @@ class RoutingTable:
             m: BucketMap | None = done.value
         del building[key]
         self._heat.pop(key)
-        if self._compiled.get(key[0]) is not job[0]:
+        if self.by_name.get(key[0]) is not job[0]:
             return None  # its service changed meanwhile: dropped
         self._maps.put(key, (job[0], m), m.nbytes if m is not None else 64)
         self.maps_built += 1
@@ -420,7 +422,7 @@ class RoutingTable:
 
     def still_valid(self, deps: Iterable[tuple[str, object]]) -> bool:
         """Whether an answer computed from ``deps`` (see ``resolve``) is still current."""
-        compiled = self._compiled
+        compiled = self.by_name
         for name, svc in deps:
             got = compiled.get(name)
             if got is not svc:
@@ -474,7 +476,7 @@ class RoutingTable:
         """Sizes for health and metrics."""
         return {
             "services": len(self.snapshot.services),
-            "compiled": len(self._compiled),
+            "compiled": len(self.by_name),
             "cached_answers": len(self._decisions),
             "bucket_maps": len(self._maps),
             "bucket_map_bytes": self._maps.bytes,

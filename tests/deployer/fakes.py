@@ -93,9 +93,9 @@ class World:
     def engine(self, host: str) -> MemoryEngine:
         return self.engines.setdefault(host, MemoryEngine(host))
 
-    async def probe(self, address: str, port: int, check: HealthCheck) -> bool:
-        if address in self.down:
-            return False
+    async def probe(self, address: str, port: int, check: HealthCheck) -> bool | str:
+        if address in self.down:  # the reason, as ``health.diagnose`` gives it
+            return f"probe {address}:{port}: Connection refused"
         return any(
             c.running and c.address == address
             for e in self.engines.values()

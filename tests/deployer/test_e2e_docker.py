@@ -450,6 +450,59 @@ def step_killed_containers_are_replaced_and_answered_again(rig: Rig) -> None:
     assert sorted(c["Names"][0].lstrip("/") for c in rig.containers()) == sorted(names("v4"))
 
 
+def step_two_controllers_replace_killed_containers_without_crashing(rig: Rig) -> None:
+    """The lab's race: two controllers see the same dead containers at once."""
+    second_log = rig.workdir / "controller-2.log"
+    with open(second_log, "ab") as log:
+        second = subprocess.Popen([*rig.cli(), "controller", "--interval", "0.1"], stdout=log,
+                                  stderr=log)  # fmt: skip
+    try:
+        wait_until(lambda: len(rig.rollout()["controller"]["controllers"]) >= 2
+                   and all(c["running"] for c in rig.rollout()["controller"]["controllers"][:2]),
+                   10, "two running controllers")  # fmt: skip
+        # two replacements: with the step before, within the spec's limit (5 in 5 minutes)
+        victims = [
+            container_name(SERVICE, "idc", "v4", 2),
+            container_name(SERVICE, "cloud", "v4", 1),
+        ]
+        allocated = {a.owner: a.address for a in rig.snap().allocations.values()}
+        before = {n: rig.daemon.api.inspect_container(n)["Id"] for n in victims}
+        killed_at = time.time()
+        for name in victims:
+            rig.daemon.api.kill(name)
+
+        def replaced() -> bool:
+            for name in victims:
+                try:
+                    info = rig.daemon.api.inspect_container(name)
+                except docker.errors.NotFound:
+                    return False
+                if info["Id"] == before[name] or info["State"]["Status"] != "running":
+                    return False
+            return True
+
+        wait_until(replaced, 60, "the killed containers replaced")
+        wait_until(lambda: all(rig.by_address()[allocated[n]][2] for n in victims), 60,
+                   "the replacements healthy")  # fmt: skip
+        rig.alive()
+        assert second.poll() is None, second_log.read_text(errors="replace")[-3000:]
+        events = json.loads(rig.rolling("history", SERVICE, "--json"))[0]["events"]
+        for name in victims:  # one controller replaced each; the other left it alone
+            done = [e for e in events if e.get("kind") == "replace" and e.get("name") == name
+                    and e["time"] >= killed_at]  # fmt: skip
+            assert len(done) == 1, done
+        names_now = sorted(c["Names"][0].lstrip("/") for c in rig.containers())
+        assert names_now == sorted(names("v4"))  # no duplicate, nothing left behind
+        for name in victims:
+            assert fetch(allocated[name]) == "version v4"
+        for log in (rig.controller_log, second_log):
+            text = log.read_text(errors="replace")
+            assert "Traceback" not in text, text[-3000:]
+    finally:
+        second.terminate()
+        second.wait(20)
+
+
 async def step_the_engine_adapter_samples_and_wraps_docker_errors(rig: Rig) -> None:
     engine = DockerEngine(rig.daemon.url)
     try:
@@ -612,6 +665,7 @@ STEPS: list[Callable[[Rig], Any]] = [
     step_abort_returns_every_answer_to_stable_within_one_propagation,
     step_a_killed_controller_resumes_without_duplicates_or_orphans,
     step_killed_containers_are_replaced_and_answered_again,
+    step_two_controllers_replace_killed_containers_without_crashing,
     step_the_engine_adapter_samples_and_wraps_docker_errors,
     step_a_missing_image_is_refused_with_nothing_recorded,
     step_an_exhausted_pool_is_refused_at_deploy_time,

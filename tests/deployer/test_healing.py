@@ -4,9 +4,13 @@ promotion only at the full healthy count; pulls retried with backoff until a dea
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from deployer import intents
 from deployer.container import container_name
-from deployer.healing import event, recent
+from deployer.engine import Container
+from deployer.healing import IN_FLIGHT, HealFacts, event, heal, recent
+from deployer.spec import ReleaseSpec
 from registry import Rollout, Snapshot
 from tests.deployer.fakes import SERVICE, World, phase
 
@@ -183,3 +187,40 @@ async def test_the_replacement_limit_is_shared_by_stable_and_canary(world: World
         await world.tick()
     assert world.containers()[canary] == "exited"  # held: the service used its limit
     assert any("held" in t for t in texts(await world.rollout(r.id)))
+
+
+async def test_a_replacement_under_way_is_not_replaced_again(world: World) -> None:
+    """Two controllers see the same dead container: the one that recorded its replacement
+    first does it; the other leaves it alone while the replaced container is still there
+    or none is yet (it would replace the replacement halfway, twice the budget)."""
+    r = await deployed(world)
+    engine = world.engine("memory://idc-a")
+    engine.kill(V1[1])
+    dead = engine.containers[V1[1]]
+    snap = await world.snap()
+    allocs = {a.owner: a for a in snap.allocations.values()}
+    spec = ReleaseSpec.from_dict(r.spec)
+
+    def facts(r: Rollout, container: Container | None, now: float) -> HealFacts:
+        containers = {n: c for e in world.engines.values() for n, c in e.containers.items()}
+        containers.pop(V1[1])
+        if container is not None:
+            containers[V1[1]] = container
+        return HealFacts(rollout=r, spec=spec, now=now, endpoints=snap.endpoints_of(SERVICE),
+                         containers=containers, allocations=allocs)  # fmt: skip
+
+    def plan(r: Rollout, container: Container | None, now: float) -> tuple[str, ...]:
+        return heal(facts(r, container, now)).replace
+
+    now = world.clock()
+    first = heal(facts(r, dead, now))
+    assert first.replace == (V1[1],)
+    recorded = first.rollout  # what the first controller wrote
+    assert recorded.events[-1]["name"] == V1[1] and recorded.events[-1]["replaced"] == dead.id
+    assert plan(recorded, dead, now + 1) == ()  # the old one, not removed yet
+    assert plan(recorded, None, now + 2) == ()  # removed, not created yet
+    assert plan(recorded, replace(dead, state="removing"), now + 2) == ()
+    fresh_dead = replace(dead, id="another", state="exited")  # the replacement itself died
+    assert plan(recorded, fresh_dead, now + 3) == (V1[1],)
+    grace = IN_FLIGHT + spec.stop_timeout  # a replacement that never finished is redone
+    assert plan(recorded, None, now + grace + 1) == (V1[1],)

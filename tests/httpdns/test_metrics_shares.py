@@ -25,7 +25,7 @@ from httpdns.shares import (
 from httpdns.shares_api import parse_window, pick_window
 from tests.servers import Node, admin_call, httpdns_command, seed_test_registry, wait_until
 
-from .conftest import ADMIN, SHOP, SHOP_CANARY_V4, clean_env, dc_of
+from .conftest import ADMIN, PAY, SHOP, SHOP_CANARY_V4, clean_env, dc_of
 
 S = "shop.example.org"
 
@@ -137,6 +137,24 @@ async def test_shares_api_of_one_node(served: TestClient) -> None:
     versions = {r["name"]: r for r in doc["versions"]}
     assert versions["v2"]["configured"] == 10.0 and versions["v1"]["configured"] == 90.0
     assert versions["v2"]["answers"] == received[("idc", "v2")] + received[("cloud", "v2")]
+
+
+async def test_fleet_shares_sum_every_service_per_datacenter(served: TestClient) -> None:
+    received: Counter[str] = Counter()
+    for name, count in ((SHOP, 120), (PAY, 80)):
+        for i in range(count):
+            resp = await served.get(f"/d?dn={name}&ip=10.8.{i}.1")
+            received[dc_of((await resp.text()).split(";")[0])] += 1
+    resp = await served.get("/api/v1/shares?window=60s", headers=ADMIN)
+    assert resp.status == 200
+    doc = await resp.json()
+    assert doc["source"] == "this node" and doc["window"] == 60 and doc["answers"] == 200
+    assert {r["name"]: r["answers"] for r in doc["datacenters"]} == dict(received)
+    assert sum(r["percent"] for r in doc["datacenters"]) == pytest.approx(100, abs=0.02)
+    assert {r["name"] for r in doc["datacenters"]} == {"idc", "cloud"}  # both answered
+    resp = await served.get("/api/v1/shares?window=soon", headers=ADMIN)
+    assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
+    assert (await served.get("/api/v1/shares")).status == 401
 
 
 @pytest.mark.parametrize(

@@ -8,28 +8,22 @@ pictures ``docs/console-service.png`` and ``docs/console-rollout.png``.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import os
 import re
 import shutil
-import time
+import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from deployer.container import replicas
-from deployer.spec import ReleaseSpec
-from registry import Change, Endpoint
-from registry.store import open_store
 from tests.deployer.fakes import spec
 from tests.servers import Node, seed_test_registry, wait_until
 
@@ -223,10 +217,20 @@ def test_overview_lists_datacenters_nodes_and_services(node: Node, console: Cons
             name="Configured share of the default region over all services: cloud 50 %, idc 50 %",
         )
     ).to_be_visible()
+    expect(page.get_by_role("region", name="Global share")).to_contain_text(
+        "Observed: no answers in the last 60 s"
+    )
     nodes = page.get_by_role("region", name="Nodes")
     expect(nodes.get_by_role("cell", name="ok", exact=True)).to_have_count(1)
     services = page.get_by_role("region", name="Services")
     expect(services.get_by_role("link", name=SHOP)).to_be_visible()
+    # Clients ask; the next live update shows what the fleet answered beside the configured.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for i in range(100):
+        with opener.open(f"{node.url}/d?dn={SHOP}&ip=10.4.{i}.1", timeout=5) as r:
+            assert r.read()
+    wait_until(lambda: api(node, "GET", "/api/v1/shares?window=60s")["answers"] >= 100, 20,
+               "the answers in the fleet's shares")  # fmt: skip
     # A service that loses its last healthy endpoint stands out as answering empty.
     state = api(node, "GET", "/api/v1/state")
     for eid, ep in state["services"][PAY]["endpoints"].items():
@@ -240,6 +244,12 @@ def test_overview_lists_datacenters_nodes_and_services(node: Node, console: Cons
     expect(services.get_by_role("row", name=f"{PAY}")).to_contain_text(
         "answering empty", timeout=2000
     )
+    observed = page.get_by_role(
+        "img", name=re.compile(r"^Observed share of answers over all services, last 60 s: ")
+    )
+    label = observed.get_attribute("aria-label") or ""
+    shares = dict(re.findall(r"(cloud|idc) (\d+(?:\.\d+)?) %", label))
+    assert set(shares) == {"cloud", "idc"} and 20 < float(shares["idc"]) < 80, label
 
 
 def test_preview_and_apply_a_split_changes_the_registry_only_after_confirm(
@@ -254,20 +264,17 @@ def test_preview_and_apply_a_split_changes_the_registry_only_after_confirm(
     default = weights.get_by_role("group", name="Region default")
     default.get_by_label("idc", exact=True).fill("70")
     default.get_by_label("cloud", exact=True).fill("30")
-    if feature(node, "PUT", "/api/v1/services/{name}/traffic", "dry_run"):
-        page.get_by_role("button", name="Preview").click()
-        expect(page.locator("#preview")).to_contain_text("Clients whose answer would change")
-        # Measured on the node's client sample: close to the weights, not exactly them.
-        after = page.get_by_role("img", name=re.compile(r"^default after: cloud \d"))
-        label = after.get_attribute("aria-label") or ""
-        cloud, idc = (float(x) for x in re.findall(r"(\d+(?:\.\d+)?) %", label))
-        assert abs(cloud - 30) < 5 and abs(idc - 70) < 5, label
-        moved = page.locator("#preview").get_by_text(re.compile("^Clients whose answer"))
-        share = float(re.findall(r"(\d+(?:\.\d+)?) %", moved.text_content() or "")[0])
-        assert 10 < share < 30, share  # 50/50 -> 70/30 moves about a fifth of the clients
-    else:
-        expect(page.get_by_role("button", name="Preview")).to_have_count(0)
-        expect(weights).to_contain_text("does not offer dry runs")
+    assert feature(node, "PUT", "/api/v1/services/{name}/traffic", "dry_run")  # the Preview
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview")).to_contain_text("Clients whose answer would change")
+    # Measured on the node's client sample: close to the weights, not exactly them.
+    after = page.get_by_role("img", name=re.compile(r"^default after: cloud \d"))
+    label = after.get_attribute("aria-label") or ""
+    cloud, idc = (float(x) for x in re.findall(r"(\d+(?:\.\d+)?) %", label))
+    assert abs(cloud - 30) < 5 and abs(idc - 70) < 5, label
+    moved = page.locator("#preview").get_by_text(re.compile("^Clients whose answer"))
+    share = float(re.findall(r"(\d+(?:\.\d+)?) %", moved.text_content() or "")[0])
+    assert 10 < share < 30, share  # 50/50 -> 70/30 moves about a fifth of the clients
     before = traffic(node)
     page.get_by_role("button", name="Apply", exact=True).click()
     dialog = page.get_by_role("dialog")
@@ -364,67 +371,127 @@ def test_the_page_says_when_the_stream_is_lost_and_reconnects(
         n.stop()
 
 
-def advance(node: Node, percent: float, text: str, phase: str = "canary") -> None:
-    """Do what the ``rolling`` controller would at a canary step (no Docker here): the new
-    version's endpoints healthy, the rollout at ``percent`` with an event — written to the
-    node's SQLite file, which the node follows like any change."""
-
-    async def write() -> None:
-        store = await open_store(node.store)
-        try:
-            snap = await store.snapshot()
-            r = next(r for r in snap.rollouts.values() if r.service == SHOP and r.version == "v3")
-            s = ReleaseSpec.from_dict(r.spec)
-            eps = [Change.put(Endpoint(SHOP, rep.name, rep.dc, f"10.9.0.{i + 1}", s.port, "v3"))
-                   for i, rep in enumerate(replicas(s, "v3"))]  # fmt: skip
-            event = {"time": time.time(), "phase": phase, "percent": percent, "text": text}
-            moved = dataclasses.replace(r, phase=phase, step=0 if percent < 50 else 1,
-                                        percent=percent, events=(*r.events, event))  # fmt: skip
-            await store.apply([*eps, Change.put(moved)], actor="rolling")
-        finally:
-            await store.close()
-
-    # Playwright's sync API runs a loop in this thread: the store gets a thread of its own.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(lambda: asyncio.run(write())).result(10)
+REL = "rel.example.org"  # released by the node's own controller on memory engines
 
 
-def test_pause_and_abort_a_rollout(node: Node, console: Console, artifacts: Path) -> None:
+@pytest.fixture
+def prober_port() -> Iterator[int]:
+    """A TCP port that accepts on every local address: the memory engine's containers get
+    loopback addresses (127.0.1.x, 127.0.2.x), and the controller's real TCP probes of
+    them land here."""
+    server = socket.create_server(("0.0.0.0", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+@pytest.fixture
+def controlled(tmp_path: Path, prober_port: int) -> Iterator[tuple[Node, int]]:
+    """A node running the rollout controller (``serve --controller``), with ``REL`` at v1
+    released by it on memory engines."""
+    n = Node(f"sqlite:///{tmp_path}/r.db", tmp_path, token=TOKEN, args=("--controller",))
+    n.start()
+    try:
+        seed_test_registry(n.url)
+        api(n, "PUT", f"/api/v1/services/{REL}",
+            {"access": "ro", "ttl": 1, "traffic": {"default": {"idc": 50, "cloud": 50}}})  # fmt: skip
+        api(n, "POST", f"/api/v1/rollouts/{REL}", release(prober_port, "v1", []))
+        wait_until(lambda: rollout(n)["phase"] == "done", 30, "v1 released by the controller")
+        yield n, prober_port
+        log = n.log.read_text(errors="replace")
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        n.stop()
+
+
+def release(port: int, version: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A deploy body for ``REL``: one container per datacenter on memory engines, probed
+    by TCP at ``port``."""
+    s = spec(version, service=REL, port=port, replicas={"idc": 1, "cloud": 1}, steps=steps,
+             health={"tcp": True, "interval": "0.2s", "timeout": "0.5s", "rise": 2, "fall": 2,
+                     "deadline": "30s"},
+             rollout={"propagation": "0.5s", "bake": "0s"},
+             datacenters={"idc": {"pool": "127.0.1.10-127.0.1.20"},
+                          "cloud": {"pool": "127.0.2.10-127.0.2.20"}})  # fmt: skip
+    return {"version": version, "spec": s.to_dict()}
+
+
+def rollout(node: Node) -> dict[str, Any]:
+    return api(node, "GET", f"/api/v1/rollouts/{REL}")["rollout"]  # type: ignore[no-any-return]
+
+
+def test_promote_pause_and_abort_a_rollout_the_controller_carries_out(
+    controlled: tuple[Node, int], console: Console, artifacts: Path
+) -> None:
+    node, port = controlled
     page = console.page
-    api(
-        node,
-        "POST",
-        f"/api/v1/rollouts/{SHOP}",
-        {"version": "v3", "spec": spec("v3", service=SHOP).to_dict()},
-    )
+    steps = [{"percent": 10, "pause": "manual"}, {"percent": 50, "pause": "manual"}]
+    api(node, "POST", f"/api/v1/rollouts/{REL}", release(port, "v2", steps))
     sign_in(page, node)
     page.get_by_role("link", name="Rollouts").click()
-    card = page.locator(f"section[data-service='{SHOP}']")
-    expect(card.get_by_role("heading", level=2)).to_have_text(f"{SHOP} → v3")
-    expect(card).to_contain_text("deploy requested")
-    advance(node, 10.0, "canary step 1: 10 %")
-    expect(card).to_contain_text("canary 10 %", timeout=2000)
-    advance(node, 50.0, "canary step 2: 50 %, waiting for promote")
-    expect(card.get_by_role("progressbar", name="Canary progress")).to_have_attribute("value", "50")
-    expect(card.get_by_role("row", name="idc 2 / 2")).to_be_visible()
-    card.get_by_role("button", name=f"Pause {SHOP}").click()
+    card = page.locator(f"section[data-service='{REL}']")
+    expect(card.get_by_role("heading", level=2)).to_have_text(f"{REL} → v2")
+    expect(card).to_contain_text("phase canary · step 1 of 2 · canary 10 %", timeout=30_000)
+    card.get_by_role("button", name=f"Promote {REL}").click()
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
-    wait_until(
-        lambda: api(node, "GET", f"/api/v1/rollouts/{SHOP}")["rollout"]["paused"], 5, "paused"
+    wait_until(lambda: rollout(node)["percent"] == 50, 15, "the controller at the 50 % step")
+    expect(card).to_contain_text("canary 50 %")
+    expect(card.get_by_role("progressbar", name="Canary progress")).to_have_attribute("value", "50")
+    expect(card.get_by_role("row", name="idc 1 / 1")).to_be_visible()
+    # Clients ask: the fleet's answers per version show on the rollout's time chart.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for i in range(400):
+        with opener.open(f"{node.url}/d?dn={REL}&ip=10.5.{i // 250}.{i % 250}", timeout=5) as r:
+            assert r.read()
+
+    def published() -> bool:
+        doc = api(node, "GET", f"/api/v1/services/{REL}/shares?window=60s")
+        return bool(doc["answers"] >= 400)
+
+    wait_until(published, 20, "the answers in the fleet's shares")
+    chart_ = card.get_by_role("img", name=re.compile(rf"^Share of v2 in {REL} over time"))
+    expect(chart_).to_have_attribute(
+        "aria-label",
+        re.compile(r"configured 50 %, observed \d+(\.\d+)? % of answers"),
+        timeout=15_000,
     )
+    observed = float(
+        re.findall(r"observed (\d+(?:\.\d+)?) %", chart_.get_attribute("aria-label") or "")[0]
+    )
+    assert 25 < observed < 75, observed  # 400 client /24s, half of them in the canary
+    card.get_by_role("button", name=f"Pause {REL}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    wait_until(lambda: rollout(node)["paused"], 5, "paused")
     expect(card).to_contain_text("(paused)", timeout=1000)
     shot(page, artifacts, "console-rollout.png")
-    card.get_by_role("button", name=f"Abort {SHOP}").click()
+    card.get_by_role("button", name=f"Abort {REL}").click()
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
-    wait_until(lambda: api(node, "GET", f"/api/v1/rollouts/{SHOP}")["rollout"]["intent"] == "abort",
-               5, "the abort intent")  # fmt: skip
-    expect(card).to_contain_text("intent abort", timeout=1000)
+    # The controller carries the abort out: stable again, the v2 containers deregistered.
+    wait_until(lambda: rollout(node)["phase"] == "aborted", 30, "the controller to abort")
+    expect(card).to_contain_text("phase aborted", timeout=2000)
+    state = api(node, "GET", "/api/v1/state")["services"][REL]
+    assert state["release"]["stable"] == "v1" and not state["release"].get("canary")
+    assert {e["version"] for e in state["endpoints"].values()} == {"v1"}
     # The next rollout lists this one among the earlier ones.
-    advance(node, 0.0, "aborted: canary at 0 %, new containers removed", phase="aborted")
-    body = {"version": "v4", "spec": spec("v4", service=SHOP).to_dict()}
-    api(node, "POST", f"/api/v1/rollouts/{SHOP}", body)
-    expect(card.get_by_role("heading", level=2)).to_have_text(f"{SHOP} → v4", timeout=2000)
-    expect(card.get_by_role("listitem").filter(has_text="v3 (from")).to_have_count(1)
+    api(node, "POST", f"/api/v1/rollouts/{REL}", release(port, "v3", steps))
+    expect(card.get_by_role("heading", level=2)).to_have_text(f"{REL} → v3", timeout=5000)
+    expect(card.get_by_role("listitem").filter(has_text="v2 (from v1)")).to_have_count(1)
 
 
 def test_revert_from_history(node: Node, console: Console) -> None:
@@ -438,12 +505,14 @@ def test_revert_from_history(node: Node, console: Console) -> None:
     history = page.get_by_role("region", name="History")
     entry = history.locator(f"li[data-revision='{done['revision']}']")
     expect(entry).to_contain_text('"idc":5')
-    if not feature(node, "POST", "/api/v1/registry/revert"):
-        expect(history).to_contain_text("Revert is not available")
-        return
     entry.get_by_role("button", name=f"Revert to before revision {done['revision']}").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text(f"revision {done['revision'] - 1}")
+    # The preview (a dry run of the revert): the split it brings back and who would move.
+    expect(dialog).to_contain_text("Clients whose answer would change")
+    back = dialog.get_by_role("img", name=re.compile(r"^default after: cloud \d"))
+    cloud = float(re.findall(r"cloud (\d+(?:\.\d+)?) %", back.get_attribute("aria-label") or "")[0])
+    assert abs(cloud - 50) < 5, cloud  # 5/95 back to 50/50
     assert traffic(node)["default"] == {"idc": 5, "cloud": 95}
     dialog.get_by_role("button", name="Confirm").click()
     wait_until(lambda: traffic(node) == before, 5, "the reverted split")

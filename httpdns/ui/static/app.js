@@ -5,8 +5,11 @@ import { bar, chart, confirmDialog, h, pct, shares } from "./views.js";
 const S = {
   state: null, nodes: null, rollouts: null, feat: null,
   write: { ok: false, reason: "" }, deploy: { ok: false, reason: "" }, revert: { ok: false, reason: "" },
-  stop: null, reloading: null, dirty: new Set(), percents: {}, events: {}, past: {}, page: null,
+  stop: null, reloading: null, dirty: new Set(), observed: {}, events: {}, past: {}, page: null,
+  fleet: null,
 };
+const DONE = new Set(["done", "aborted", "rolled-back"]); // rollout phases that no longer move
+const WINDOW = 60; // seconds: the answer window the console reads observed shares over
 const main = () => document.getElementById("main");
 const enc = encodeURIComponent;
 
@@ -79,20 +82,35 @@ async function reload() {
   S.state = await call("GET", "/api/v1/state");
   S.nodes = S.feat.has("GET", "/api/v1/nodes") ? (await call("GET", "/api/v1/nodes")).nodes : null;
   S.rollouts = S.feat.has("GET", "/api/v1/rollouts") ? (await call("GET", "/api/v1/rollouts")).rollouts : null;
-  const now = Date.now() / 1000;
+  S.fleet = S.feat.has("GET", "/api/v1/shares") ? await call("GET", `/api/v1/shares?window=${WINDOW}s`) : null;
   S.events = {};
   await Promise.all((S.rollouts || []).map(async (r) => {
     const hist = await call("GET", `/api/v1/rollouts/${enc(r.service)}/history`);
     S.events[r.service] = (hist.rollouts.find((x) => x.id === r.id) || { events: [] }).events;
     S.past[r.service] = hist.rollouts.filter((x) => x.id !== r.id).slice(0, 5);
   }));
-  for (const r of S.rollouts || []) {
-    const key = `${r.service}/${r.id}`;
-    const pts = (S.percents[key] ||= []);
-    if (!pts.length || pts[pts.length - 1][1] !== r.percent) pts.push([now, r.percent || 0]);
-    if (pts.length > 200) pts.shift();
-  }
+  await sampleShares();
 }
+
+/** The share of answers the new version of each running rollout got (the fleet's answers
+ * over the last WINDOW seconds, ``/shares``): one point of its time chart per sample. */
+async function sampleShares() {
+  if (!S.feat.has("GET", "/api/v1/services/{name}/shares")) return;
+  const now = Date.now() / 1000;
+  await Promise.all((S.rollouts || []).filter((r) => !DONE.has(r.phase)).map(async (r) => {
+    const doc = await call("GET", `/api/v1/services/${enc(r.service)}/shares?window=${WINDOW}s`);
+    if (!(doc.answers > 0)) return;
+    const row = doc.versions.find((v) => v.name === r.version);
+    const pts = (S.observed[`${r.service}/${r.id}`] ||= []);
+    pts.push([now, row?.percent ?? 0]);
+    if (pts.length > 300) pts.shift();
+  }));
+}
+// While a rollout runs, its chart follows the answers even when the registry is quiet.
+setInterval(async () => {
+  if (!S.state || S.page !== "#/rollouts" || !(S.rollouts || []).some((r) => !DONE.has(r.phase))) return;
+  try { await sampleShares(); render(); } catch (err) { console.warn("shares failed", err.message); }
+}, 5000);
 
 // -- routing ---------------------------------------------------------------------------------
 function render() {
@@ -155,9 +173,10 @@ function overview() {
     h("div", { class: "grid" },
       h("section", { class: "card", "aria-labelledby": "dc-h" }, h("h2", { id: "dc-h" }, "Datacenters"),
         h("table", {}, h("thead", {}, h("tr", {}, ...["Name", "Kind", "Writable", "Drained"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, dcRows))),
-      h("section", { class: "card", "aria-labelledby": "share-h" }, h("h2", { id: "share-h" }, "Global share (configured)"),
+      h("section", { class: "card", "aria-labelledby": "share-h" }, h("h2", { id: "share-h" }, "Global share"),
+        h("p", { class: "note" }, "Configured: the mean of each service's default-region weights."),
         bar(globalShare(), order, "Configured share of the default region over all services"),
-        h("p", { class: "note" }, "Mean of each service's default-region weights."))),
+        ...observedShare(order))),
     h("section", { class: "card", "aria-labelledby": "nodes-h" }, h("h2", { id: "nodes-h" }, "Nodes"), nodes),
     h("section", { class: "card", "aria-labelledby": "svc-h" }, h("h2", { id: "svc-h" }, "Services"),
       h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Services table" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Service", "Access", "Default split", "Answers"].map((t) => h("th", { scope: "col" }, t)))),
@@ -165,6 +184,15 @@ function overview() {
           h("td", {}, h("a", { href: `#/service/${enc(name)}` }, name)), h("td", {}, svc.access),
           h("td", {}, bar(shares(svc.traffic.default || {}), order, `${name} default split`)),
           h("td", {}, empty.has(name) ? "answering empty" : "ok"))))))));
+}
+
+/** The answers the fleet gave over every service, per datacenter (``/api/v1/shares``). */
+function observedShare(order) {
+  if (S.fleet === null) return [];
+  if (!(S.fleet.answers > 0)) return [h("p", { class: "note" }, `Observed: no answers in the last ${S.fleet.window} s.`)];
+  const seen = Object.fromEntries(S.fleet.datacenters.map((r) => [r.name, r.percent / 100]));
+  return [h("p", { class: "note" }, `Observed: ${S.fleet.answers} answers in the last ${S.fleet.window} s (${S.fleet.source}).`),
+    bar(seen, order, `Observed share of answers over all services, last ${S.fleet.window} s`)];
 }
 
 // -- service page ----------------------------------------------------------------------------
@@ -415,7 +443,12 @@ function rolloutsPage() {
       try { await call("POST", `/api/v1/rollouts/${enc(r.service)}/${verb}`); await reload(); render(); }
       catch (err) { showError(errId, err); }
     }, verb === "abort" || verb === "rollback" ? "danger" : "", S.deploy, { "aria-label": `${label} ${r.service}` }));
-    const pts = S.percents[`${r.service}/${r.id}`] || [];
+    // Configured: the canary percent at each recorded step; observed: the new version's
+    // share of the fleet's answers, sampled while this page is open.
+    const configured = (S.events?.[r.service] || []).map((e) => [e.time, e.percent]);
+    if (configured.length) configured.push([Date.now() / 1000, r.percent || 0]);
+    const observed = S.observed[`${r.service}/${r.id}`] || [];
+    const last = observed.length ? `, observed ${observed[observed.length - 1][1]} % of answers (last ${WINDOW} s)` : ", no answers observed yet";
     return h("section", { class: "card", "aria-labelledby": `ro-${r.id}-${r.service}`, "data-service": r.service },
       h("h2", { id: `ro-${r.id}-${r.service}` }, `${r.service} → ${r.version}`),
       h("p", {}, `phase ${r.phase}${r.paused ? " (paused)" : ""} · step ${r.step ?? "—"} of ${r.steps} · canary ${r.percent ?? 0} % · intent ${r.intent || "none"}`),
@@ -428,7 +461,10 @@ function rolloutsPage() {
         h("li", {}, `${new Date(e.time * 1000).toISOString().slice(11, 19)} UTC · ${e.phase} · ${e.percent} % · ${e.text}`))),
       (S.past[r.service] || []).length ? [h("h3", {}, "Earlier rollouts"), h("ul", {}, S.past[r.service].map((x) =>
         h("li", {}, `${x.version} (from ${x.previous || "nothing"}) · ${x.phase} · ${new Date(x.created * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC · ${x.actor}${x.message ? ` · ${x.message}` : ""}`)))] : null,
-      h("p", { class: "note" }, "Canary share of answers over time (this session):"), chart(pts, `canary percent of ${r.service} over time`),
+      h("p", { class: "note" }, `Share of ${r.version} over time: `, h("span", { class: "legend-configured" }, "configured (dashed)"), ", ",
+        h("span", { class: "legend-observed" }, `answers observed over the last ${WINDOW} s (solid)`)),
+      chart([{ points: configured, cls: "configured" }, { points: observed, cls: "observed" }],
+        `Share of ${r.version} in ${r.service} over time: configured ${r.percent ?? 0} %${last}`),
       h("div", { class: "row" }, buttons), errorBox(errId), readOnlyNote(S.deploy));
   });
   main().replaceChildren(h("h1", {}, "Rollouts"), ...(cards.length ? cards : [h("p", { class: "note" }, "No rollouts recorded.")]));

@@ -45,8 +45,11 @@ export function shares(weights) {
   return out;
 }
 
-/** A little line chart: points [[t, value 0-100]] as an SVG polyline. */
-export function chart(points, label) {
+/**
+ * A little time chart of percentages: ``series`` [{points: [[t, value 0-100]], cls}] as SVG
+ * step lines on one time axis, from the first point to now; ``label`` describes it.
+ */
+export function chart(series, label) {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", "0 0 100 40");
@@ -54,11 +57,14 @@ export function chart(points, label) {
   svg.setAttribute("class", "chart");
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", label);
-  if (points.length) {
-    // A step line up to now: the share holds until the next change.
-    const now = Date.now() / 1000;
-    const t0 = points[0][0], span = Math.max(now - t0, 1);
-    const x = (t) => ((t - t0) / span) * 100, y = (v) => 39 - v * 0.38;
+  const firsts = series.filter((s) => s.points.length).map((s) => s.points[0][0]);
+  if (!firsts.length) return svg;
+  const now = Date.now() / 1000;
+  const t0 = Math.min(...firsts), span = Math.max(now - t0, 1);
+  const x = (t) => ((t - t0) / span) * 100, y = (v) => 39 - v * 0.38;
+  for (const { points, cls } of series) {
+    if (!points.length) continue;
+    // A step line up to now: a share holds until the next change.
     const xy = [];
     points.forEach(([t, v], i) => {
       if (i) xy.push(`${x(t)},${y(points[i - 1][1])}`);
@@ -68,7 +74,7 @@ export function chart(points, label) {
     const line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", xy.join(" "));
     line.setAttribute("vector-effect", "non-scaling-stroke");
-    line.setAttribute("stroke", "#8a3ffc");
+    line.setAttribute("class", cls);
     svg.append(line);
   }
   return svg;

@@ -492,6 +492,8 @@ def _answer(
     else:
         client = who(ecs.address if ecs and ecs.source else None)
         family_qtype = A if qtype != QTYPE.AAAA else AAAA
+        if table.unavailable is not None:  # no registry at all: let the resolver ask another
+            return done(RCODE.SERVFAIL, 0, 0, ecs)
         svc_choice = table.resolve(name, family_qtype, client, deps) if name else None
     if svc_choice is None:
         if zone is None:

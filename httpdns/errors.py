@@ -13,7 +13,8 @@
      ├── MethodNotAllowed             (405 method_not_allowed)
      ├── PayloadTooLarge              (413 payload_too_large)
      ├── UnsupportedMediaType         (415 unsupported_media_type)
-     └── TooManyRequests              (429 too_many_requests)
+     ├── TooManyRequests              (429 too_many_requests)
+     └── NoRegistry                   (503 unavailable, DNS SERVFAIL) nothing to answer from
 
 Registry errors (``registry.errors``) and plugin errors (the deployer's) carry their
 own status and code and are mapped the same way. ``reply_for`` is the one place
@@ -116,6 +117,14 @@ class TooManyRequests(HttpdnsError):
 
     status = 429
     code = "too_many_requests"
+
+
+class NoRegistry(HttpdnsError):
+    """This node has no registry to answer from (it started while the store was damaged,
+    without a local snapshot): ask another node."""
+
+    status = 503
+    code = "unavailable"
 
 
 def error_body(exc: HttpdnsError | RegistryError) -> tuple[int, dict[str, Any]]:

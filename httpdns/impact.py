@@ -189,7 +189,8 @@ MIN_SAMPLE = 16  # within seconds by steering fewer buckets per service, never f
 def impact(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str, Any]:
     """Per service of ``names`` and region: the split of the client sample before and
     after, and the share of clients whose answer (either family) would change; and the
-    largest such share (``moved``). Services new or deleted are listed as such.
+    largest such share (``moved``). Services new or deleted are listed as such (a deleted
+    service that answered anyone moves all of its clients: ``moved`` 1.0).
 
     The sample is ``SAMPLE`` (4,096 buckets); a change that touches many services (a
     datacenter change touches all) steers an evenly spread part of it per service so that
@@ -202,8 +203,15 @@ def impact(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str,
     unchanged = 0
     work: list[tuple[str, CompiledService, CompiledService, list[str], tuple[int, ...]]] = []
     for name in names:
-        if name not in after.services or name not in before.services:
-            services[name] = {"new" if name in after.services else "deleted": True}
+        if name not in before.services:
+            services[name] = {"new": True}  # nobody was answered for it yet
+            continue
+        if name not in after.services:
+            # Every client that got an answer loses it (the name stops resolving).
+            old = compiled(before, name)
+            answered = len(_empty_in(old, regions_of(before, name))) < len(regions_of(before, name))
+            services[name] = {"deleted": True, "moved": 1.0 if answered else 0.0}
+            largest = max(largest, services[name]["moved"])
             continue
         old, new = compiled(before, name), compiled(after, name)
         if old == new and len(names) > DETAIL_LIMIT:

@@ -109,7 +109,6 @@ class Node:
         self._rand = rand
         self._lost_at: float | None = None  # when the store stopped answering
         self._problems: dict[str, str] = {}  # kind (STORE, ...) -> why, while it lasts
-        self.has_table = True  # False: started with no good copy of the registry at all
         self.started_from = "store"
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -371,6 +370,21 @@ class Node:
             await self.wait_for(revision, 5.0)  # the resync message brings it back
         log.info("restored the store from this node's table at revision %d", revision)
         return revision
+
+    @property
+    def has_table(self) -> bool:
+        """False while the node has no good copy of the registry at all (it started from
+        nothing): its table then refuses every query (``RoutingTable.unavailable``)."""
+        return self.table.unavailable is None
+
+    @has_table.setter
+    def has_table(self, value: bool) -> None:
+        self.table.unavailable = (
+            None
+            if value
+            else "this node has no registry to answer from (the store is damaged and it has "
+            "no local snapshot); ask another node"
+        )
 
     @property
     def status(self) -> str:

@@ -38,6 +38,7 @@ from registry.snapshot import Snapshot
 from . import bucketmap
 from .bucketmap import BucketMap
 from .cache import BoundedCache
+from .errors import NoRegistry
 from .hashing import bucket as bucket_of
 from .steering import Choice, CompiledService, compile_service, decide
 
@@ -214,6 +215,10 @@ class RoutingTable:
         # they age out. One int key: ~90 bytes an entry (a (name, int) key cost ~225).
         self._decisions: BoundedCache[int, int | Choice] = BoundedCache(max_cached)
         self._interned = 0  # numbered choices of the compiled services (MAX_INTERNED_TOTAL)
+        # Why the table holds no registry at all (the node started from nothing), or None:
+        # then no name is "not served", every query fails (503, SERVFAIL) so that clients
+        # ask another node rather than cache an empty answer.
+        self.unavailable: str | None = None
         self._rebuild(snapshot)
 
     # -- building -----------------------------------------------------------
@@ -329,6 +334,8 @@ class RoutingTable:
         if deps is not None:
             deps.append((name, svc))
         if svc is None:
+            if self.unavailable is not None:
+                raise NoRegistry(self.unavailable)
             return None
         family = _FAMILY[qtype]
         region = self.regions.match(client.ip, client.family)

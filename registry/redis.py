@@ -52,6 +52,9 @@ KEY_CHANGES = "changes"  # stream: one entry per batch, ID "<revision>-1", field
 CHANNEL_FEED = "feed"  # pub/sub channel: the ChangeSet JSON of each commit
 KEY_DIGEST = "digest"  # string "REVISION COUNT SUM": the records' digest (registry/digest.py),
 #                        written by the same script as the records and the revision
+KEY_DAMAGED = "damaged"  # string: why a node's full load found the records damaged (set by that
+#                          node, so that every node sees it in its O(1) check and the script
+#                          refuses writes); removed by ``restore`` or once a full check passes
 KEY_NODES = "nodes"  # sorted set: node id -> expiry (unix ms); an index of the node keys
 KEY_NODE = "node:"  # string per node id: its heartbeat JSON, with a TTL (expires by itself)
 STREAM_MAXLEN = 1_000_000  # approximate cap on kept history (audit)
@@ -62,16 +65,19 @@ RETRY_FOR = 10.0  # seconds of re-validation while other writers move the revisi
 REPLAY_LIMIT = 100  # behind by more revisions than this, reload instead of replaying
 POLL = 1.0  # seconds between revision checks while the feed is quiet (regression, lost messages)
 
-# KEYS: revision, records, changes, feed channel, digest.
+# KEYS: revision, records, changes, feed channel, digest, damage marker.
 # ARGV: base revision, ChangeSet JSON, stream maxlen, then (op, field, value) triples.
 # Returns {1, new revision}, {0, current revision} when the base moved, or {-1, why} when the
-# stored content is damaged (nothing written): a count that does not match the digest is
-# checked on every write (O(1)); the digest itself is kept up to date per change.
+# stored content is damaged (nothing written): a damage marker left by a node's full load, or
+# a count that does not match the digest, is checked on every write (O(1)); the digest itself
+# is kept up to date per change.
 _APPLY = """
 local M = 281474976710656  -- registry.digest.MODULUS, 2^48
 local function h(f, v)
   return tonumber(string.sub(redis.sha1hex(f .. '\\n' .. v), 1, 12), 16)
 end
+local marked = redis.call('GET', KEYS[6])
+if marked then return {-1, marked} end
 local raw = redis.call('GET', KEYS[1])
 local cur = tonumber(raw or '0')
 if cur == nil then return {-1, 'the revision key holds ' .. string.sub(raw, 1, 40) .. ', not a number'} end
@@ -126,6 +132,13 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], rev .. '-1', 'cs', ARGV[2])
 redis.call('PUBLISH', KEYS[4], ARGV[2])
 return {1, rev}
 """
+
+# KEYS: damage marker. ARGV: the marker as read. Removes it unless another node replaced it.
+_CLEAR_MARK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+MARK_RECHECK = 2.0  # seconds between full checks of a store another node marked damaged
 
 # Policies under which Redis may evict keys without a TTL (the registry's) when it is full.
 EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
@@ -206,11 +219,14 @@ class RedisStore:
         self.k_changes = prefix + KEY_CHANGES
         self.channel = prefix + CHANNEL_FEED
         self.k_digest = prefix + KEY_DIGEST
+        self.k_damaged = prefix + KEY_DAMAGED
+        self._marked_checked = -1e9  # when ``check`` last verified a marked store in full
         self.k_nodes = prefix + KEY_NODES
         self.k_node = prefix + KEY_NODE
         self._bad_feed_logged = -1e9
         self._refusal_logged: dict[str, float] = {}  # error code -> when last logged
         self._apply_script = client.register_script(_APPLY)
+        self._clear_mark_script = client.register_script(_CLEAR_MARK)
         self._snap = Snapshot()
         self._lock = asyncio.Lock()  # one writer at a time per client keeps the cache simple
         self._closed = asyncio.Event()
@@ -291,7 +307,8 @@ class RedisStore:
         for c in effective:
             value = b"" if c.value is None else orjson.dumps(c.value.to_dict())
             args += [c.op, _field(c), value]
-        keys = [self.k_revision, self.k_records, self.k_changes, self.channel, self.k_digest]
+        keys = [self.k_revision, self.k_records, self.k_changes, self.channel, self.k_digest,
+                self.k_damaged]  # fmt: skip
         try:
             ok, _rev = await self._apply_script(keys=keys, args=args)
         except ResponseError as exc:
@@ -395,7 +412,7 @@ class RedisStore:
         async with self._lock:
             try:
                 async with self._r.pipeline(transaction=True) as pipe:
-                    await pipe.watch(self.k_revision, self.k_records, self.k_digest)
+                    await pipe.watch(self.k_revision, self.k_records, self.k_digest, self.k_damaged)
                     try:
                         current = await self._revision(pipe)
                         why = None
@@ -403,6 +420,10 @@ class RedisStore:
                             why = await self._damage(pipe, current)
                     except StoreDamagedError as exc:
                         current, why = 0, exc.detail  # an unreadable revision: damaged
+                    if why is None and current >= snap.revision:
+                        marked = cast(bytes | None, await pipe.get(self.k_damaged))
+                        if marked is not None:  # a node found it damaged: trust its word
+                            why = marked.decode(errors="replace")
                     if current >= snap.revision and why is None:
                         raise ConflictError(
                             f"Redis is at revision {current}, not behind the snapshot's "
@@ -424,7 +445,7 @@ class RedisStore:
                     }
                     digest = digest_of(revision, ((f.encode(), v) for f, v in fields.items()))
                     pipe.multi()
-                    pipe.delete(self.k_records, self.k_revision, self.k_digest)
+                    pipe.delete(self.k_records, self.k_revision, self.k_digest, self.k_damaged)
                     items = list(fields.items())
                     for i in range(0, len(items), 10_000):
                         pipe.hset(self.k_records, mapping=dict(items[i : i + 10_000]))
@@ -449,20 +470,32 @@ class RedisStore:
     # -- integrity and the fleet ----------------------------------------------
 
     async def check(self) -> None:
-        """A cheap integrity check (O(1)): the revision is a number, the keys have their types
-        and the record count matches the digest. Raises StoreDamagedError (or
-        StoreUnavailableError); a full check of the content happens on every load."""
+        """A cheap integrity check (O(1)): the revision is a number, the keys have their types,
+        the record count matches the digest and no node's full load found the content
+        damaged (the marker it leaves). Raises StoreDamagedError (or StoreUnavailableError).
+
+        A full check of the content happens on every load; while the store is marked
+        damaged, this check also reloads in full (every ``MARK_RECHECK`` s) so that a
+        store repaired by hand is followed again by every node, and the marker goes."""
         self._check_open()
         try:
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.get(self.k_revision)
                 pipe.get(self.k_digest)
                 pipe.hlen(self.k_records)
-                raw_rev, raw_digest, count = await pipe.execute()
+                pipe.get(self.k_damaged)
+                raw_rev, raw_digest, count, marked = await pipe.execute()
         except RedisError as exc:
             raise store_error(
                 exc, f"{self.k_revision}, {self.k_digest} or {self.k_records}"
             ) from exc
+        if marked is not None:
+            now = time.monotonic()
+            if now - self._marked_checked < MARK_RECHECK:
+                raise StoreDamagedError(marked.decode(errors="replace"))
+            self._marked_checked = now
+            await self._load()  # raises (and marks again) while damaged, clears once repaired
+            return
         revision = self._parse_revision(raw_rev)
         if raw_digest is None:
             if revision and not count:
@@ -687,7 +720,8 @@ class RedisStore:
                 pipe.get(self.k_revision)
                 pipe.get(self.k_digest)
                 pipe.hgetall(self.k_records)
-                raw_rev, raw_digest, records = await pipe.execute()
+                pipe.get(self.k_damaged)
+                raw_rev, raw_digest, records, marked = await pipe.execute()
         except RedisError as exc:
             raise store_error(
                 exc, f"{self.k_revision}, {self.k_digest} or {self.k_records}"
@@ -697,11 +731,35 @@ class RedisStore:
         if why is not None:
             # Never adopt records that are not the registry that was written (a partial
             # registry moves clients): the caller keeps its last good copy.
-            raise _damaged(f"the registry in Redis at revision {revision} is damaged: {why}")
+            raise await self._mark(
+                _damaged(f"the registry in Redis at revision {revision} is damaged: {why}"),
+                marked,
+            )
         snap, bad = _build_checked(revision, records)
         if bad:  # the digest matched what was written, yet a record does not decode
-            raise _damaged(f"unreadable records at revision {revision}: {', '.join(bad[:5])}")
+            raise await self._mark(
+                _damaged(f"unreadable records at revision {revision}: {', '.join(bad[:5])}"),
+                marked,
+            )
+        if marked is not None:
+            # The content matches its digest again (repaired by hand): the fleet may go on.
+            with contextlib.suppress(RedisError):
+                if await self._clear_mark_script(keys=[self.k_damaged], args=[marked]):
+                    log.info("the registry in Redis at revision %d matches its digest again; "
+                             "writes are accepted again", revision)  # fmt: skip
         return snap
+
+    async def _mark(self, error: StoreDamagedError, marked: bytes | None) -> StoreDamagedError:
+        """Leave ``error`` in the store for every node: running nodes, whose tables stay good
+        and whose O(1) check cannot see an altered record, then report the damage too, and
+        the write script refuses writes on top of it (the fleet would drift apart)."""
+        text = error.detail.encode()
+        if marked != text:
+            try:
+                await self._r.set(self.k_damaged, text)
+            except RedisError as exc:  # the error itself still reaches the caller
+                log.warning("cannot mark the registry damaged for the other nodes: %s", exc)
+        return error
 
 
 def _as_changes(snap: Snapshot) -> list[Change]:

@@ -107,8 +107,12 @@ def dry_run_report(data: Mapping[str, Any]) -> None:
         click.echo(f"  {fmt_diff(change)}")
     impact = data.get("impact") or {}
     for name, svc in (impact.get("services") or {}).items():
-        if svc.get("new") or svc.get("deleted"):
-            click.echo(f"  {name}: {'new service' if svc.get('new') else 'deleted'}")
+        if svc.get("new"):
+            click.echo(f"  {name}: new service")
+            continue
+        if svc.get("deleted"):
+            lost = "; every client loses its answer" if svc.get("moved") else ""
+            click.echo(f"  {name}: deleted{lost}")
             continue
         for region, row in (svc.get("regions") or {}).items():
             click.echo(

@@ -342,7 +342,7 @@ def resolve_encrypted(q: Query, ctx: Context, plain: Plain) -> Reply:
     try:
         reply = _answer(inner, ctx, plain, key)
     except (HttpdnsError, RegistryError) as exc:  # a bad name or ip inside the ciphertext
-        return _empty(exc.status if 400 <= exc.status < 500 else 400)
+        return _empty(exc.status if 400 <= exc.status < 500 or exc.status == 503 else 400)
     if reply.status != 200 or not reply.body:  # nothing to encrypt: the name is not served
         return _empty(reply.status)
     body = c.encrypt(reply.body).hex().encode()

@@ -101,6 +101,19 @@ def test_impact_is_measured_on_a_fixed_sample() -> None:
     assert impact.impact(before, before, ["www.x.org"])["moved"] == 0.0
 
 
+def test_a_deleted_service_moves_every_client_it_answered() -> None:
+    before = _snap(WWW, API, endpoints=EPS)
+    gone = impact.impact(before, _snap(API, endpoints=EPS[2:]), ["www.x.org"])
+    assert gone["services"]["www.x.org"] == {"deleted": True, "moved": 1.0}
+    assert gone["moved"] == 1.0
+    # one that answered nobody (no endpoints) moves nobody; a new one neither
+    silent = impact.impact(_snap(WWW, API), _snap(API), ["www.x.org"])
+    assert silent["services"]["www.x.org"] == {"deleted": True, "moved": 0.0}
+    assert silent["moved"] == 0.0
+    new = impact.impact(_snap(API), _snap(WWW, API), ["www.x.org"])
+    assert new["services"]["www.x.org"] == {"new": True} and new["moved"] == 0.0
+
+
 def test_diff_and_undo_restore_a_revision() -> None:
     s0 = _snap(WWW, endpoints=EPS[:2])
     s1, eff1 = s0.apply([Change.put(Service("www.x.org", {"default": {"idc": 1}}))], 2)

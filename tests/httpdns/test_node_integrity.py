@@ -13,11 +13,15 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.rcode
 import pytest
 
+from httpdns import dnswire
 from httpdns.config import Config
 from httpdns.node import Node, RateLimitedLog
 from httpdns.snapshotfile import SnapshotFile
+from httpdns.table import Client
 from httpdns.web import make_app
 from registry import Change, ChangeSet, Datacenter, Service, Snapshot, Store
 from registry.errors import StoreDamagedError
@@ -148,6 +152,16 @@ async def test_a_node_with_nothing_to_serve_is_unavailable_503(
         assert resp.status == 503 and (await resp.json())["status"] == "unavailable"
         body = await admin(client, "PUT", "/api/v1/datacenters/x", {}, expect=503)
         assert body["error"] == "store_damaged"
+        # Queries fail rather than answer "nothing here": a client asks another node instead
+        # of caching an empty answer, a resolver gets SERVFAIL (it tries another server).
+        for path in ("/d?dn=a.example.org", "/resolve?name=a.example.org&type=A",
+                     "/100000/d?host=a.example.org"):  # fmt: skip
+            resp = await client.get(path)
+            assert resp.status == 503, path
+            assert (await resp.json())["error"] == "unavailable", path
+        query = dns.message.make_query("a.example.org", "A").to_wire()
+        out = dnswire.answer(query, node.table, make_config(), lambda ecs: Client.of("192.0.2.9"))
+        assert dns.message.from_wire(out.wire).rcode() == dns.rcode.SERVFAIL
     finally:
         await node.stop()
         await store.close()

@@ -121,7 +121,7 @@ def test_a_non_numeric_revision_is_a_json_503_and_the_fleet_recovers_after_repai
     assert any("not a revision number" in node_log(n) for n in nodes)
 
 
-def test_one_corrupt_record_new_and_restarted_nodes_keep_a_good_copy_until_restore(
+def test_one_corrupt_record_the_fleet_holds_its_good_copy_and_stops_writes_until_restore(
     cluster: Cluster,
 ) -> None:
     r = cluster.redis("redis")
@@ -143,12 +143,22 @@ def test_one_corrupt_record_new_and_restarted_nodes_keep_a_good_copy_until_resto
         assert answer_d(c, WEB) == WEB_ADDRESSES
         status, body = put_endpoint(c, OTHER, "x", "198.51.100.70")
         assert (status, body["error"]) == (503, "store_damaged"), body
+        # The running nodes' tables are good and their cheap check cannot see an altered
+        # record, but the restarted node told the store: they say degraded with the same
+        # reason and refuse writes, so the fleet does not drift apart from c.
+        degraded([a, b], f"endpoint/{WEB}/w1")
+        for n in (a, b):
+            status, body = put_endpoint(n, OTHER, "x", "198.51.100.70")
+            assert (status, body["error"]) == (503, "store_damaged"), body
+            assert answer_d(n, WEB) == WEB_ADDRESSES
         # A new node with no copy of its own serves nothing, and says so with a 503.
         new = cluster.node(r.url, "new", wait=False)
         wait_until(lambda: health_status(new) == 503, 20, "the new node to answer /healthz")
         status, h = healthz(new)
         assert (status, h["status"], h["started_from"]) == (503, "unavailable", "nothing"), h
         assert "Traceback" not in node_log(new)
+        # Its queries fail (503) rather than answer empty: clients ask another node.
+        assert health_status(new, f"/d?dn={WEB}") == 503
         # Restore from a running node: every node, the new one too, converges by itself.
         done = restore_from(a)
         assert done.returncode == 0, (done.stdout, done.stderr)
@@ -158,9 +168,36 @@ def test_one_corrupt_record_new_and_restarted_nodes_keep_a_good_copy_until_resto
     load.assert_clean(at_least=10)
 
 
-def health_status(node: Node) -> int | None:
+def test_one_corrupt_record_repaired_by_hand_the_fleet_converges_by_itself(
+    cluster: Cluster,
+) -> None:
+    r = cluster.redis("redis")
+    nodes, rev = fleet(cluster.start_nodes(r.url, 3))
+    a, b, c = nodes
+    field = f"endpoint\x1f{WEB}/w1"
+    with redis_client(r.port) as rc:
+        original = rc.hget(PREFIX + "records", field)
+        rc.hset(PREFIX + "records", field, "{broken")
+    with QueryLoad([a, b]) as load:
+        c.stop()
+        c.start()
+        degraded(nodes, f"endpoint/{WEB}/w1")
+        status, body = put_endpoint(a, OTHER, "x", "198.51.100.75")
+        assert (status, body["error"]) == (503, "store_damaged"), body
+        # The operator puts the record's bytes back: no restore, no restart.
+        with redis_client(r.port) as rc:
+            rc.hset(PREFIX + "records", field, original)
+        all_ok(nodes, rev)
+        status, body = put_endpoint(b, OTHER, "after", "198.51.100.76")
+        assert status == 201, body
+        wait_revision(nodes, rev + 1, timeout=CONVERGE)
+    load.assert_clean(at_least=10)
+    assert any("matches its digest again" in node_log(n) for n in nodes)
+
+
+def health_status(node: Node, path: str = "/healthz") -> int | None:
     try:
-        with urllib.request.urlopen(node.url + "/healthz", timeout=1) as resp:
+        with urllib.request.urlopen(node.url + path, timeout=1) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         exc.close()
@@ -216,7 +253,7 @@ def test_eviction_under_maxmemory_never_empties_a_node(cluster: Cluster) -> None
                 i += 1
             assert not rc.exists(PREFIX + "records"), "eviction never reached the registry"
         # Whatever else went (revision, digest, stream), every node notices and holds.
-        wait_nodes(nodes, lambda h: h["status"] == "degraded" and h["reasons"], "degraded")
+        wait_nodes(nodes, lambda h: h["status"] == "degraded" and h["reasons"], "degraded", DETECT)
         for n in nodes:
             assert answer_d(n, OTHER) == {OTHER_FIRST}
         with redis_client(r.port) as rc:

@@ -153,8 +153,57 @@ async def test_a_corrupt_record_refuses_the_whole_load_naming_the_key(
         if how == "add":  # one more record than the digest counts: the cheap check sees it
             with pytest.raises(StoreDamagedError, match="8 records where revision"):
                 await other.check()
-        else:  # same count: only a full load can tell
-            await other.check()
+        # Same count or not, the load that found it left its reason for every client: the
+        # running writer's cheap check reports it, and its writes are refused.
+        with pytest.raises(StoreDamagedError, match=f"endpoint/{SVC}/"):
+            await store.check()
+        with pytest.raises(StoreDamagedError, match="nothing was applied"):
+            await store.apply([dc("dc3")])
+    finally:
+        await other.close()
+
+
+async def test_damage_found_by_one_client_stops_writes_everywhere_until_repaired(
+    redis_server: RedisServer, redis_pair: tuple[RedisStore, str]
+) -> None:
+    """An altered record keeps the count: only a full load sees it. The client that loads
+    marks the store, so a running client (its snapshot cached, its check O(1)) reports the
+    damage and cannot write on top of it; a repair by hand lifts the mark by itself."""
+    store, prefix = redis_pair
+    rev = await seeded(store)
+    await store.check()
+    field = f"endpoint\x1f{SVC}/e1"
+    with raw_client(redis_server) as r:
+        original = r.hget(prefix + "records", field)
+        r.hset(prefix + "records", field, "{broken")
+    await store.check()  # nobody has loaded it yet: the cheap check cannot tell
+    other = await fresh(redis_server, prefix)
+    try:
+        with pytest.raises(StoreDamagedError) as found:
+            await other.snapshot()
+        with pytest.raises(StoreDamagedError) as seen:
+            await store.check()
+        assert seen.value.detail == found.value.detail  # the same reason on every node
+        with pytest.raises(StoreDamagedError, match="nothing was applied"):
+            await store.apply([dc("dc3")])
+        with raw_client(redis_server) as r:
+            assert int(r.get(prefix + "revision")) == rev  # nothing was written
+            r.hset(prefix + "records", field, original)  # the repair, by hand
+
+        async def clean() -> bool:
+            try:
+                await store.check()
+            except StoreDamagedError:
+                return False
+            return True
+
+        async with asyncio.timeout(5):  # a marked store is checked in full every 2 s
+            while not await clean():
+                await asyncio.sleep(0.05)
+        with raw_client(redis_server) as r:
+            assert r.exists(prefix + "damaged") == 0
+        assert (await store.apply([dc("dc3")])).revision == rev + 1
+        assert (await other.snapshot()).revision == rev + 1
     finally:
         await other.close()
 
@@ -237,9 +286,13 @@ async def test_restore_is_allowed_when_the_content_does_not_match_its_digest(
     try:
         with pytest.raises(StoreDamagedError):
             await other.snapshot()
+        with raw_client(redis_server) as r:
+            assert r.exists(prefix + "damaged") == 1  # left by the load that found it
         restored = await store.restore(good, actor="ops")
         # Not behind, so the restore moves the revision on: no node sees the registry go back.
         assert restored == rev + 1
+        with raw_client(redis_server) as r:
+            assert r.exists(prefix + "damaged") == 0
         back = await other.snapshot()
         assert back.revision == rev + 1
         assert back.to_dict() | {"revision": 0} == good.to_dict() | {"revision": 0}

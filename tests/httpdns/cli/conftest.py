@@ -161,6 +161,7 @@ def httpdns(
     token: str | None = TOKEN,
     server: str | None = None,
     env: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI (``python -m httpdns.cli``) against ``node``; never a traceback.
 
@@ -179,6 +180,7 @@ def httpdns(
         capture_output=True,
         text=True,
         timeout=30,
+        cwd=cwd,
     )
     assert "Traceback" not in result.stderr, result.stderr
     assert "Traceback" not in result.stdout, result.stdout

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import Node
+from tests.servers import Node, admin_call
 
 from .conftest import ACTOR, TOKEN, fails, httpdns, ok
 
@@ -147,10 +147,16 @@ def test_forced_drain_is_reported_by_health_and_undone(node: Node) -> None:
 
 
 def test_read_only_flip_and_weights_to_zero_are_guarded(node: Node) -> None:
+    rev = _revision(node)
     err = fails(node, "dc", "set", "idc", "--read-only")
     assert "would_empty" in err and API in err  # the rw API has no other writable datacenter
     err = fails(node, "traffic", "set", MOBILE, "idc=0", "cloud=0")
     assert "error: " in err  # a default table needs a weight (validation)
+    # idc's weight to zero leaves the rw API only read-only cloud: nobody would be answered
+    err = fails(node, "traffic", "set", API, "idc=0", "cloud=100")
+    assert err.startswith(f"error: would_empty: would leave {API} (default) answering empty")
+    assert err.rstrip().endswith("or --force")
+    assert _revision(node) == rev and _traffic(node, API) == {"default": {"idc": 100}}
     # deleting the only endpoint of the rw API
     err = fails(node, "endpoint", "delete", API, "e2")
     assert err.startswith(f"error: would_empty: would leave {API} (default) answering empty; "
@@ -220,6 +226,50 @@ def test_dry_run_measures_the_share_of_clients_that_move(node: Node) -> None:
     assert _traffic(node, WWW)["default"] == {"idc": 60, "cloud": 40}
 
 
+SPARE = "spare"  # a datacenter nothing uses: deleting it is not refused as in use
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("traffic", "set", WWW, "idc=50", "cloud=50"),
+        ("traffic", "shift", "--from", "idc", "--to", "cloud", "--percent", "10", "--service", WWW),
+        ("dc", "set", "edge2", "--kind", "cloud"),
+        ("dc", "set", "cloud", "--labels", "tier=2"),
+        ("dc", "drain", "cloud"),
+        ("dc", "undrain", "cloud"),
+        ("dc", "delete", SPARE),
+        ("release", "set", WWW, "--stable", "v1", "--canary", "v2", "--percent", "5",
+         "--allow-empty"),
+        ("service", "set", WWW, "--ttl", "5"),
+        ("service", "set", "new.example.org", "idc=1"),
+        ("service", "delete", WWW),
+        ("endpoint", "set", WWW, "e9", "--dc", "idc", "--address", "192.0.2.99"),
+        ("endpoint", "delete", WWW, "e0"),
+        ("region", "set", "north", "10.0.0.0/8"),
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)  # fmt: skip
+def test_every_write_command_takes_dry_run_and_writes_nothing(
+    node: Node, args: tuple[str, ...]
+) -> None:
+    if SPARE not in _state(node)["datacenters"]:
+        ok(node, "dc", "set", SPARE, "--kind", "cloud")
+    before = _state(node)
+    out = ok(node, *args, "--dry-run")
+    assert out.startswith(f"dry run at revision {before['revision']}, nothing written"), out
+    assert "clients whose answer would change: up to " in out, out
+    data = json.loads(ok(node, "--json", *args, "--dry-run"))
+    assert data["dry_run"] is True and data["revision"] == before["revision"]
+    assert data["changes"] and data["impact"]["sample"] >= 16
+    assert _state(node) == before  # nothing written
+    if args[:2] == ("service", "delete"):  # its clients all lose their answer
+        assert f"  {WWW}: deleted; every client loses its answer" in out
+        assert "up to 100.0%" in out and data["impact"]["moved"] == 1.0
+    if args[:2] == ("traffic", "set"):  # 60/40 -> 50/50: ~10 % of the clients move
+        assert 0.07 < data["impact"]["moved"] < 0.13, data["impact"]
+
+
 # -- 4. history and undo ------------------------------------------------------------------------------
 
 
@@ -276,6 +326,25 @@ def test_history_and_revert(node: Node) -> None:
     ok(node, "service", "delete", name, "--force")
 
 
+def test_revert_reaches_back_a_thousand_revisions(node: Node) -> None:
+    name = "far.example.org"
+    ok(node, "service", "set", name, "idc=70", "cloud=30")
+    good = _revision(node)
+    for i in range(1000):  # through the admin API: a thousand CLI processes take too long
+        status, body = admin_call(node.url, "PUT", f"/api/v1/services/{name}/traffic",
+                                  {"default": {"idc": 1 + i, "cloud": 1000 - i}}, token=TOKEN)  # fmt: skip
+        assert status == 200, body
+    now = _revision(node)
+    assert now == good + 1000
+    dry = ok(node, "revert", str(good), "--dry-run")
+    assert f"dry run at revision {now}, nothing written: revert" in dry
+    assert "traffic.default.idc 1000 -> 70; traffic.default.cloud 1 -> 30" in dry
+    out = ok(node, "revert", str(good))
+    assert f"revert: 1 record restored as at revision {good} (revision {now + 1})" in out
+    assert _traffic(node, name) == {"default": {"idc": 70, "cloud": 30}}
+    ok(node, "service", "delete", name)
+
+
 # -- 5. roles ---------------------------------------------------------------------------------------------
 
 
@@ -283,8 +352,8 @@ def test_roles(node: Node) -> None:
     assert WWW in ok(node, "state", token=READ)
     ok(node, "audit", "--limit", "1", token=READ)
     err = fails(node, "traffic", "set", WWW, "idc=60", "cloud=40", token=READ)
-    assert "error: forbidden: PUT /api/v1/services/www.example.org/traffic needs the ops role; "
-    assert "needs the ops role; token 'viewer' has the read role" in err
+    assert err == (f"error: forbidden: PUT /api/v1/services/{WWW}/traffic needs the ops role; "
+                   "token 'viewer' has the read role\n")  # fmt: skip
     # ops shifts traffic and drains, but does not create services
     ok(node, "traffic", "set", WWW, "idc=60", "cloud=40", token=OPS)
     assert "needs the admin role" in fails(node, "service", "set", "x.example.org", "idc=1",
@@ -298,6 +367,56 @@ def test_roles(node: Node) -> None:
     assert "no token given" in fails(node, "state", token="")
     entry = json.loads(ok(node, "--json", "audit", "--limit", "2"))["entries"]
     assert [e["actor"] for e in entry] == [f"ci:{ACTOR}", f"oncall:{ACTOR}"]
+
+
+@pytest.mark.parametrize(
+    ("token", "args", "needed"),
+    [
+        # read: state, explain, audit, nodes (and the other reads)
+        (READ, ("state",), None),
+        (READ, ("explain", WWW, "--uid", "device-1"), None),
+        (READ, ("audit", "--limit", "1"), None),
+        (READ, ("nodes",), None),
+        (READ, ("history", WWW), None),
+        (READ, ("traffic", "show", WWW), None),
+        (READ, ("health",), None),
+        (READ, ("traffic", "shift", "--from", "idc", "--to", "cloud", "--percent", "5",
+                "--dry-run"), "ops"),
+        (READ, ("export",), None),
+        # ops: traffic, drains, releases; not endpoints, not the registry's shape
+        (OPS, ("traffic", "shift", "--from", "idc", "--to", "cloud", "--percent", "5",
+               "--dry-run"), None),
+        (OPS, ("dc", "drain", "cloud", "--dry-run"), None),
+        (OPS, ("dc", "undrain", "cloud", "--dry-run"), None),
+        (OPS, ("release", "set", WWW, "--stable", "v1", "--dry-run"), None),
+        (OPS, ("endpoint", "delete", WWW, "e0", "--dry-run"), "deployer"),
+        (OPS, ("dc", "set", "cloud", "--writable", "--dry-run"), "admin"),
+        # deployer: also endpoints
+        (DEPLOY, ("endpoint", "set", WWW, "e9", "--dc", "idc", "--address", "192.0.2.9",
+                  "--dry-run"), None),
+        (DEPLOY, ("endpoint", "delete", WWW, "e0", "--dry-run"), None),
+        (DEPLOY, ("region", "set", "north", "10.0.0.0/8", "--dry-run"), "admin"),
+        (DEPLOY, ("dc", "delete", "cloud", "--dry-run"), "admin"),
+        (DEPLOY, ("zone", "set", "example.org", "--ns", "ns1.example.org=192.0.2.53"), "admin"),
+        (DEPLOY, ("revert", "1", "--dry-run"), "admin"),
+        (DEPLOY, ("registry", "restore", "--from-node", "{self}"), "admin"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,
+)  # fmt: skip
+def test_each_role_reaches_what_the_issue_lists_through_the_cli(
+    node: Node, token: str, args: tuple[str, ...], needed: str | None
+) -> None:
+    """A dry run is authorized like the write itself, so this matrix writes nothing."""
+    rev = _revision(node)
+    args = tuple(node.url if a == "{self}" else a for a in args)
+    if needed is None:
+        ok(node, *args, token=token)
+    else:
+        role = {READ: "read", OPS: "ops", DEPLOY: "deployer"}[token]
+        err = fails(node, *args, token=token)
+        assert err.startswith("error: forbidden: ") and f"needs the {needed} role" in err, err
+        assert f"has the {role} role" in err, err
+    assert _revision(node) == rev
 
 
 # -- 6. declarative apply -----------------------------------------------------------------------------------

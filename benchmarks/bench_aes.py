@@ -145,7 +145,9 @@ def main() -> None:
     )
     plain = best["plain"]
     for case, us in best.items():
-        print(f"{case:6} {us:7.2f} us/request  {sizes[case]:4d} B response  {us / plain:5.2f}x plain")
+        print(
+            f"{case:6} {us:7.2f} us/request  {sizes[case]:4d} B response  {us / plain:5.2f}x plain"
+        )
 
 
 if __name__ == "__main__":

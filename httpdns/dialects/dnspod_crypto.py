@@ -25,8 +25,10 @@ The ciphers come from ``cryptography`` (OpenSSL); DES is its ``TripleDES`` with 
 
 from __future__ import annotations
 
+import binascii
 import functools
 import os
+from binascii import unhexlify
 from collections.abc import Callable, Mapping, Sequence
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -157,12 +159,17 @@ class AesCodec:
     def encrypt(self, plain: bytes) -> bytes:
         """A fresh IV followed by the ciphertext of ``plain``."""
         iv = self._random(AES_BLOCK)
-        x = self._dec.update(self._last + iv)[AES_BLOCK:]
-        out = self._enc.update(x + pad(plain, AES_BLOCK))
-        if out[:AES_BLOCK] != iv:  # cannot happen (whole blocks in, whole blocks out)
-            self._start()
-            enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
-            return iv + enc.update(pad(plain, AES_BLOCK))
+        return self.seal(iv + self._dec.update(self._last + iv)[AES_BLOCK:], pad(plain, AES_BLOCK))
+
+    def seal(self, chain: bytes, padded: bytes) -> bytes:
+        """A fresh IV followed by the ciphertext of ``padded`` (whole blocks), given
+        ``chain``: the IV and ``x = D(iv) ^ last``, ``last`` being the encryptor's last
+        output block (what ``decrypt_request`` returns, or ``encrypt`` computes)."""
+        out = self._enc.update(chain[AES_BLOCK:] + padded)
+        iv = chain[:AES_BLOCK]
+        if out[:AES_BLOCK] != iv:  # the encryptor moved on meanwhile: cannot happen (one
+            self._start()  # thread, nothing encrypts between the two calls); start over
+            return iv + Cipher(self._algorithm, modes.CBC(iv)).encryptor().update(padded)
         self._last = out[-AES_BLOCK:]
         return out
 
@@ -171,6 +178,27 @@ class AesCodec:
         if len(data) < 2 * AES_BLOCK or len(data) % AES_BLOCK:
             raise CipherError("the ciphertext is not an IV and whole AES blocks")
         return unpad(self._dec.update(data)[AES_BLOCK:], AES_BLOCK)
+
+    def decrypt_request(self, dn: bytes, ip: bytes) -> tuple[bytes, bytes | None, bytes]:
+        """The plaintexts of the hex parameters ``dn`` and ``ip`` (each an IV and
+        ciphertext; ``ip`` may be empty: None back), unpadded but not checked to be
+        text, and the ``chain`` of a reply for ``seal``, all from one decryptor call: the
+        decryptor is fed ``dn + ip + last + iv`` (``iv`` fresh from the CSPRNG), whose last
+        block of output is ``x = D(iv) ^ last`` (see the class docstring). ``CipherError``
+        when either parameter is not ours."""
+        for text in (dn, ip) if ip else (dn,):
+            if len(text) > MAX_HEX or len(text) < 4 * AES_BLOCK or len(text) % (2 * AES_BLOCK):
+                raise CipherError("the ciphertext is not an IV and whole AES blocks")
+        try:
+            data = unhexlify(dn + ip)  # hex digits only: no whitespace, unlike fromhex
+        except binascii.Error:
+            raise CipherError("not hex digits") from None
+        iv = self._random(AES_BLOCK)
+        out = self._dec.update(data + self._last + iv)
+        at = len(dn) >> 1
+        text = unpad(out[AES_BLOCK:at], AES_BLOCK)
+        other = unpad(out[at + AES_BLOCK : len(data)], AES_BLOCK) if ip else None
+        return text, other, iv + out[-AES_BLOCK:]
 
     def decrypt_hexes(self, texts: Sequence[str]) -> list[str]:
         """The texts of hex parameters (each an IV and ciphertext), in one decryptor call

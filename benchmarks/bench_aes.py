@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--ips", type=int, default=10_000, help="distinct (name, ip=) pairs")
     ap.add_argument("--aes-variants", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=2000, help="requests timed together")
+    ap.add_argument("--batch", type=int, default=200, help="requests timed together")
     ap.add_argument("--rounds", type=int, default=3, help="passes over each list")
     ap.add_argument("--profile", default="", help="cProfile these cases (comma-separated)")
     args = ap.parse_args()

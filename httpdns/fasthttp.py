@@ -262,6 +262,14 @@ class FastServer:
                 self.stats.count(dialect, "http_429")
             return (*self._parts(None, reply), None)
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
+        query = target.partition(b"?")[2]
+        # the dialect's own answers (dialects.LANES), for requests no front cache keeps: first
+        lane = self.lanes.get(route.dialect)
+        if lane is not None:
+            done = lane(query, peer, forwarded)
+            if done is not None:
+                head, tail, self.last = done
+                return head, tail, None
         key = None
         if route.cacheable:
             key = (target, peer, forwarded)
@@ -270,13 +278,6 @@ class FastServer:
                 hit[3].n += 1
                 self.last = hit[3]
                 return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
-        query = target.partition(b"?")[2]
-        lane = self.lanes.get(route.dialect)  # the dialect's own answers (dialects.LANES)
-        if lane is not None:
-            done = lane(query, peer, forwarded)
-            if done is not None:
-                head, tail, self.last = done
-                return head, tail, None
         content_type = _header(headers, b"content-type") if body else None
         recorder = self.recorder
         recorder.reset()

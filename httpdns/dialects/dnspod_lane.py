@@ -25,7 +25,16 @@ from ..cache import BoundedCache
 from ..metrics import Answer, QueryStats, Recorder, Tally, rcode_of
 from ..table import RoutingTable
 from .base import Context, Query, Reply
-from .dnspod_crypto import AES_BLOCK, NO_STORE, AesCodec, CipherError, Plain, codec, pad
+from .dnspod_crypto import (
+    AES_BLOCK,
+    NO_STORE,
+    AesCodec,
+    CipherError,
+    Plain,
+    codec,
+    pad,
+    unpad,
+)
 
 if TYPE_CHECKING:
     from ..routes import Route
@@ -40,8 +49,8 @@ MAX_HEADS = 64  # reply headers kept by body length
 Last = Tally | tuple[str, str, tuple[Answer, ...]]
 # deps, plaintext answer body padded (PKCS#7), metrics cell
 _Entry = tuple[tuple[tuple[str, object], ...], bytes, Tally]
-# account, decrypted dn, decrypted ip (None: not sent), the other parameters, peer,
-# forwarded-for: all bytes as they came (the hex parameters decrypted)
+# account, decrypted dn, decrypted ip (None: not sent), both still padded, the other
+# parameters, peer, forwarded-for: all bytes as they came (the hex parameters decrypted)
 _Key = tuple[bytes, bytes, bytes | None, tuple[tuple[bytes, bytes], ...], str | None, bytes | None]
 _OK = b"HTTP/1.1 200 OK\r\n"
 
@@ -101,38 +110,32 @@ class Lane:
     ) -> tuple[bytes, bytes, Last] | None:
         """``(status line, the rest less Date, metrics)`` of the answer to an AES request
         with query string ``query``, or None when the dialect's own path should answer."""
-        # plain /d, the common case: one search. Hex parameters need no unquoting: a query
-        # with escapes takes the full path, so the split below gives what parse_qsl would
-        # (first value wins, as in fasthttp._params), in bytes.
-        if b"alg=" not in query or b"%" in query or b"+" in query:
+        if b"alg=" not in query:  # plain /d, the common case: one search
             return None
-        fields: dict[bytes, bytes] = {}
-        for part in query.split(b"&"):
-            k, _, v = part.partition(b"=")
-            if part and k not in fields:
-                fields[k] = v
-        alg = fields.pop(b"alg", b"")
-        if alg != b"aes" and alg.lower() != b"aes":
+        fields = _fields(query)
+        if fields is None:
             return None
-        account = fields.pop(b"id", b"")
+        account, dn_hex, ip_hex, rest = fields
         c = self.codecs.get(account)
         if c is None:  # unknown, or no AES key
             return None
-        try:  # one decryptor call: both parameters and the reply's chaining block
-            dn, ip, chain = c.decrypt_request(fields.pop(b"dn", b""), fields.pop(b"ip", b""))
+        try:  # one decryptor call: both parameters (padded) and the reply's chaining block
+            dn, ip, chain = c.decrypt_request(dn_hex, ip_hex)
         except CipherError:
             return None
-        key = (account, dn, ip, tuple(fields.items()), peer, forwarded)
+        # Keyed by the padded texts: a key in the cache had its padding checked (_compute),
+        # and a padded text stands for one text only.
+        key = (account, dn, ip, rest, peer, forwarded)
         hit = self.cache.get(key)
         last: Last
         if hit is not None and self.table.still_valid(hit[0]):
             hit[2].n += 1
             last = hit[2]
         else:
-            found = self._compute(key)
-            if found is None:
+            computed = self._compute(key)
+            if computed is None:
                 return None
-            hit, last = found
+            hit, last = computed
         body = hexlify(c.seal(chain, hit[1]))
         head = self._heads.get(len(body))
         if head is None:
@@ -150,7 +153,12 @@ class Lane:
     def _compute(self, key: _Key) -> tuple[_Entry, Last] | None:
         """Answer a decrypted request with the plain dialect, keep and count it; None when
         it is not a served name or not text (the full path answers it, errors included)."""
-        _, dn, ip, rest, peer, forwarded = key
+        _, padded_dn, padded_ip, rest, peer, forwarded = key
+        try:
+            dn = unpad(padded_dn, AES_BLOCK)
+            ip = None if padded_ip is None else unpad(padded_ip, AES_BLOCK)
+        except CipherError:  # a wrong key, most likely
+            return None
         if not dn.isascii() or (ip is not None and not ip.isascii()):
             return None  # the full path's CipherError (400)
         params = {k.decode("latin-1"): v.decode("latin-1") for k, v in rest}
@@ -177,6 +185,26 @@ class Lane:
         entry = (reply.deps, padded, self.stats.tally(self.dialect, rcode, answers))
         self.cache.put(key, entry, _size(key, padded))
         return entry, (self.dialect, rcode, answers)
+
+
+def _fields(query: bytes) -> tuple[bytes, bytes, bytes, tuple[tuple[bytes, bytes], ...]] | None:
+    """``(id, dn, ip, the other parameters)`` of an AES request's query string (``ip``
+    empty when not sent), or None when it is not one (no ``alg=aes``) or has escapes
+    (hex parameters need no unquoting: a query with escapes takes the full path, whose
+    parse_qsl unquotes). Each parameter's first value, as in ``fasthttp._params``."""
+    if b"%" in query or b"+" in query:
+        return None
+    fields: dict[bytes, bytes] = {}
+    for part in query.split(b"&"):
+        k, _, v = part.partition(b"=")
+        if part and k not in fields:
+            fields[k] = v
+    alg = fields.pop(b"alg", b"")
+    if alg != b"aes" and alg.lower() != b"aes":
+        return None
+    account = fields.pop(b"id", b"")
+    dn, ip = fields.pop(b"dn", b""), fields.pop(b"ip", b"")
+    return account, dn, ip, tuple(fields.items())
 
 
 def _aes(key: bytes) -> AesCodec:

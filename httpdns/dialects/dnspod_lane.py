@@ -3,12 +3,16 @@ ciphertext per request.
 
 An AES reply is never kept by the front cache (a fresh IV every time), and real
 clients encrypt every request with a fresh IV too, so no two requests are equal
-byte for byte: each one is framed by llhttp, decrypted and encrypted. What can be
-shared is the plaintext answer: ``Lane`` keeps it per decrypted request (account,
-parameters, peer, forwarded-for) with the compiled services it came from and the
-metrics cell its hits count in, and reuses it while those services are unchanged,
-as the front cache does for plain requests. Nothing keyed by a ciphertext is kept
-(it would never hit) and no key material enters the cache.
+byte for byte: each one is framed, decrypted and encrypted. What can be shared is
+the plaintext answer: ``Lane`` keeps it (padded, ready to encrypt) per decrypted
+request (account, parameters, peer, forwarded-for) with the compiled services it came
+from and the metrics cell its hits count in, and reuses it while those services are
+unchanged, as the front cache does for plain requests. Nothing keyed by a ciphertext
+is kept (it would never hit) and no key material enters the cache.
+
+Per request: the query string is split once, one decryptor call gives both parameters
+and the reply's chaining block on a fresh IV, one encryptor call the reply
+(``AesCodec.decrypt_request`` and ``seal``).
 
 ``httpdns.fasthttp`` tries the lane before the dialect function (``LANES`` in
 ``httpdns.dialects``); it answers only well-formed AES requests it can serve and

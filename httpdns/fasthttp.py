@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -104,6 +105,17 @@ _TOO_MANY = b'{"error":"too_many_requests","detail":"too many requests from this
 _CLOSE = b"Connection: close\r\n"
 _KEEP_10 = b"Connection: keep-alive\r\n"
 MAX_REPEAT = 1024  # requests longer than this are never kept byte for byte
+# A whole GET request of the plainest shape: HTTP/1.1, ``Host`` the first header (as RFC
+# 9112 section 3.2 asks of clients), headers of token names and visible ASCII values, none
+# that needs llhttp's judgement (a body, an upgrade, Expect, a Connection other than
+# keep-alive, Proxy-Connection included), nothing after it. A subset of what llhttp accepts,
+# framed by this one match (``FastHTTP._simple``); anything else is llhttp's.
+_SIMPLE_GET = re.compile(
+    rb"GET (/[!-~]*) HTTP/1\.1\r\n((?i:host):[\t -~]*\r\n"
+    rb"(?:(?!(?i:content-length|transfer-encoding|upgrade|expect):)"
+    rb"(?!(?i:connection|proxy-connection):(?![\t ]*(?i:keep-alive)[\t ]*\r\n))"
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*)\r\n"
+).fullmatch
 
 
 class _HandOff(Exception):
@@ -250,6 +262,14 @@ class FastServer:
                 self.stats.count(dialect, "http_429")
             return (*self._parts(None, reply), None)
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
+        query = target.partition(b"?")[2]
+        # the dialect's own answers (dialects.LANES), for requests no front cache keeps: first
+        lane = self.lanes.get(route.dialect)
+        if lane is not None:
+            done = lane(query, peer, forwarded)
+            if done is not None:
+                head, tail, self.last = done
+                return head, tail, None
         key = None
         if route.cacheable:
             key = (target, peer, forwarded)
@@ -258,13 +278,6 @@ class FastServer:
                 hit[3].n += 1
                 self.last = hit[3]
                 return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
-        query = target.partition(b"?")[2]
-        lane = self.lanes.get(route.dialect)  # the dialect's own answers (dialects.LANES)
-        if lane is not None:
-            done = lane(query, peer, forwarded)
-            if done is not None:
-                head, tail, self.last = done
-                return head, tail, None
         content_type = _header(headers, b"content-type") if body else None
         recorder = self.recorder
         recorder.reset()
@@ -462,6 +475,8 @@ class FastHTTP(asyncio.Protocol):
                 if not hit[3]:
                     transport.close()
                 return
+            if data[:4] == b"GET " and self._simple(data):
+                return
         self._receive(data)
 
     def _timed(self, data: bytes) -> None:
@@ -481,7 +496,8 @@ class FastHTTP(asyncio.Protocol):
                 transport.close()
             last: Tally | tuple[str, str, tuple[Answer, ...]] | None = hit[4]
         else:
-            self._receive(data)
+            if not (data[:4] == b"GET " and self._simple(data)):
+                self._receive(data)
             last = server.last
         if last is None:
             return  # not a query (/healthz, /metrics, a partial request)
@@ -493,6 +509,40 @@ class FastHTTP(asyncio.Protocol):
             server.stats.observe(dialect, seconds)
             if server.query_log is not None:
                 server.query_log.maybe(dialect, rcode, answers, seconds, self.peer or "")
+
+    def _simple(self, data: bytes) -> bool:
+        """Answer ``data`` if it is one whole GET of the plainest shape (``_SIMPLE_GET``) to
+        a query route, without llhttp: exactly what ``_receive`` would do with it (llhttp
+        accepts every such request and frames it the same way). False, having done
+        nothing, for anything else."""
+        m = _SIMPLE_GET(data)
+        if m is None:
+            return False
+        target = m[1]
+        server = self.server
+        found = server.router.match(b"GET", target.partition(b"?")[0])
+        if found is None:
+            return False
+        headers = data[m.start(2) - 2 : -2]  # "\r\nname: value\r\n...", as on_headers_complete
+        route, account = found
+        transport = self.transport
+        assert transport is not None
+        try:
+            head, tail, kept = server.respond(
+                route, account, b"GET", target, headers, b"", self.peer
+            )
+        except Exception:  # a bug of ours: one 500, close (as a callback's exception in llhttp)
+            self._fail(500, "internal", "internal error")
+            return True
+        transport.write(head + server.date() + tail)
+        self.state, self.since = _IDLE, _clock()
+        if kept is not None and len(data) <= MAX_REPEAT and not server.limits.http_rate:
+            server.repeat.put(
+                (data, self.peer),
+                (kept[0], head, tail, True, kept[3]),
+                2 * len(data) + len(tail) + KEPT_OVERHEAD,
+            )
+        return True
 
     def _receive(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data
@@ -538,7 +588,11 @@ class FastHTTP(asyncio.Protocol):
         self.start = start
         line_end = buf.find(b"\r\n", start)
         head_end = buf.find(b"\r\n\r\n", line_end)
-        method, target, version = buf[start:line_end].split(b" ")
+        parts = buf[start:line_end].split()  # llhttp allows runs of spaces
+        if len(parts) != 3:  # an HTTP/0.9 request line (no version), which llhttp takes
+            self._fail(400, "bad_request", "malformed HTTP request: no HTTP version")
+            self._raise(_Stop())
+        method, target, version = parts
         headers = buf[line_end : head_end + 2]  # starts with CRLF: "\r\nname: value\r\n..."
         path = target.partition(b"?")[0]
         found = self.server.router.match(method, path)

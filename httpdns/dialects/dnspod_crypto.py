@@ -25,8 +25,10 @@ The ciphers come from ``cryptography`` (OpenSSL); DES is its ``TripleDES`` with 
 
 from __future__ import annotations
 
+import binascii
 import functools
 import os
+from binascii import unhexlify
 from collections.abc import Callable, Mapping, Sequence
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -65,11 +67,22 @@ class RandomPool:
         self.size = size
         self._buf = b""
         self._at = 0
+        self._blocks: list[bytes] = []  # for ``block``: 16 bytes each, handed out by pop()
         os.register_at_fork(after_in_child=self.reset)
 
     def reset(self) -> None:
         """Drop the fetched bytes."""
         self._buf, self._at = b"", 0
+        self._blocks = []
+
+    def block(self) -> bytes:
+        """16 fresh random bytes (an AES IV): a list pop, the cheapest hand-out there is."""
+        try:
+            return self._blocks.pop()
+        except IndexError:
+            buf = os.urandom(self.size)
+            self._blocks = [buf[i : i + AES_BLOCK] for i in range(0, len(buf), AES_BLOCK)]
+            return self._blocks.pop()
 
     def __call__(self, n: int) -> bytes:
         """``n`` fresh random bytes."""
@@ -129,7 +142,7 @@ class AesCodec:
 
     - decrypting ``IV + ciphertext``, its output after the first block is exactly the
       plaintext (CBC decrypts each block with the block before it, the IV for the first);
-    - encrypting, the IV is ``random(16)`` (the OS CSPRNG: ``RANDOM``); the decryptor fed
+    - encrypting, the IV is ``random()`` (16 bytes of the OS CSPRNG: ``RANDOM.block``); the decryptor fed
       ``last + iv`` gives ``x = D(iv) ^ last``, ``last`` being the long-lived CBC
       encryptor's previous output block, and that encryptor fed ``x`` outputs
       ``E(x ^ last) == iv``: it is now chained on the IV, and the padded plaintext that
@@ -142,7 +155,7 @@ class AesCodec:
 
     block = AES_BLOCK
 
-    def __init__(self, key: bytes, random: Callable[[int], bytes] = RANDOM) -> None:
+    def __init__(self, key: bytes, random: Callable[[], bytes] = RANDOM.block) -> None:
         if len(key) not in (16, 24, 32):
             raise ValueError("an AES key has 16, 24 or 32 bytes")
         self._algorithm = AES(key)
@@ -156,13 +169,18 @@ class AesCodec:
 
     def encrypt(self, plain: bytes) -> bytes:
         """A fresh IV followed by the ciphertext of ``plain``."""
-        iv = self._random(AES_BLOCK)
-        x = self._dec.update(self._last + iv)[AES_BLOCK:]
-        out = self._enc.update(x + pad(plain, AES_BLOCK))
-        if out[:AES_BLOCK] != iv:  # cannot happen (whole blocks in, whole blocks out)
-            self._start()
-            enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
-            return iv + enc.update(pad(plain, AES_BLOCK))
+        iv = self._random()
+        return self.seal(iv + self._dec.update(self._last + iv)[AES_BLOCK:], pad(plain, AES_BLOCK))
+
+    def seal(self, chain: bytes, padded: bytes) -> bytes:
+        """A fresh IV followed by the ciphertext of ``padded`` (whole blocks), given
+        ``chain``: the IV and ``x = D(iv) ^ last``, ``last`` being the encryptor's last
+        output block (what ``decrypt_request`` returns, or ``encrypt`` computes)."""
+        out = self._enc.update(chain[AES_BLOCK:] + padded)
+        iv = chain[:AES_BLOCK]
+        if out[:AES_BLOCK] != iv:  # the encryptor moved on meanwhile: cannot happen (one
+            self._start()  # thread, nothing encrypts between the two calls); start over
+            return iv + Cipher(self._algorithm, modes.CBC(iv)).encryptor().update(padded)
         self._last = out[-AES_BLOCK:]
         return out
 
@@ -171,6 +189,27 @@ class AesCodec:
         if len(data) < 2 * AES_BLOCK or len(data) % AES_BLOCK:
             raise CipherError("the ciphertext is not an IV and whole AES blocks")
         return unpad(self._dec.update(data)[AES_BLOCK:], AES_BLOCK)
+
+    def decrypt_request(self, dn: bytes, ip: bytes) -> tuple[bytes, bytes | None, bytes]:
+        """The plaintexts of the hex parameters ``dn`` and ``ip`` (each an IV and
+        ciphertext; ``ip`` may be empty: None back), still padded (``unpad`` checks and
+        strips the padding: a caller that has seen the same padded text before may skip
+        that), and the ``chain`` of a reply for ``seal``, all from one decryptor call: the
+        decryptor is fed ``dn + ip + last + iv`` (``iv`` fresh from the CSPRNG), whose last
+        block of output is ``x = D(iv) ^ last`` (see the class docstring). ``CipherError``
+        when either parameter is not hex of an IV and whole blocks."""
+        n, m = len(dn), len(ip)
+        if n & 31 or not 64 <= n <= MAX_HEX or (m and (m & 31 or not 64 <= m <= MAX_HEX)):
+            raise CipherError("the ciphertext is not an IV and whole AES blocks")
+        try:
+            data = unhexlify(dn + ip)  # hex digits only: no whitespace, unlike fromhex
+        except binascii.Error:
+            raise CipherError("not hex digits") from None
+        iv = self._random()
+        out = self._dec.update(data + self._last + iv)
+        at = n >> 1
+        other = out[at + AES_BLOCK : at + (m >> 1)] if m else None
+        return out[AES_BLOCK:at], other, iv + out[-AES_BLOCK:]
 
     def decrypt_hexes(self, texts: Sequence[str]) -> list[str]:
         """The texts of hex parameters (each an IV and ciphertext), in one decryptor call

@@ -40,6 +40,8 @@ from httpdns.dialects.dnspod_crypto import (
     codec,
     decrypt_hex,
     encrypt_hex,
+    pad,
+    unpad,
 )
 from httpdns.fasthttp import FastServer
 from httpdns.routes import QUERY_ROUTES
@@ -96,7 +98,7 @@ def test_des_answer_body_matches_openssl() -> None:
     ],
 )  # fmt: skip
 def test_aes_matches_openssl(key: str, iv: str, plain: str, golden: str) -> None:
-    aes = AesCodec(key.encode(), random=lambda n: bytes.fromhex(iv))
+    aes = AesCodec(key.encode(), random=lambda: bytes.fromhex(iv))
     assert encrypt_hex(aes, plain) == iv + golden
     assert decrypt_hex(codec("aes", key.encode()), iv + golden) == plain
 
@@ -118,8 +120,8 @@ def test_aes_encryption_is_textbook_cbc_under_fresh_ivs() -> None:
     rng = random.Random(17)
     ivs: list[bytes] = []
 
-    def fresh(n: int) -> bytes:
-        ivs.append(rng.randbytes(n))
+    def fresh() -> bytes:
+        ivs.append(rng.randbytes(16))
         return ivs[-1]
 
     for key in (AES_KEY, AES256_KEY):
@@ -132,6 +134,44 @@ def test_aes_encryption_is_textbook_cbc_under_fresh_ivs() -> None:
             assert out == ivs[-1] + enc.update(padded) + enc.finalize()
             # decrypting in between (another long-lived context) changes nothing
             assert aes.decrypt(out) == text
+
+
+def test_aes_request_decryption_chains_the_reply_on_a_fresh_iv() -> None:
+    """``decrypt_request`` gives the padded texts of dn and ip and, from the same decryptor
+    call, the chaining block ``seal`` needs: the reply is textbook CBC under a fresh IV."""
+    rng = random.Random(18)
+    ivs: list[bytes] = []
+
+    def fresh() -> bytes:
+        ivs.append(rng.randbytes(16))
+        return ivs[-1]
+
+    aes = AesCodec(AES_KEY.encode(), random=fresh)
+    sender = AesCodec(AES_KEY.encode())
+    for i in range(40):
+        dn, ip = "n" * i + ".example.org", f"198.51.100.{i}"
+        dn_hex, ip_hex = encrypt_hex(sender, dn).encode(), encrypt_hex(sender, ip).encode()
+        sent = (dn_hex, ip_hex) if i % 3 else (dn_hex.upper(), b"")
+        got_dn, got_ip, chain = aes.decrypt_request(*sent)
+        assert unpad(got_dn, 16) == dn.encode()
+        assert got_ip is None if not sent[1] else unpad(got_ip, 16) == ip.encode()
+        reply = rng.randbytes(i)
+        out = aes.seal(chain, pad(reply, 16))
+        enc = Cipher(algorithms.AES(AES_KEY.encode()), modes.CBC(ivs[-1])).encryptor()
+        assert out == ivs[-1] + enc.update(pad(reply, 16)) + enc.finalize()
+        assert aes.decrypt(out) == reply
+    assert len(set(ivs)) == len(ivs)
+    good = encrypt_hex(sender, NAME).encode()
+    for bad in (b"", b"00", good[:-32], good[:-1] + b"g", b" " + good[1:], good + b"0" * 32 * 40):
+        with pytest.raises(CipherError):
+            aes.decrypt_request(bad, b"")
+        with pytest.raises(CipherError):
+            aes.decrypt_request(good, bad or b"00")
+    # a chain gone stale (the encryptor moved on) still gives a correct reply
+    _, _, stale = aes.decrypt_request(good, b"")
+    aes.encrypt(b"in between")
+    out = aes.seal(stale, pad(b"late", 16))
+    assert out[:16] == stale[:16] and aes.decrypt(out) == b"late"
 
 
 def test_aes_parameters_decrypt_in_one_call() -> None:
@@ -148,22 +188,24 @@ def test_aes_parameters_decrypt_in_one_call() -> None:
     assert aes.decrypt_hexes(hexes) == texts  # a failure leaves nothing behind
 
 
-def test_random_pool_hands_out_each_byte_once_and_not_to_a_forked_child() -> None:
+@pytest.mark.parametrize("way", ["call", "block"])
+def test_random_pool_hands_out_each_byte_once_and_not_to_a_forked_child(way: str) -> None:
     pool = RandomPool(size=64)
-    chunks = [pool(16) for _ in range(20)]  # over several refills
+    take = pool.block if way == "block" else lambda: pool(16)
+    chunks = [take() for _ in range(20)]  # over several refills
     assert all(len(c) == 16 for c in chunks) and len(set(chunks)) == 20
     assert len(pool(100)) == 100  # more than the pool size at once
-    pool(16)  # the parent holds fetched bytes now
+    take()  # the parent holds fetched bytes now
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its next bytes must not be the parent's
-        os.write(write, pool(16))
+        os.write(write, take())
         os._exit(0)
     os.close(write)
     child = os.read(read, 16)
     os.close(read)
     assert os.waitpid(pid, 0)[1] == 0
-    assert len(child) == 16 and child != pool(16)
+    assert len(child) == 16 and child != take()
 
 
 def test_des_parameters_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,7 +36,7 @@ from httpdns.dialects import Context, Query, resolve_doh
 from httpdns.dnsserver import DnsEngine
 from httpdns.dnswire import EDNS_PAYLOAD
 from httpdns.errors import HttpdnsError
-from httpdns.fasthttp import FastHTTP, FastServer
+from httpdns.fasthttp import _SIMPLE_GET, FastHTTP, FastServer
 from httpdns.routes import QUERY_ROUTES
 from httpdns.table import RoutingTable
 from registry.changes import Change
@@ -502,6 +503,144 @@ def test_fast_http_hands_over_the_exact_bytes() -> None:
     assert len(writes) == 2 and not closed
     assert writes[0].split(b"\r\n\r\n", 1)[1] == writes[1].split(b"\r\n\r\n", 1)[1]
     assert handed == admin + tail
+
+
+class Framed(FastHTTP):
+    """``FastHTTP`` with every request framed by llhttp (no ``_simple`` shortcut)."""
+
+    __slots__ = ()
+
+    def _simple(self, data: bytes) -> bool:
+        return False
+
+
+def run_one(protocol: type[FastHTTP], data: bytes) -> tuple[list[bytes], bool, bytes | None]:
+    """One read of ``data`` on a new connection to a new server (no cache shared):
+    (writes, closed, bytes handed to aiohttp)."""
+    transport = FakeTransport()
+    fast = protocol(FastServer(CONTEXT, QUERY_ROUTES, FakeSlow))
+    fast.connection_made(transport)  # type: ignore[arg-type]
+    fast.data_received(data)
+    slow = transport.protocol
+    handed = slow.data if isinstance(slow, FakeSlow) else None
+    return transport.writes, transport.closed, handed
+
+
+def same(
+    a: tuple[list[bytes], bool, bytes | None], b: tuple[list[bytes], bool, bytes | None]
+) -> bool:
+    """Whether two ``run_one`` results are the same but for the Date headers."""
+    return (without_date(a[0]), *a[1:]) == (without_date(b[0]), *b[1:])
+
+
+_PLAIN_NAMES = ["Host", "host", "HOST", "User-Agent", "Accept", "X-Forwarded-For", "Connection",
+                "Proxy-Connection", "proxy-connection", "Content-Length", "content-length",
+                "Transfer-Encoding", "Upgrade", "Expect", "X-Connection", "Hostx",
+                "Accept-Encoding", "Content-Type"]  # fmt: skip
+_PLAIN_VALUES = [" x", " keep-alive", "Keep-Alive", " keep-alive\t", " close", " keep-alive, close",
+                 " upgrade", " 0", " 3", " chunked", " 100-continue", " websocket", " 10.0.0.1",
+                 "gzip", "", " */*", "\t"]  # fmt: skip
+_ODD_NAMES = st.sampled_from(["Host ", " Host", "Ho\x00st", ""]) | st.text(
+    alphabet="!#$%&'*+-.^_`|~09azAZ :\x00\x7f\xe9", max_size=8
+)
+_ODD_VALUES = st.text(alphabet=" \t!~aZ09:;,\x00\x7f\x80\xe9\r\n", max_size=10)
+
+
+@st.composite
+def simple_ish(draw: st.DrawFn) -> bytes:
+    """GET requests of the shortcut's shape (``fasthttp._SIMPLE_GET``), each maybe with
+    one thing changed (method, version, a header, bytes after it)."""
+    odd = draw(st.sampled_from(["", "", "", "method", "version", "name", "value", "after"]))
+    method = draw(st.sampled_from(["HEAD", "get", "POST", "GET  "])) if odd == "method" else "GET"
+    target = draw(_TARGETS | st.builds(lambda b: "/d?dn=" + b.decode("latin-1"), st.binary()))
+    version = "HTTP/1.1"
+    if odd == "version":
+        version = draw(st.sampled_from(["HTTP/1.0", "HTTP/1.10", "HTTP/1.1 ", "http/1.1"]))
+    pair = st.tuples(st.sampled_from(_PLAIN_NAMES), st.sampled_from(_PLAIN_VALUES))
+    headers = draw(st.lists(pair, max_size=4))
+    if draw(st.integers(0, 4)):
+        headers.insert(0, ("Host", " 127.0.0.1:8080"))
+    if odd in ("name", "value"):
+        k, v = draw(pair)
+        k = draw(_ODD_NAMES) if odd == "name" else k
+        v = draw(_ODD_VALUES) if odd == "value" else v
+        headers.insert(draw(st.integers(0, len(headers))), (k, v))
+    head = f"{method} {target} {version}\r\n" + "".join(f"{k}:{v}\r\n" for k, v in headers)
+    after = b""
+    if odd == "after":
+        after = draw(st.sampled_from([b"GET /d?dn=x HTTP/1.1\r\nHost: x\r\n\r\n", b"x", b"\r\n"]))
+    return head.encode("utf-8", "surrogatepass") + b"\r\n" + after
+
+
+@FUZZ
+@given(data=simple_ish())
+def test_the_simple_get_shortcut_answers_as_llhttp_framing_does(data: bytes) -> None:
+    """Whatever the shortcut takes, llhttp accepts as one whole request and the answer,
+    the connection's fate and the hand-off are the same either way."""
+    got = run_one(FastHTTP, data)
+    assert same(got, run_one(Framed, data))
+    check_writes(got[0])
+    if _SIMPLE_GET(data) is not None:
+        done: list[bytes] = []
+
+        class Whole:
+            def on_url(self, url: bytes) -> None:
+                done.append(url)
+
+        parser = httptools.HttpRequestParser(Whole())
+        parser.feed_data(data)  # raises on anything llhttp refuses
+        assert done == [data.split(b" ")[1]] and parser.should_keep_alive()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Host: 127.0.0.1:8080\r\n",  # wrk
+        b"Host: h\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n",  # curl
+        b"Host: h\r\nConnection: Keep-Alive\r\nAccept-Encoding: gzip\r\n"
+        b"User-Agent: okhttp/4.12.0\r\n",  # Android
+        b"host:h\r\nconnection:keep-alive\t\r\n",
+    ],
+)
+def test_plain_gets_of_common_clients_take_the_shortcut(head: bytes) -> None:
+    data = b"GET /d?dn=" + SHOP.encode() + b" HTTP/1.1\r\n" + head + b"\r\n"
+    assert _SIMPLE_GET(data) is not None
+    writes, closed, handed = run_one(FastHTTP, data)
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert not closed and handed is None
+    assert same((writes, closed, handed), run_one(Framed, data))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"User-Agent: x\r\nHost: h\r\n",  # Host not first: llhttp frames it
+        b"Host: h\r\nConnection: close\r\n",
+        b"Host: h\r\nProxy-Connection: close\r\n",
+        b"Host: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: h2c\r\n",
+        b"Host: h\r\nContent-Length: 0\r\n",
+        b"Host: h\r\nX: \x80\r\n",
+    ],
+)
+def test_other_gets_are_framed_by_llhttp(head: bytes) -> None:
+    data = b"GET /d?dn=" + SHOP.encode() + b" HTTP/1.1\r\n" + head + b"\r\n"
+    assert _SIMPLE_GET(data) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET   /d?dn=" + SHOP.encode() + b"  HTTP/1.1\r\nHost: x\r\n\r\n", b"200"),
+        (b"GET /d?dn=\r\nexpect: HTTP/1.1\r\n\r\n", b"400"),  # HTTP/0.9: no version
+        (b"GET /d\r\n\r\n", b"400"),
+    ],
+)
+def test_request_lines_llhttp_takes_are_answered_not_failed(data: bytes, status: bytes) -> None:
+    """Runs of spaces and a request line without a version pass llhttp (once a 500)."""
+    writes, closed, _ = run_one(FastHTTP, data)
+    check_writes(writes)
+    assert writes[0].split(b" ")[1] == status
+    assert closed == (status != b"200")
 
 
 @pytest.mark.parametrize("size", [12, 100, 600])

@@ -107,12 +107,12 @@ _KEEP_10 = b"Connection: keep-alive\r\n"
 MAX_REPEAT = 1024  # requests longer than this are never kept byte for byte
 # A whole GET request of the plainest shape: HTTP/1.1, ``Host`` the first header (as RFC
 # 9112 section 3.2 asks of clients), headers of token names and visible ASCII values, none
-# that needs llhttp's judgement (a body, an upgrade, Expect, a Connection other than
+# that needs llhttp's judgement (a body, an upgrade, Expect, a second Host, a Connection other than
 # keep-alive, Proxy-Connection included), nothing after it. A subset of what llhttp accepts,
 # framed by this one match (``FastHTTP._simple``); anything else is llhttp's.
 _SIMPLE_GET = re.compile(
     rb"GET (/[!-~]*) HTTP/1\.1\r\n((?i:host):[\t -~]*\r\n"
-    rb"(?:(?!(?i:content-length|transfer-encoding|upgrade|expect):)"
+    rb"(?:(?!(?i:content-length|transfer-encoding|upgrade|expect|host):)"
     rb"(?!(?i:connection|proxy-connection):(?![\t ]*(?i:keep-alive)[\t ]*\r\n))"
     rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*)\r\n"
 ).fullmatch
@@ -601,6 +601,9 @@ class FastHTTP(asyncio.Protocol):
             self._raise(_HandOff())
         if version == b"HTTP/1.1" and b"\r\nhost:" not in lower:
             self._fail(400, "bad_request", "a Host header is required (RFC 9112 section 3.2)")
+            self._raise(_Stop())
+        if lower.count(b"\r\nhost:") > 1:
+            self._fail(400, "bad_request", "one Host header at most (RFC 9112 section 3.2)")
             self._raise(_Stop())
         # A chunked body: llhttp decodes it (on_body); _chunked_end finds where it ends.
         self.chunks = [] if b"\r\ntransfer-encoding:" in lower else None

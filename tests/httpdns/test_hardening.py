@@ -262,6 +262,7 @@ SMUGGLING = {
     b"identity\r\n\r\n0\r\n\r\n",
     "nul-in-header": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
     "no-host-http11": b"GET /healthz HTTP/1.1\r\n\r\n",
+    "duplicate-host": f"GET /d?dn={SHOP}&ip=198.51.100.7 HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n".encode(),
     "bare-lf": b"GET /healthz HTTP/1.1\nHost: x\n\n",
     "obs-fold": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
     "bad-chunk-size": b"POST /dns-query HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"

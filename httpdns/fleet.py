@@ -26,9 +26,9 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from registry.errors import RegistryError, StoreDamagedError
+from registry.errors import RegistryError, StoreDamagedError, StoreFullError
 
-from .node import CHECK
+from .node import CHECK, FULL
 
 if TYPE_CHECKING:
     from .node import Node
@@ -150,10 +150,13 @@ class Fleet:
             if not self._failing:
                 log.warning("cannot write the heartbeat: %s", getattr(exc, "detail", exc))
             self._failing = True
+            if isinstance(exc, StoreFullError):  # writes cannot land: say so in /healthz
+                self.node.report(FULL, f"the store refuses writes: {exc.detail}")
         else:
             if self._failing:
                 log.info("heartbeats written again")
             self._failing = False
+            self.node.report(FULL, None)
 
     async def _check(self) -> None:
         try:

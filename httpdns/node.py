@@ -41,6 +41,7 @@ from registry.changes import Change, ChangeSet
 from registry.errors import (
     RegistryError,
     StoreDamagedError,
+    StoreFullError,
     StoreRegressedError,
     StoreResyncError,
     StoreUnavailableError,
@@ -64,7 +65,11 @@ LOG_EVERY = 10.0  # seconds between two log lines about the same kind of trouble
 
 # The kinds of trouble a node reports (``reasons``), in the order they are listed.
 STORE, REGRESSED, DAMAGED, CHECK, FOLLOW = "store", "regressed", "damaged", "check", "follow"
-_ORDER = (STORE, REGRESSED, DAMAGED, CHECK, FOLLOW)
+# The store refuses writes for lack of space (disk full, Redis at maxmemory): answers are
+# unharmed, but changes cannot land. Set by a refused write or heartbeat, cleared by the
+# next one that lands (heartbeats retry every second).
+FULL = "full"
+_ORDER = (STORE, REGRESSED, DAMAGED, CHECK, FOLLOW, FULL)
 # Trouble that makes writes through this node refuse (the store is not the registry).
 _REFUSE_WRITES = (REGRESSED, DAMAGED, CHECK)
 
@@ -347,7 +352,12 @@ class Node:
                 raise error(self._problems[kind])
         if not self.has_table:
             raise StoreDamagedError("this node has no registry to write against")
-        cs = await self.store.apply(changes, expected_revision=expected_revision, actor=actor)
+        try:
+            cs = await self.store.apply(changes, expected_revision=expected_revision, actor=actor)
+        except StoreFullError as exc:
+            self.report(FULL, f"the store refuses writes: {exc.detail}")
+            raise
+        self.report(FULL, None)
         if cs.revision == self.table.revision + 1:
             self.apply(cs)  # no need to wait for the feed to bring our own change back
         else:

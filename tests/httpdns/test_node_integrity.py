@@ -193,7 +193,7 @@ async def test_a_damaged_store_is_never_adopted_the_local_snapshot_is_served(
         await store.close()
 
 
-async def test_a_full_disk_under_sqlite_is_a_json_503_naming_it_and_health_stays_ok(
+async def test_a_full_disk_under_sqlite_is_a_json_503_naming_it_and_health_says_degraded(
     small_disk: Path,  # noqa: F811 (the fixture)
     aiohttp_client: ClientFactory,
     caplog: pytest.LogCaptureFixture,
@@ -217,10 +217,15 @@ async def test_a_full_disk_under_sqlite_is_a_json_503_naming_it_and_health_stays
         assert body["error"] == "store_full" and "disk full" in body["detail"], body
         assert "no transaction is active" not in body["detail"]
         assert any("disk full" in r.getMessage() for r in caplog.records)
+        # still answering (200), but writes cannot land: degraded, saying why
         resp = await client.get("/healthz", headers=ADMIN)
-        assert resp.status == 200 and (await resp.json())["status"] == "ok"
+        health = await resp.json()
+        assert resp.status == 200 and health["status"] == "degraded", health
+        assert any("refuses writes" in r and "disk full" in r for r in health["reasons"]), health
         filler.unlink()
         await admin(client, "PUT", "/api/v1/datacenters/after", {})
+        resp = await client.get("/healthz", headers=ADMIN)
+        assert (await resp.json())["status"] == "ok"  # the next write that lands clears it
     finally:
         await node.stop()
         await store.close()

@@ -296,9 +296,8 @@ def _known(snap: Snapshot, service: str) -> None:
         raise NotFoundError(f"service {service!r} does not exist")
 
 
-def _summaries(snap: Snapshot, service: str | None) -> list[dict[str, Any]]:
+def _summaries(snap: Snapshot, service: str | None, ctl: dict[str, Any]) -> list[dict[str, Any]]:
     names = [service] if service else sorted({r.service for r in snap.rollouts.values()})
-    ctl = controllers(snap, time.time())
     out = []
     for name in names:
         r = _current(snap, name)
@@ -348,10 +347,13 @@ def status(obj: Ctx, service: str | None, as_json: bool, watch: bool, interval: 
         snap = await store.snapshot()
         if service:
             _known(snap, service)
-        rows = _summaries(snap, service)
+        # controllers record their passes in the store's liveness entries (older ones
+        # wrote heartbeat records into the registry: read those too)
+        ctl = controllers(await store.nodes(), time.time(), snap.heartbeats.values())
+        rows = _summaries(snap, service, ctl)
         if service and not rows:
             raise NoRolloutError(f"service {service!r} has no rollouts")
-        return rows, controllers(snap, time.time())
+        return rows, ctl
 
     async def live(store: Store) -> None:
         console = Console()

@@ -14,8 +14,9 @@ keyed by container name, so addresses are reused; and a sweep removes containers
 
 Every pass also heals: for the stable version (its newest finished rollout) and the
 new version of a rollout past starting, ``healing.heal`` keeps the replica count,
-replacing containers that died or stay unhealthy, and a heartbeat record tells
-``rolling status`` that a controller is running.
+replacing containers that died or stay unhealthy, and a liveness entry in the store
+(not a registry record: no revision, no audit line) tells ``rolling status`` that a
+controller is running.
 
 A canary step with ``[[analysis]]`` checks is judged while it holds: each check is
 evaluated every ``interval`` (a Prometheus query, or the canary's observed share of
@@ -44,7 +45,8 @@ import aiohttp
 
 from registry.changes import Change
 from registry.errors import ConflictError, RegistryError
-from registry.model import Allocation, Heartbeat, Rollout
+from registry.liveness import CONTROLLER, controller_id, dns_nodes
+from registry.model import Allocation, Rollout
 from registry.snapshot import Snapshot
 from registry.store import Store
 
@@ -59,7 +61,7 @@ from .metrics import ControllerStats
 from .rollout import ABORT, CANARY, STARTING, Facts, advance, is_live, note, record_analysis
 from .spec import HealthCheck, ReleaseSpec
 
-HEARTBEAT_KEEP = 86400.0  # seconds a stopped controller's heartbeat is kept
+CONTROLLER_KEEP = 86400.0  # seconds a stopped controller's liveness entry is kept
 PULL_BACKOFF = (1.0, 30.0)  # first and longest wait between pull attempts, seconds
 
 log = logging.getLogger("rolling.controller")
@@ -124,6 +126,7 @@ class Controller:
         self._last_sweep = float("-inf")
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._last_beat = float("-inf")
+        self._legacy_cleared = False  # the registry's old heartbeat records are deleted
         self._bad_since: dict[str, float] = {}  # container -> when it was first seen bad
         self._problems: dict[str, str] = {}  # rollout key -> its last engine error
         self._pull: dict[str, tuple[float, float, float]] = {}  # key -> (first, next, wait)
@@ -353,7 +356,7 @@ class Controller:
         beats: list[Mapping[str, Any]] = []
         if nodes is not None:
             try:
-                beats = list(await nodes())
+                beats = list(dns_nodes(await nodes()))
             except RegistryError as exc:
                 log.warning("shares of %s: %s", service, exc)
         after, span = published(beats, SHARE_WINDOW)
@@ -572,23 +575,35 @@ class Controller:
         return out
 
     async def _heartbeat(self) -> None:
-        """Record this pass, at most about once per ``max(interval, 1 s)`` (the audit log
-        grows by one line per heartbeat)."""
+        """Record this pass, at most about once per ``max(interval, 1 s)``, in the store's
+        expiring liveness entries (registry/liveness.py): no registry revision, no audit
+        line, so operators' ``If-Match`` writes and the nodes are left alone. The entry
+        outlives the controller by ``CONTROLLER_KEEP`` so that ``rolling status`` can say
+        when a stopped one last reconciled; restarts get new names and old entries expire."""
         every = max(self.interval, 1.0)
         if self._monotonic() - self._last_beat < every * 0.9:
             return
-        now = self._clock()
-        changes = [Change.put(Heartbeat(self.name, now, every, self.actor))]
+        info = {"kind": CONTROLLER, "id": self.name, "time": self._clock(), "every": every,
+                "actor": self.actor}  # fmt: skip
         try:
-            snap = await self.store.snapshot()
-            # controllers gone for a day (restarts get new ids) are forgotten
-            changes += [Change.delete("heartbeat", h.key) for h in snap.heartbeats.values()
-                        if h.id != self.name and now - h.time > HEARTBEAT_KEEP]  # fmt: skip
-            await self.store.apply(changes, actor=self.actor)
+            await self.store.heartbeat(controller_id(self.name), info, CONTROLLER_KEEP)
+            if not self._legacy_cleared:
+                await self._clear_legacy_heartbeats()
         except RegistryError as exc:
             log.warning("heartbeat: %s", exc)
             return
         self._last_beat = self._monotonic()
+
+    async def _clear_legacy_heartbeats(self) -> None:
+        """Delete the ``heartbeat`` records earlier controllers wrote into the registry, in
+        one revision, once per start (tried again on the next pass if it fails). An older
+        controller still running writes its own again; ``rolling status`` reads both."""
+        snap = await self.store.snapshot()
+        if snap.heartbeats:
+            gone = [Change.delete("heartbeat", key) for key in sorted(snap.heartbeats)]
+            await self.store.apply(gone, actor=self.actor)
+            log.info("deleted %d heartbeat record(s) of earlier controllers", len(gone))
+        self._legacy_cleared = True
 
     async def sweep(self, service: str) -> list[str]:
         """Remove containers and free addresses of ``service`` that nothing accounts for:

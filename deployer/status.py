@@ -4,10 +4,11 @@ the admin API."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from registry.model import Rollout
+from registry.liveness import is_controller
+from registry.model import Heartbeat, Rollout
 from registry.snapshot import Snapshot
 
 from .analysis import threshold
@@ -125,20 +126,37 @@ def _plain(value: Any) -> Any:
 STALE_AFTER = 3  # heartbeat periods without a pass: the controller is not running
 
 
-def controllers(snap: Snapshot, now: float) -> dict[str, Any]:
+def controllers(
+    entries: Iterable[Mapping[str, Any]], now: float, legacy: Iterable[Heartbeat] = ()
+) -> dict[str, Any]:
     """Every controller's last reconcile time, and whether any is running (one reconciled
-    within 3 of its periods)."""
-    beats = sorted(snap.heartbeats.values(), key=lambda h: -h.time)
+    within 3 of its periods). ``entries`` are the store's liveness entries
+    (``Store.nodes()``: the controllers' are picked out); ``legacy`` the ``heartbeat``
+    records controllers before 2026-12 wrote into the registry (``snap.heartbeats``), so
+    that one of those still running is not reported missing."""
+    beats: dict[str, tuple[float, float]] = {}  # controller id -> (last pass, period)
+    for h in legacy:
+        beats[h.id] = (h.time, h.every)
+    for e in entries:
+        if not is_controller(e) or not _number(e.get("time")) or not _number(e.get("every")):
+            continue
+        name, t = str(e.get("id")), float(e["time"])
+        if name not in beats or beats[name][0] < t:
+            beats[name] = (t, float(e["every"]))
     rows = [
-        {"id": h.id, "last_reconcile": h.time, "age": round(max(now - h.time, 0.0), 1),
-         "running": now - h.time <= STALE_AFTER * h.every}
-        for h in beats
+        {"id": name, "last_reconcile": t, "age": round(max(now - t, 0.0), 1),
+         "running": now - t <= STALE_AFTER * every}
+        for name, (t, every) in sorted(beats.items(), key=lambda kv: (-kv[1][0], kv[0]))
     ]  # fmt: skip
     return {
         "running": any(r["running"] for r in rows),
-        "last_reconcile": beats[0].time if beats else None,
+        "last_reconcile": rows[0]["last_reconcile"] if rows else None,
         "controllers": rows,
     }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def controller_line(info: dict[str, Any]) -> str:

@@ -4,7 +4,8 @@ A heartbeat is the node's id, addresses, version, revision, status and reasons,
 when it started and when it was last seen. It is written every ``HEARTBEAT``
 seconds and at once when the node's revision or status changes, and expires
 by itself ``TTL`` seconds after the last one (a node that dies drops out; a
-node that stops cleanly removes its own). ``GET /api/v1/nodes``, ``httpdns
+node that stops cleanly removes its own). The store's liveness entries also hold
+the deployer controllers'; every reader here leaves them out (registry/liveness.py). ``GET /api/v1/nodes``, ``httpdns
 nodes`` and ``httpdns wait`` read them; a write with ``?wait=1`` answers how
 many live nodes have applied its revision (Route 53's PENDING → INSYNC).
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from registry.errors import RegistryError, StoreDamagedError, StoreFullError
+from registry.liveness import dns_nodes
 
 from .node import CHECK, FULL
 
@@ -173,7 +175,8 @@ class Fleet:
 
 async def members(node: Node) -> list[dict[str, Any]]:
     """Every live node's heartbeat, public form, sorted by id."""
-    return sorted((summary(n) for n in await node.store.nodes()), key=lambda n: str(n["id"]))
+    found = dns_nodes(await node.store.nodes())
+    return sorted((summary(n) for n in found), key=lambda n: str(n["id"]))
 
 
 async def wait_applied(node: Node, revision: int, timeout: float) -> dict[str, int]:
@@ -186,7 +189,7 @@ async def wait_applied(node: Node, revision: int, timeout: float) -> dict[str, i
     applied = {"nodes": 0, "of": 0}
     while True:
         try:
-            nodes = await node.store.nodes()
+            nodes = dns_nodes(await node.store.nodes())
         except RegistryError:
             return applied
         late = laggards(nodes, revision)

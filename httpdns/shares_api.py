@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from registry.errors import NotFoundError, RegistryError
+from registry.liveness import dns_nodes
 from registry.model import Service
 from registry.snapshot import Snapshot
 from registry.validation import dns_name
@@ -94,7 +95,7 @@ async def _fleet(request: web.Request) -> list[Mapping[str, Any]]:
     if nodes is None:
         return []
     try:
-        found: list[Mapping[str, Any]] = await nodes()
+        found: list[Mapping[str, Any]] = dns_nodes(await nodes())
     except RegistryError:
         return []
     return found

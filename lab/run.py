@@ -345,8 +345,8 @@ class Lab:
 
     def retried(self, argv: list[str], shown: str, record: dict[str, Any]) -> tuple[int, str]:
         """Run a CLI; on a revision conflict run it again (up to 5 times), as the CLI's
-        message says: the controller's heartbeats and health flips move the registry
-        every second, and a command that read an older revision is refused. The
+        message says: the controller's health flips and replacements move the
+        registry, and a command that read an older revision is refused. The
         conflicts are counted in ``record``."""
         code, output = self.cli(argv, shown)
         for _ in range(5):

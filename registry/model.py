@@ -1,5 +1,5 @@
 """The registry's records: datacenters, regions, services, endpoints, releases, zones,
-and the deployer's rollouts, address allocations and controller heartbeats.
+and the deployer's rollouts and address allocations (and older controllers' heartbeats).
 
 Records are immutable. ``from_dict`` validates untrusted input (an admin API
 body, a CLI argument) and names the offending field; ``to_dict`` gives the JSON
@@ -592,8 +592,10 @@ class Allocation:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """A deployer controller's last reconcile pass: written every pass, so a reader can tell
-    a running controller from one that stopped (none within a few ``every`` periods)."""
+    """A deployer controller's last reconcile pass, as controllers before 2026-12 wrote it
+    into the registry (now they use the store's liveness entries: registry/liveness.py).
+    Still loaded so that old registries load; ``rolling status`` still reads it, and a
+    controller deletes them when it starts."""
 
     id: str  # the controller, e.g. "host-pid"
     time: float = 0.0  # when its last pass ended

@@ -65,7 +65,7 @@ class Snapshot:
     releases: Mapping[str, Release] = field(default_factory=dict)
     rollouts: Mapping[str, Rollout] = field(default_factory=dict)  # by "service/id"
     allocations: Mapping[str, Allocation] = field(default_factory=dict)  # by "dc/address"
-    heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # deployer controllers
+    heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)  # old controllers'
     zones: Mapping[str, Zone] = field(default_factory=dict)
 
     def endpoints_of(self, service: str) -> Mapping[str, Endpoint]:

@@ -195,9 +195,10 @@ def test_status_says_when_no_controller_runs(env: dict[str, str]) -> None:
     out = rolling(env, "status", SERVICE)
     assert "controller not running: no controller has reconciled yet" in out
 
-    async def beat(age: float) -> None:
+    async def beat(age: float) -> None:  # as ``rolling controller`` records a pass
         store = await registry.open_store(env["ROLLING_STORE"])
-        await store.apply([Change.put(Heartbeat("host-1", time.time() - age, 1.0))])
+        info = {"kind": "controller", "id": "host-1", "time": time.time() - age, "every": 1.0}
+        await store.heartbeat("controller:host-1", info, ttl=600)
         await store.close()
 
     asyncio.run(beat(0.5))
@@ -210,6 +211,24 @@ def test_status_says_when_no_controller_runs(env: dict[str, str]) -> None:
     assert status["controller"]["controllers"][0]["age"] >= 3.5
     out = rolling(env, "status", SERVICE)
     assert re.search(r"controller not running: the last reconcile was [\d.]+s ago \(host-1\)", out)
+
+
+def test_status_reads_the_heartbeat_records_of_older_controllers(env: dict[str, str]) -> None:
+    """A controller from before liveness entries writes ``heartbeat`` records into the
+    registry; while one of those still runs, status must not call it missing."""
+    rolling(env, "deploy", env["SPEC"], "--version", "v1")
+
+    async def beat(age: float) -> None:
+        store = await registry.open_store(env["ROLLING_STORE"])
+        await store.apply([Change.put(Heartbeat("old-1", time.time() - age, 1.0))])
+        await store.close()
+
+    asyncio.run(beat(0.5))
+    status = json.loads(rolling(env, "status", SERVICE, "--json"))["controller"]
+    assert status["running"] is True
+    assert [c["id"] for c in status["controllers"]] == ["old-1"]
+    asyncio.run(beat(3.5))
+    assert "the last reconcile was" in rolling(env, "status", SERVICE)
 
 
 def test_watch_ends_when_the_rollout_ends(env: dict[str, str]) -> None:

@@ -32,9 +32,9 @@ from deployer.addresses import mac_for
 from deployer.container import LABEL_SERVICE, LABEL_VERSION, ContainerSpec, container_name
 from deployer.docker_engine import DockerEngine
 from deployer.errors import EngineError, EngineUnavailableError
-from registry import Change, Datacenter, Service, Snapshot
+from registry import Change, ChangeSet, Datacenter, Service, Snapshot
 from tests.deployer.dockerd import Dockerd, free_subnets
-from tests.servers import Node, wait_until
+from tests.servers import Node, admin_call, wait_until
 
 SERVICE = "e2e.rolling.test"
 REPO = "rolling-e2e/app"
@@ -164,6 +164,16 @@ class Rig:
             store = await registry.open_store(self.store)
             try:
                 return await store.snapshot()
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
+
+    def audit(self, since: int) -> list[ChangeSet]:
+        async def read() -> list[ChangeSet]:
+            store = await registry.open_store(self.store)
+            try:
+                return await store.audit(since)
             finally:
                 await store.close()
 
@@ -645,6 +655,16 @@ def step_plan_from_metrics_recommends_and_applies_a_scale_intent(rig: Rig) -> No
 
 def step_a_killed_controller_shows_in_status_within_three_intervals(rig: Rig) -> None:
     assert rig.rollout()["controller"]["running"] is True
+    # Its passes are liveness entries in the store: no registry record, not a DNS node.
+    since = rig.snap().revision
+    first = rig.rollout()["controller"]["last_reconcile"]
+    wait_until(lambda: rig.rollout()["controller"]["last_reconcile"] >= first + 3, 10,
+               "three more passes")  # fmt: skip
+    assert [c.kind for cs in rig.audit(since) for c in cs.changes if c.kind == "heartbeat"] == []
+    assert rig.node is not None
+    status, body = admin_call(rig.node.url, "GET", "/api/v1/nodes")
+    assert status == 200 and isinstance(body, dict), body
+    assert [n["address"] for n in body["nodes"]] == [rig.node.url]
     rig.kill_controller()
     killed = time.monotonic()
     every = rig.rollout()["controller"]["controllers"][0]

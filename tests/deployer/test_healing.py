@@ -12,6 +12,7 @@ from deployer.engine import Container
 from deployer.healing import IN_FLIGHT, HealFacts, event, heal, recent
 from deployer.spec import ReleaseSpec
 from registry import Rollout, Snapshot
+from registry.liveness import controllers
 from tests.deployer.fakes import SERVICE, World, phase
 
 V1 = [container_name(SERVICE, dc, "v1", n) for dc, n in (("cloud", 1), ("idc", 1), ("idc", 2))]
@@ -163,13 +164,14 @@ async def test_a_missing_image_is_pulled_with_backoff_then_aborts_naming_the_cau
 
 async def test_every_pass_leaves_a_heartbeat(world: World) -> None:
     await world.tick()
-    beats = (await world.snap()).heartbeats
-    assert [(h.id, h.time, h.every) for h in beats.values()] == [
+    beats = controllers(await world.store.nodes())  # the store's liveness entries
+    assert [(h["id"], h["time"], h["every"]) for h in beats] == [
         (world.controller.name, world.clock(), 1.0)
     ]
     await world.tick()
-    (beat,) = (await world.snap()).heartbeats.values()
-    assert beat.time == world.clock()
+    (beat,) = controllers(await world.store.nodes())
+    assert beat["time"] == world.clock()
+    assert (await world.snap()).heartbeats == {}  # no registry record any more
 
 
 async def test_the_replacement_limit_is_shared_by_stable_and_canary(world: World) -> None:

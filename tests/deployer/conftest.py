@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-import registry
 from tests.deployer.dockerd import Dockerd, free_subnets
 from tests.deployer.fakes import World
 
@@ -16,14 +15,8 @@ from tests.deployer.fakes import World
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     """A seeded in-memory world: datacenters idc and cloud, service api.example.com."""
-    store = await registry.open_store("sqlite://:memory:")
-    w = World(store)
-    await w.seed()
-    try:
+    async with World.opened("sqlite://:memory:") as w:
         yield w
-    finally:
-        await w.controller.close()
-        await store.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,12 @@ Docker host, a fake clock and a prober that finds running containers by address.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import registry
 from deployer import intents
 from deployer.analysis import Check
 from deployer.config import DeployerConfig
@@ -89,6 +91,19 @@ class World:
         self.metric: dict[str, float | None] = {}  # analysis check name -> its value now
         self.evaluated: list[tuple[str, int]] = []  # (check, step) per evaluation
         self.controller = self.new_controller()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, url: str) -> AsyncIterator[World]:
+        """A seeded world on the store at ``url``, closed (controller, then store) after."""
+        store = await registry.open_store(url)
+        w = cls(store)
+        await w.seed()
+        try:
+            yield w
+        finally:
+            await w.controller.close()
+            await store.close()
 
     def engine(self, host: str) -> MemoryEngine:
         return self.engines.setdefault(host, MemoryEngine(host))

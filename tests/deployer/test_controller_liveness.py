@@ -43,14 +43,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def world(url: str) -> AsyncIterator[World]:
-    store = await registry.open_store(url)
-    w = World(store)
-    await w.seed()
-    try:
+    async with World.opened(url) as w:
         yield w
-    finally:
-        await w.controller.close()
-        await store.close()
 
 
 # -- in process: the controller against memory engines ----------------------------------------

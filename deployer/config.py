@@ -127,6 +127,14 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
         raise SpecError("spec", f"{path}: {exc}") from None
 
 
+def _repository(image: str) -> str:
+    """``image`` less its tag or digest (``registry:5000/app:1.2`` -> ``registry:5000/app``:
+    a colon before the last slash is a registry's port, not a tag)."""
+    image = image.split("@", 1)[0]
+    name, sep, tag = image.rpartition(":")
+    return name if sep and "/" not in tag else image
+
+
 def version_of(image: Any, version: str | None) -> str:
     """The version a deploy releases: ``--version`` when the image has ``{version}`` (then
     required), else the image's own tag (then ``--version`` is refused: it would be
@@ -139,7 +147,7 @@ def version_of(image: Any, version: str | None) -> str:
         return version
     if version:
         raise SpecError("image", f"{image} has no {{version}}, so --version {version} would "
-                        f"be ignored; write the image as '{image.split(':')[0]}:{{version}}' "
+                        f"be ignored; write the image as '{_repository(image)}:{{version}}' "
                         "or leave --version out to release its tag")  # fmt: skip
     if "@" in image:
         return "sha-" + image.rsplit(":", 1)[-1][:12]

@@ -144,6 +144,8 @@ def test_plan_normalizes_on_request_and_prints_human_sizes(env: dict[str, str]) 
     [
         ("app:{version}", None, "version: the image app:{version} has {version}: give --version"),
         ("app:1.4", "v2", "image: app:1.4 has no {version}, so --version v2 would be ignored"),
+        # a registry's port is not a tag: the hint keeps it
+        ("registry:5000/app:1.4", "v2", "write the image as 'registry:5000/app:{version}'"),
         ("app", None, "image: app has no tag"),
     ],
 )

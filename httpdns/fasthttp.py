@@ -327,16 +327,35 @@ class FastServer:
         return head + self.date() + tail
 
     def _parts(self, route: Route | None, reply: Reply) -> tuple[bytes, bytes]:
-        head = b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"Error"))
-        pairs = reply_headers(route, reply) if route is not None else list(reply.headers)
-        extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in pairs)
-        tail = b"Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
-            reply.content_type.encode(),
-            len(reply.body),
-            extra,
-            reply.body,
+        key = (
+            route is not None and route.is_query,
+            reply.status,
+            reply.content_type,
+            reply.headers,
         )
-        return head, tail
+        frame = _FRAMES.get(key)
+        if frame is None:
+            frame = _frame(route, reply)
+            if len(_FRAMES) < MAX_FRAMES:
+                _FRAMES[key] = frame
+        head, before, after = frame
+        return head, b"%s%d%s%s" % (before, len(reply.body), after, reply.body)
+
+
+def _frame(route: Route | None, reply: Reply) -> tuple[bytes, bytes, bytes]:
+    """A reply's status line, and its headers before and after the Content-Length value."""
+    head = b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"Error"))
+    pairs = reply_headers(route, reply) if route is not None else list(reply.headers)
+    extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in pairs)
+    before = b"Content-Type: %s\r\nContent-Length: " % reply.content_type.encode()
+    return head, before, b"\r\n" + extra + b"\r\n"
+
+
+# Framings of replies by what decides them (query route or not, status, media type, extra
+# headers): a few shapes frame nearly every reply, so each is encoded once. Bounded: a
+# header that varies per reply (Retry-After, say) would otherwise fill it.
+_FRAMES: dict[tuple[bool, int, str, tuple[tuple[str, str], ...]], tuple[bytes, bytes, bytes]] = {}
+MAX_FRAMES = 512
 
 
 def _header(block: bytes, name: bytes) -> bytes | None:

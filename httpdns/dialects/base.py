@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from registry.errors import ValidationError
 from registry.validation import dns_name
 
+from ..cache import BoundedCache
 from ..config import Config
 from ..errors import BadRequest
 from ..table import Client, Deps, RoutingTable
@@ -82,10 +83,22 @@ def param(q: Query, name: str, required: bool = False) -> str | None:
 
 def qname(field_name: str, text: str) -> str:
     """A queried name, validated and normalised (lower case, no trailing dot)."""
+    name = _NAMES.get(text)
+    if name is not None:
+        return name
     try:
-        return dns_name(field_name, text)
+        name = dns_name(field_name, text)
     except ValidationError as exc:
         raise BadRequest(exc.detail) from None
+    _NAMES.put(text, name)
+    return name
+
+
+# Queried names as sent -> validated (a handful of services answer most queries; the label
+# checks cost more than the rest of a miss's parsing). Valid names only; names are the
+# client's, so at most MAX_NAMES, oldest out first.
+MAX_NAMES = 4096
+_NAMES: BoundedCache[str, str] = BoundedCache(MAX_NAMES)
 
 
 def client(q: Query, ctx: Context, ecs: str | None = None) -> Client:

@@ -3,6 +3,7 @@ redis-sentinel processes, and httpdns nodes as subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +215,20 @@ class Node:
                 self.proc.kill()
                 self.proc.wait(10)
             self.proc = None
+
+
+@contextlib.contextmanager
+def seeded_node(tmp_path: Path, token: str = "T", args: tuple[str, ...] = ()) -> Iterator[Node]:
+    """A node on a SQLite registry seeded with ``seed_test_registry``; on leaving, its log
+    must hold no traceback."""
+    n = Node(f"sqlite:///{tmp_path}/r.db", tmp_path, token=token, args=args).start()
+    try:
+        seed_test_registry(n.url, token)
+        yield n
+        log = n.log.read_text(errors="replace")
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        n.stop()
 
 
 # -- helpers for the fast data plane tests (DNS listener, fast HTTP, workers) -------------------

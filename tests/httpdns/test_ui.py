@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.deployer.fakes import spec
-from tests.servers import Node, seed_test_registry, wait_until
+from tests.servers import Node, seed_test_registry, seeded_node, wait_until
 
 from .conftest import PAY, SHOP
 
@@ -52,15 +52,8 @@ def traffic(node: Node, name: str = SHOP) -> dict[str, dict[str, int]]:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    n = Node(f"sqlite:///{tmp_path}/r.db", tmp_path, token=TOKEN, args=("--zone", "example.org"))
-    n.start()
-    try:
-        seed_test_registry(n.url)
+    with seeded_node(tmp_path, TOKEN, ("--zone", "example.org")) as n:
         yield n
-        log = n.log.read_text(errors="replace")
-        assert "Traceback" not in log, log[-3000:]
-    finally:
-        n.stop()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import Node, seed_test_registry, wait_until
+from tests.servers import Node, seeded_node, wait_until
 
 from .conftest import SHOP
 
@@ -50,14 +50,8 @@ def traffic(node: Node) -> dict[str, dict[str, int]]:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    n = Node(f"sqlite:///{tmp_path}/r.db", tmp_path, token=TOKEN).start()
-    try:
-        seed_test_registry(n.url)
+    with seeded_node(tmp_path, TOKEN) as n:
         yield n
-        log = n.log.read_text(errors="replace")
-        assert "Traceback" not in log, log[-3000:]
-    finally:
-        n.stop()
 
 
 @pytest.fixture

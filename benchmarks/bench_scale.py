@@ -29,7 +29,6 @@ import re
 import shutil
 import socket
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any

@@ -68,7 +68,8 @@ async def test_a_sound_registry_loads_by_scan_without_hgetall(
     assert got == expected
     assert len(got.endpoints[SVC]) == 62
     assert after.get("hgetall", 0) == before.get("hgetall", 0)
-    assert after["hscan"] - before.get("hscan", 0) >= 69 // 5  # batches of about 5 records
+    # COUNT is a hint (Redis scans buckets): several batches, not one reply of all 69 records
+    assert after["hscan"] - before.get("hscan", 0) > 1
 
 
 def interleaving(

@@ -63,7 +63,7 @@ STREAM_MAXLEN = 1_000_000  # approximate cap on kept history (audit)
 SEP = "\x1f"
 RETRY_FOR = 10.0  # seconds of re-validation while other writers move the revision (no If-Match)
 REPLAY_LIMIT = 100  # behind by more revisions than this, reload instead of replaying
-SCAN_BATCH = 2000  # records per HSCAN call of a streamed load (a hint to Redis)
+SCAN_BATCH = 20_000  # records per HSCAN call of a streamed load (a hint; a few MB raw)
 SCAN_ATTEMPTS = 3  # streamed loads tried while writers move the revision, then one atomic read
 POLL = 1.0  # seconds between revision checks while the feed is quiet (regression, lost messages)
 
@@ -750,11 +750,15 @@ class RedisStore:
         revision = self._parse_revision(raw_rev)
         running = RunningDigest()
         decoder = RecordsDecoder()
-        cursor = 0
         try:
+            pending = asyncio.ensure_future(self._scan(0))
             while True:
-                cursor, got = await self._r.hscan(self.k_records, cursor, count=SCAN_BATCH)
-                batch = cast(dict[bytes, bytes], got)  # no decode_responses: bytes
+                cursor, batch = await pending
+                if cursor != 0:
+                    # Ask for the next batch before decoding this one: Redis reads it while
+                    # we decode (the command goes out at the sleep, the reply waits for us).
+                    pending = asyncio.ensure_future(self._scan(cursor))
+                    await asyncio.sleep(0)
                 for field, value in batch.items():
                     running.add(field, value)
                     kind, _, key = field.decode(errors="replace").partition(SEP)
@@ -773,6 +777,11 @@ class RedisStore:
             raise _Doubt(why or ", ".join(bad[:5]))
         await self._clear_mark(marked, revision)
         return snap
+
+    async def _scan(self, cursor: int) -> tuple[int, dict[bytes, bytes]]:
+        """One ``HSCAN`` batch of the records."""
+        got = await self._r.hscan(self.k_records, cursor, count=SCAN_BATCH)
+        return cast(tuple[int, dict[bytes, bytes]], got)  # no decode_responses: bytes
 
     async def _head(self) -> tuple[bytes | None, bytes | None, bytes | None]:
         """The revision, the digest and the damage marker, read together."""

@@ -28,7 +28,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from .changes import Change, ChangeSet
-from .digest import Digest, digest_of, mismatch
+from .digest import Digest, RunningDigest, digest_of, mismatch
 from .errors import (
     ConflictError,
     StoreDamagedError,
@@ -39,7 +39,7 @@ from .errors import (
     ValidationError,
 )
 from .retry import retry_conflicts
-from .snapshot import Snapshot
+from .snapshot import RecordsDecoder, Snapshot
 
 log = logging.getLogger("registry.redis")
 
@@ -63,6 +63,8 @@ STREAM_MAXLEN = 1_000_000  # approximate cap on kept history (audit)
 SEP = "\x1f"
 RETRY_FOR = 10.0  # seconds of re-validation while other writers move the revision (no If-Match)
 REPLAY_LIMIT = 100  # behind by more revisions than this, reload instead of replaying
+SCAN_BATCH = 20_000  # records per HSCAN call of a streamed load (a hint; a few MB raw)
+SCAN_ATTEMPTS = 3  # streamed loads tried while writers move the revision, then one atomic read
 POLL = 1.0  # seconds between revision checks while the feed is quiet (regression, lost messages)
 
 # KEYS: revision, records, changes, feed channel, digest, damage marker.
@@ -645,9 +647,9 @@ class RedisStore:
             return f"{self.k_digest} or {self.k_records}: {exc}"
         return self._verify(revision, raw_digest, records)
 
-    def _verify(
-        self, revision: int, raw_digest: bytes | None, records: dict[bytes, bytes]
-    ) -> str | None:
+    def _verify_digest(self, revision: int, raw_digest: bytes | None, found: Digest) -> str | None:
+        """Why records whose digest is ``found`` are not the registry at ``revision`` whose
+        stored digest is ``raw_digest``, or None."""
         try:
             expected = None if raw_digest is None else Digest.decode(raw_digest)
         except ValueError as exc:
@@ -656,10 +658,15 @@ class RedisStore:
             # No digest for this revision: the registry was written before digests existed,
             # or an older version wrote since (a rolling upgrade). Trusted as it is; the next
             # write by this version adds the digest.
-            if revision and not records:
+            if revision and not found.count:
                 return f"revision {revision} has no records ({self.k_records} is gone)"
             return None
-        why = mismatch(expected, digest_of(revision, records.items()))
+        return mismatch(expected, found)
+
+    def _verify(
+        self, revision: int, raw_digest: bytes | None, records: dict[bytes, bytes]
+    ) -> str | None:
+        why = self._verify_digest(revision, raw_digest, digest_of(revision, records.items()))
         if why is None:
             return None
         _snap, bad = _build_checked(revision, records)
@@ -714,7 +721,91 @@ class RedisStore:
         return self._snap
 
     async def _load(self) -> Snapshot:
+        """The whole registry at one revision, checked against its digest.
+
+        Streamed: ``HSCAN`` in batches of ``SCAN_BATCH``, each record hashed into the
+        running digest and decoded as it arrives, so the raw hash and the decoded registry
+        are never both held (at 100,000 services that is hundreds of MB). A scan is not one
+        transaction, so the revision and the digest are read before and after it: when a
+        writer moved them meanwhile, the scan is repeated (``SCAN_ATTEMPTS`` times, then one
+        atomic read). Anything wrong with a streamed load (a mismatch, an unreadable record,
+        a key of the wrong type; and the duplicates ``HSCAN`` may return while Redis resizes
+        the hash) is confirmed by one atomic read, which alone decides that the registry is
+        damaged and names the records."""
         self._check_open()
+        for _ in range(SCAN_ATTEMPTS):
+            try:
+                snap = await self._load_streamed()
+            except (ResponseError, _Doubt):  # WRONGTYPE, a mismatch: the atomic read decides
+                break
+            if snap is not None:
+                return snap
+        return await self._load_atomic()
+
+    async def _load_streamed(self) -> Snapshot | None:
+        """One streamed load; None when the revision moved during the scan, _Doubt when the
+        records read do not match the digest or do not decode."""
+        head = await self._head()
+        raw_rev, raw_digest, marked = head
+        revision = self._parse_revision(raw_rev)
+        running = RunningDigest()
+        decoder = RecordsDecoder()
+        try:
+            pending = asyncio.ensure_future(self._scan(0))
+            while True:
+                cursor, batch = await pending
+                if cursor != 0:
+                    # Ask for the next batch before decoding this one: Redis reads it while
+                    # we decode (the command goes out at the sleep, the reply waits for us).
+                    pending = asyncio.ensure_future(self._scan(cursor))
+                    await asyncio.sleep(0)
+                for field, value in batch.items():
+                    running.add(field, value)
+                    kind, _, key = field.decode(errors="replace").partition(SEP)
+                    decoder.add(kind, key, value)
+                if cursor == 0:
+                    break
+        except ResponseError:
+            raise  # the atomic read reports it as it always did
+        except RedisError as exc:
+            raise store_error(exc, self.k_records) from exc
+        if await self._head() != head:
+            return None  # a writer committed during the scan: not one revision, scan again
+        why = self._verify_digest(revision, raw_digest, running.at(revision))
+        snap, bad = decoder.result(revision)
+        if why is not None or bad:
+            raise _Doubt(why or ", ".join(bad[:5]))
+        await self._clear_mark(marked, revision)
+        return snap
+
+    async def _scan(self, cursor: int) -> tuple[int, dict[bytes, bytes]]:
+        """One ``HSCAN`` batch of the records."""
+        got = await self._r.hscan(self.k_records, cursor, count=SCAN_BATCH)
+        return cast(tuple[int, dict[bytes, bytes]], got)  # no decode_responses: bytes
+
+    async def _head(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """The revision, the digest and the damage marker, read together."""
+        try:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.get(self.k_revision)
+                pipe.get(self.k_digest)
+                pipe.get(self.k_damaged)
+                raw_rev, raw_digest, marked = await pipe.execute()
+        except RedisError as exc:
+            raise store_error(exc, f"{self.k_revision} or {self.k_digest}") from exc
+        return raw_rev, raw_digest, marked
+
+    async def _clear_mark(self, marked: bytes | None, revision: int) -> None:
+        if marked is not None:
+            # The content matches its digest again (repaired by hand): the fleet may go on.
+            with contextlib.suppress(RedisError):
+                if await self._clear_mark_script(keys=[self.k_damaged], args=[marked]):
+                    log.info("the registry in Redis at revision %d matches its digest again; "
+                             "writes are accepted again", revision)  # fmt: skip
+
+    async def _load_atomic(self) -> Snapshot:
+        """The registry read in one transaction (``HGETALL``): raw records and decoded
+        registry held at once. Decides damage for the streamed load."""
         try:
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.get(self.k_revision)
@@ -741,12 +832,7 @@ class RedisStore:
                 _damaged(f"unreadable records at revision {revision}: {', '.join(bad[:5])}"),
                 marked,
             )
-        if marked is not None:
-            # The content matches its digest again (repaired by hand): the fleet may go on.
-            with contextlib.suppress(RedisError):
-                if await self._clear_mark_script(keys=[self.k_damaged], args=[marked]):
-                    log.info("the registry in Redis at revision %d matches its digest again; "
-                             "writes are accepted again", revision)  # fmt: skip
+        await self._clear_mark(marked, revision)
         return snap
 
     async def _mark(self, error: StoreDamagedError, marked: bytes | None) -> StoreDamagedError:
@@ -781,6 +867,10 @@ def _build_checked(revision: int, records: dict[bytes, bytes]) -> tuple[Snapshot
         kind, _, key = field.decode(errors="replace").partition(SEP)
         rows.append((kind, key, value))
     return Snapshot.decode_records(revision, rows)
+
+
+class _Doubt(Exception):
+    """A streamed load that does not match its digest: damage, or ``HSCAN`` duplicates."""
 
 
 def _damaged(why: str) -> StoreDamagedError:

@@ -267,14 +267,10 @@ class Snapshot:
     ) -> tuple[Snapshot, list[str]]:
         """Like ``from_records`` for rows that may be damaged: the snapshot of the rows that
         decode, and ``kind/key`` of those that do not (bad JSON, unknown kind, bad record)."""
-        tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
-        bad: list[str] = []
+        decoder = RecordsDecoder()
         for kind, key, value in records:
-            try:
-                tables[kind][key] = _LOADERS[kind](orjson.loads(value))
-            except Exception:  # any decoding failure makes the row unreadable, nothing else
-                bad.append(f"{kind}/{key}")
-        return cls._from_tables(revision, tables), bad
+            decoder.add(kind, key, value)
+        return decoder.result(revision)
 
     @classmethod
     def _from_tables(cls, revision: int, tables: dict[str, dict[str, Any]]) -> Snapshot:
@@ -488,3 +484,26 @@ def _ordered(deletes: list[Change]) -> list[Change]:
     """Deletes in an order ``apply`` accepts: endpoints and releases, services, the rest."""
     rank = {"endpoint": 0, "release": 0, "service": 1, "region": 2, "zone": 2, "datacenter": 2}
     return sorted(deletes, key=lambda c: rank[c.kind])
+
+
+class RecordsDecoder:
+    """Rows decoded one at a time, as a store streams them (Redis ``HSCAN`` batches):
+    ``Snapshot.decode_records`` for a caller that cannot hand over one iterable."""
+
+    __slots__ = ("bad", "tables")
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
+        self.bad: list[str] = []
+
+    def add(self, kind: str, key: str, value: bytes) -> None:
+        """Decode one row; an unreadable one (bad JSON, unknown kind, bad record) is
+        remembered as ``kind/key``, nothing else."""
+        try:
+            self.tables[kind][key] = _LOADERS[kind](orjson.loads(value))
+        except Exception:  # any decoding failure makes the row unreadable, nothing else
+            self.bad.append(f"{kind}/{key}")
+
+    def result(self, revision: int) -> tuple[Snapshot, list[str]]:
+        """The snapshot of the rows that decoded, and the unreadable rows' names."""
+        return Snapshot._from_tables(revision, self.tables), self.bad

@@ -15,9 +15,11 @@ Every admin write is checked here before it is written (and a dry run stops here
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from registry.changes import Change, ChangeSet
 from registry.snapshot import Snapshot
@@ -240,37 +242,75 @@ def impact(before: Snapshot, after: Snapshot, names: Iterable[str]) -> dict[str,
     }
 
 
-# name -> (the records it was computed from, its empty regions)
-_MEMO: dict[str, tuple[tuple[object, ...], list[str]]] = {}
-_LAST: list[Any] = [None, {}]  # the snapshot of the last look, and its answer
+LOOK_BUDGET = 0.005  # seconds one look may spend: health must never stall the event loop
 
 
-def answering_empty(table: RoutingTable) -> dict[str, list[str]]:
-    """Services of the routing table that answer empty in some region. Health checks ask
-    often: a service is looked at again only when one of its records (or the datacenters)
-    changed, and one not compiled yet is compiled for the look and not kept, so that the
-    table stays lazily compiled (only asked-for services held in memory)."""
+class _Look:
+    """What ``answering_empty`` knows, carried from one look to the next."""
+
+    def __init__(self) -> None:
+        # name -> (the records it was computed from, its empty regions)
+        self.memo: dict[str, tuple[tuple[object, ...], list[str]]] = {}
+        self.empty: dict[str, list[str]] = {}  # the services last found answering empty
+        self.snap: object = None  # the snapshot of the pass under way (or done)
+        self.names: Iterator[str] = iter(())  # the services that pass has still to look at
+        self.done = True  # that pass has looked at every service
+
+
+_LOOKS: WeakKeyDictionary[RoutingTable, _Look] = WeakKeyDictionary()  # per routing table
+
+
+def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[str, list[str]]:
+    """Services of the routing table that answer empty in some region.
+
+    Health asks often (``/healthz``, every second in the log watcher), so a look is cheap:
+    a service is looked at again only when one of its records (or the datacenters) changed,
+    one not compiled yet is compiled for the look and not kept (the table stays lazily
+    compiled), and a look spends at most ``budget`` seconds: with 100,000 services the
+    first pass compiles every one (seconds of CPU) and a pass after a change checks every
+    one (≈ 0.3 s), so a pass is spread over several looks (``looked_at_all`` says when it
+    is through; the node's health watcher keeps it moving). Until then services not yet
+    looked at are reported as last found.
+    """
+    st = _LOOKS.get(table)
+    if st is None:
+        st = _LOOKS[table] = _Look()
     snap = table.snapshot
-    if _LAST[0] is snap:  # nothing changed since the last look (health asks every second)
-        return dict(_LAST[1])
-    out: dict[str, list[str]] = {}
-    for name, service in snap.services.items():
-        key = (service, snap.endpoints.get(name), snap.releases.get(name), snap.datacenters)
-        seen = _MEMO.get(name)
-        if seen is None or not all(a is b for a, b in zip(seen[0], key, strict=True)):
-            svc = table.peek(name) or table.compile_detached(name)
-            regions = ["default", *sorted(r for r in svc.tables if r != "default")]
-            empty = [
-                region
-                for region in regions
-                if not any(decide(svc, family, region, 0).addresses for family in (4, 6))
-            ]
-            seen = _MEMO[name] = (key, empty)
-        if seen[1]:
-            out[name] = seen[1]
-    if len(_MEMO) > len(snap.services):
-        for name in [n for n in _MEMO if n not in snap.services]:
-            del _MEMO[name]
-    result = dict(sorted(out.items()))
-    _LAST[:] = [snap, result]
-    return dict(result)
+    if st.snap is not snap:  # a new registry: a new pass over every service
+        st.snap, st.names, st.done = snap, iter(list(snap.services)), False
+    if not st.done:
+        deadline = time.perf_counter() + budget
+        memo, empty, datacenters = st.memo, st.empty, snap.datacenters
+        for n, name in enumerate(st.names, 1):
+            service = snap.services.get(name)
+            if service is None:
+                continue
+            key = (service, snap.endpoints.get(name), snap.releases.get(name), datacenters)
+            seen = memo.get(name)
+            if seen is None or not all(a is b for a, b in zip(seen[0], key, strict=True)):
+                svc = table.peek(name) or table.compile_detached(name)
+                regions = ["default", *sorted(r for r in svc.tables if r != "default")]
+                found = [
+                    region
+                    for region in regions
+                    if not any(decide(svc, family, region, 0).addresses for family in (4, 6))
+                ]
+                seen = memo[name] = (key, found)
+            if seen[1]:
+                empty[name] = seen[1]
+            else:
+                empty.pop(name, None)
+            if not n & 63 and time.perf_counter() > deadline:
+                break
+        else:
+            st.done = True
+            for gone in [n for n in memo if n not in snap.services]:
+                del memo[gone]
+                empty.pop(gone, None)
+    return {n: list(e) for n, e in sorted(st.empty.items()) if n in snap.services}
+
+
+def looked_at_all(table: RoutingTable) -> bool:
+    """Whether ``answering_empty`` has looked at every service of the table's registry."""
+    st = _LOOKS.get(table)
+    return st is not None and st.snap is table.snapshot and st.done

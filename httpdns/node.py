@@ -50,7 +50,7 @@ from registry.errors import (
 from registry.snapshot import Snapshot
 from registry.store import Store
 
-from .impact import answering_empty
+from .impact import answering_empty, looked_at_all
 from .snapshotfile import SnapshotFile
 from .table import RoutingTable
 
@@ -62,6 +62,7 @@ log = logging.getLogger("httpdns.node")
 MIN_BACKOFF = 0.05
 MAX_BACKOFF = 2.0  # a repaired store is followed again within about this long
 LOG_EVERY = 10.0  # seconds between two log lines about the same kind of trouble
+LOOK_PAUSE = 0.002  # seconds between two slices of health's look at a new registry
 
 # The kinds of trouble a node reports (``reasons``), in the order they are listed.
 STORE, REGRESSED, DAMAGED, CHECK, FOLLOW = "store", "regressed", "damaged", "check", "follow"
@@ -117,6 +118,7 @@ class Node:
         self.started_from = "store"
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._looking: asyncio.Task[None] | None = None  # health's look (``_look_soon``)
         self.fleet: Fleet | None = None
         self._log = RateLimitedLog(clock=clock)
         self.store_errors = 0  # failed reads of the feed or snapshot (httpdns_store_errors_total)
@@ -179,6 +181,7 @@ class Node:
             for warning in await preflight():
                 log.warning("%s", warning)
         node._task = asyncio.create_task(node._follow(), name="httpdns-follow")
+        node._look_soon()
         return node
 
     def announce(
@@ -197,11 +200,12 @@ class Node:
         if self.fleet is not None:
             await self.fleet.stop()
             self.fleet = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._looking):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._looking = None
         if self.snapshot_file is not None:
             await self.snapshot_file.close()
 
@@ -228,6 +232,21 @@ class Node:
             self.snapshot_file.schedule(self.table.snapshot)
         event, self._advanced = self._advanced, asyncio.Event()
         event.set()
+        self._look_soon()
+
+    def _look_soon(self) -> None:
+        """Keep health's look for services answering empty moving through a new registry,
+        a few milliseconds at a time (``impact.answering_empty``): a large registry's pass
+        takes seconds of CPU and must not wait for health checks to drive it."""
+        if self._looking is not None and not self._looking.done():
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop (a test's plain call)
+            self._looking = asyncio.get_running_loop().create_task(self._look(), name="health-look")
+
+    async def _look(self) -> None:
+        while self.has_table and not looked_at_all(self.table):
+            answering_empty(self.table)
+            await asyncio.sleep(LOOK_PAUSE)
 
     # -- trouble ----------------------------------------------------------------
 

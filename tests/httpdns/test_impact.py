@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from httpdns import impact
+from httpdns.table import RoutingTable
 from registry.changes import Change
 from registry.errors import ValidationError
 from registry.model import Datacenter, Endpoint, Release, Service
@@ -141,3 +142,32 @@ def test_declared_with_prune() -> None:
     body["datacenters"] = {"idc": {}, "cloud": {"kind": "cloud", "writable": False}}
     pruned = diff(s0, declared(s0, body, prune=True))
     assert [(c.op, c.key) for c in pruned] == [("delete", "www.x.org/b"), ("delete", "api.x.org")]
+
+
+def test_answering_empty_spreads_a_large_pass_over_looks_within_its_budget() -> None:
+    services = [Service(f"s{i}.x.org", {"default": {"idc": 100}}, access="rw") for i in range(600)]
+    eps = tuple(Endpoint(s.name, "e", "idc", "192.0.2.9") for s in services[::2])  # odd ones: none
+    table = RoutingTable(_snap(*services, endpoints=eps))
+    first = impact.answering_empty(table, budget=0.0)  # one slice of 64 services, no more
+    assert not impact.looked_at_all(table)
+    assert len(first) < 300
+    looks = 1
+    while not impact.looked_at_all(table):
+        impact.answering_empty(table, budget=0.0)
+        looks += 1
+    assert looks > 2
+    whole = impact.answering_empty(table)
+    assert whole == {s.name: ["default"] for s in services[1::2]}
+    assert whole == impact.empty_regions(table.snapshot)  # what a full look finds
+    # a change: the next pass looks again, and drops what is fixed
+    fixed = Snapshot(2, DCS, {}, table.snapshot.services,
+                     {**table.snapshot.endpoints,
+                      "s1.x.org": {"e": Endpoint("s1.x.org", "e", "idc", "192.0.2.9")}})  # fmt: skip
+    table.update(fixed, frozenset({"s1.x.org"}))
+    after = impact.answering_empty(table)
+    for _ in range(100):  # one service to compile again: a look or two
+        if impact.looked_at_all(table):
+            break
+        after = impact.answering_empty(table)
+    assert impact.looked_at_all(table)
+    assert "s1.x.org" not in after and "s3.x.org" in after

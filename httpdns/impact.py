@@ -276,14 +276,21 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
     if st is None:
         st = _LOOKS[table] = _Look()
     snap = table.snapshot
-    if st.snap is not snap:  # a new registry: a new pass over every service
-        st.snap, st.names, st.done = snap, iter(list(snap.services)), False
+    if st.snap is not snap:  # a new registry: a new pass
+        moved = table.changed_from
+        if st.done and moved is not None and moved[0] is st.snap:
+            names: Iterable[str] = moved[1]  # one batch of service changes: those alone
+        else:
+            names = snap.services  # anything else (a datacenter, a reload, a lost step): all
+        st.snap, st.names, st.done = snap, iter(list(names)), False
     if not st.done:
         deadline = time.perf_counter() + budget
         memo, empty, datacenters = st.memo, st.empty, snap.datacenters
         for n, name in enumerate(st.names, 1):
             service = snap.services.get(name)
-            if service is None:
+            if service is None:  # deleted
+                memo.pop(name, None)
+                empty.pop(name, None)
                 continue
             key = (service, snap.endpoints.get(name), snap.releases.get(name), datacenters)
             seen = memo.get(name)

@@ -232,6 +232,7 @@ class RoutingTable:
         # is the very object found here.
         compiled: dict[str, CompiledService] = {}
         self.snapshot, self.regions, self.by_name = snap, regions, compiled
+        self.changed_from: tuple[Snapshot, frozenset[str]] | None = None  # see ``update``
         self.revision = snap.revision
         self._interned = 0
         self._decisions.clear()
@@ -273,6 +274,8 @@ class RoutingTable:
         if services is None:
             self._rebuild(snapshot)
             return
+        # what this move changed, for looks that follow the table (``impact.answering_empty``)
+        self.changed_from = (self.snapshot, services)
         compiled, served = self.by_name, self.snapshot.services
         for name in services:
             was, now = name in served, name in snapshot.services

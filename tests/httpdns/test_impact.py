@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from httpdns import impact
+from httpdns.steering import CompiledService
 from httpdns.table import RoutingTable
 from registry.changes import Change
 from registry.errors import ValidationError
@@ -171,3 +172,27 @@ def test_answering_empty_spreads_a_large_pass_over_looks_within_its_budget() -> 
         after = impact.answering_empty(table)
     assert impact.looked_at_all(table)
     assert "s1.x.org" not in after and "s3.x.org" in after
+
+
+def test_a_change_of_services_is_looked_at_alone_a_datacenter_change_everywhere() -> None:
+    services = [Service(f"s{i}.x.org", {"default": {"idc": 100}}, access="rw") for i in range(200)]
+    eps = tuple(Endpoint(s.name, "e", "idc", "192.0.2.9") for s in services)
+    table = RoutingTable(_snap(*services, endpoints=eps))
+    assert impact.answering_empty(table, budget=1.0) == {}
+    # one service loses its endpoint: that service alone is looked at again
+    gone = {**table.snapshot.endpoints, "s7.x.org": {}}
+    table.update(Snapshot(2, DCS, {}, table.snapshot.services, gone), frozenset({"s7.x.org"}))
+    calls: list[str] = []
+    detached = table.compile_detached
+
+    def counted(name: str) -> CompiledService:
+        calls.append(name)
+        return detached(name)
+
+    table.compile_detached = counted  # type: ignore[method-assign]
+    assert impact.answering_empty(table, budget=1.0) == {"s7.x.org": ["default"]}
+    assert calls == ["s7.x.org"]
+    # idc drained: every service answers empty, all looked at again
+    drained = {**DCS, "idc": Datacenter("idc", drained=True)}
+    table.update(Snapshot(3, drained, {}, table.snapshot.services, gone), None)
+    assert len(impact.answering_empty(table, budget=1.0)) == 200

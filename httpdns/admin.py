@@ -137,7 +137,9 @@ async def _commit(
             "changes": [_change(c) for c in effective], "warnings": warnings,
             "empty": empty, "impact": impact.impact(before, after, names),
         })  # fmt: skip
-    cs = await node.write(changes, expected_revision=expected, actor=actor(request))
+    cs = await node.write(
+        changes, expected_revision=expected, actor=actor(request), prepared=(before, after)
+    )
     body = {"revision": cs.revision, **result, "warnings": warnings,
             "changes": [_change(c) for c in cs.changes]}  # fmt: skip
     if wait is not None:

@@ -176,12 +176,12 @@ class AesCodec:
         """A fresh IV followed by the ciphertext of ``padded`` (whole blocks), given
         ``chain``: the IV and ``x = D(iv) ^ last``, ``last`` being the encryptor's last
         output block (what ``decrypt_request`` returns, or ``encrypt`` computes)."""
-        out = self._enc.update(chain[AES_BLOCK:] + padded)
-        iv = chain[:AES_BLOCK]
-        if out[:AES_BLOCK] != iv:  # the encryptor moved on meanwhile: cannot happen (one
+        out = self._enc.update(chain[16:] + padded)
+        if out[:16] != chain[:16]:  # the encryptor moved on meanwhile: cannot happen (one
             self._start()  # thread, nothing encrypts between the two calls); start over
+            iv = chain[:16]
             return iv + Cipher(self._algorithm, modes.CBC(iv)).encryptor().update(padded)
-        self._last = out[-AES_BLOCK:]
+        self._last = out[-16:]  # (16: AES_BLOCK, a literal on this per-request path)
         return out
 
     def decrypt(self, data: bytes) -> bytes:
@@ -207,9 +207,8 @@ class AesCodec:
             raise CipherError("not hex digits") from None
         iv = self._random()
         out = self._dec.update(data + self._last + iv)
-        at = n >> 1
-        other = out[at + AES_BLOCK : at + (m >> 1)] if m else None
-        return out[AES_BLOCK:at], other, iv + out[-AES_BLOCK:]
+        at = n >> 1  # dn's IV block, its text, ip's IV block, its text, then last and iv's
+        return out[16:at], (out[at + 16 : -32] if m else None), iv + out[-16:]
 
     def decrypt_hexes(self, texts: Sequence[str]) -> list[str]:
         """The texts of hex parameters (each an IV and ciphertext), in one decryptor call

@@ -10,7 +10,7 @@ from and the metrics cell its hits count in, and reuses it while those services 
 unchanged, as the front cache does for plain requests. Nothing keyed by a ciphertext
 is kept (it would never hit) and no key material enters the cache.
 
-Per request: the query string is split once, one decryptor call gives both parameters
+Per request: the query string is split once (escapes left to the full path), one decryptor call gives both parameters
 and the reply's chaining block on a fresh IV, one encryptor call the reply
 (``AesCodec.decrypt_request`` and ``seal``).
 
@@ -98,8 +98,10 @@ class Lane:
         self.dialect = route.metric
         self.plain = plain
         accounts = host.context.config.dnspod.values()
-        self.codecs = {
-            a.id.encode("latin-1"): _aes(a.aes_key) for a in accounts if a.aes_key is not None
+        self.codecs = {  # an id with an escape or "+" in it is sent escaped: the full path's
+            a.id.encode("latin-1"): _aes(a.aes_key)
+            for a in accounts
+            if a.aes_key is not None and "%" not in a.id and "+" not in a.id
         }
         self.cache: BoundedCache[_Key, _Entry] = BoundedCache(max_entries, max_bytes)
         # Everything of the response but the Date line, the Content-Length value and the
@@ -116,13 +118,30 @@ class Lane:
         with query string ``query``, or None when the dialect's own path should answer."""
         if b"alg=" not in query:  # plain /d, the common case: one search
             return None
-        fields = _fields(query)
-        if fields is None:
+        # The query string split once, each parameter's first value (as ``fasthttp._params``).
+        # Escapes are not decoded here: an escaped hex parameter is not hex, an escaped id
+        # is no account's (ids with escapable characters are left out of ``codecs``) and an
+        # escaped alg is not "aes", so each of those goes to the full path (whose parse_qsl
+        # unquotes); any other parameter with an escape sends the request there too.
+        fields: dict[bytes, bytes] = {}
+        for part in query.split(b"&"):
+            k, _, v = part.partition(b"=")
+            if part and k not in fields:
+                fields[k] = v
+        alg = fields.pop(b"alg", b"")
+        if alg != b"aes" and alg.lower() != b"aes":
             return None
-        account, dn_hex, ip_hex, rest = fields
+        account = fields.pop(b"id", b"")
         c = self.codecs.get(account)
         if c is None:  # unknown, or no AES key
             return None
+        dn_hex, ip_hex = fields.pop(b"dn", b""), fields.pop(b"ip", b"")
+        rest: tuple[tuple[bytes, bytes], ...] = ()
+        if fields:
+            rest = tuple(fields.items())
+            for k, v in rest:
+                if b"%" in k or b"+" in k or b"%" in v or b"+" in v:
+                    return None
         try:  # one decryptor call: both parameters (padded) and the reply's chaining block
             dn, ip, chain = c.decrypt_request(dn_hex, ip_hex)
         except CipherError:
@@ -133,17 +152,15 @@ class Lane:
         hit = self.cache.get(key)
         last: Last
         if hit is not None and self.table.still_valid(hit[0]):
-            hit[2].n += 1
             last = hit[2]
+            last.n += 1
         else:
             computed = self._compute(key)
             if computed is None:
                 return None
             hit, last = computed
         body = hexlify(c.seal(chain, hit[1]))
-        head = self._heads.get(len(body))
-        if head is None:
-            head = self._head(len(body))
+        head = self._heads.get(len(body)) or self._head(len(body))
         return _OK, head + body, last
 
     def _head(self, length: int) -> bytes:
@@ -189,26 +206,6 @@ class Lane:
         entry = (reply.deps, padded, self.stats.tally(self.dialect, rcode, answers))
         self.cache.put(key, entry, _size(key, padded))
         return entry, (self.dialect, rcode, answers)
-
-
-def _fields(query: bytes) -> tuple[bytes, bytes, bytes, tuple[tuple[bytes, bytes], ...]] | None:
-    """``(id, dn, ip, the other parameters)`` of an AES request's query string (``ip``
-    empty when not sent), or None when it is not one (no ``alg=aes``) or has escapes
-    (hex parameters need no unquoting: a query with escapes takes the full path, whose
-    parse_qsl unquotes). Each parameter's first value, as in ``fasthttp._params``."""
-    if b"%" in query or b"+" in query:
-        return None
-    fields: dict[bytes, bytes] = {}
-    for part in query.split(b"&"):
-        k, _, v = part.partition(b"=")
-        if part and k not in fields:
-            fields[k] = v
-    alg = fields.pop(b"alg", b"")
-    if alg != b"aes" and alg.lower() != b"aes":
-        return None
-    account = fields.pop(b"id", b"")
-    dn, ip = fields.pop(b"dn", b""), fields.pop(b"ip", b"")
-    return account, dn, ip, tuple(fields.items())
 
 
 def _aes(key: bytes) -> AesCodec:

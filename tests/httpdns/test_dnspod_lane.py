@@ -194,6 +194,15 @@ def test_lane_answers_follow_registry_changes() -> None:
         + b"&alg=aes&type=mx",  # decrypted, then refused
         b"/d?dn=" + encrypt_hex(AES, NAME).encode() + b"&id=" + AES_ID.encode()
         + b"&alg=%61es",  # escapes: parse_qsl's business
+        b"/d?dn=" + encrypt_hex(AES, NAME).encode() + b"&id=" + AES_ID.encode()
+        + b"&alg=aes&d%6E=" + encrypt_hex(AES, "www.example.net").encode(),  # an escaped dn
+        b"/d?dn=" + encrypt_hex(AES, NAME).encode() + b"&id=%" + b"%02X" % AES_ID.encode()[0]
+        + AES_ID.encode()[1:] + b"&alg=aes",  # an escaped id
+        b"/d?dn=%" + encrypt_hex(AES, NAME).encode().hex().upper()[:2].encode()
+        + encrypt_hex(AES, NAME).encode()[1:] + b"&id=" + AES_ID.encode()
+        + b"&alg=aes",  # an escaped hex digit
+        b"/d?dn=" + encrypt_hex(AES, NAME).encode() + b"&id=" + AES_ID.encode()
+        + b"&alg=aes&ttl=1+",  # a "+" (a space) in another parameter
     ],
 )  # fmt: skip
 def test_lane_leaves_everything_else_to_the_full_path(
@@ -214,7 +223,8 @@ def _answer(server: FastServer, route: Route, target: bytes) -> tuple[bytes, byt
     """The status line and the body (decrypted when it is an answer to AES account AES_ID)."""
     head, body = _get(server, route, target)
     status = head.split(b"\r\n")[0]
-    if b"id=" + AES_ID.encode() in target and status.endswith(b"200 OK") and body:
+    aes = b"id=" + AES_ID.encode() in target or b"id=%" in target  # (escaped: AES_ID too)
+    if aes and status.endswith(b"200 OK") and body:
         return status, decrypt_hex(AES, body.decode())
     return status, body
 

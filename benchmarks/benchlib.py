@@ -348,6 +348,7 @@ class WrkResult:
     raw: str
     server_cpu_s: float = 0.0  # CPU time the server used during the run, when measured
     client_cpu_s: float = 0.0  # CPU time wrk used
+    max_ms: float = 0.0  # the slowest request (wrk's "Latency ... Max")
 
     @property
     def per_cpu_s(self) -> float:
@@ -387,6 +388,7 @@ def parse_wrk(out: str) -> WrkResult:
         raise RuntimeError(f"cannot parse the wrk output:\n{out}")
     non = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errs = re.search(r"Socket errors:\s+(.*)", out)
+    lat = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", out, re.M)
     return WrkResult(
         rps=float(rps.group(1)),
         p50_ms=_ms(p50.group(1)),
@@ -396,6 +398,7 @@ def parse_wrk(out: str) -> WrkResult:
         non_2xx=int(non.group(1)) if non else 0,
         socket_errors=errs.group(1).strip() if errs else "",
         raw=out,
+        max_ms=_ms(lat.group(1)) if lat else 0.0,
     )
 
 

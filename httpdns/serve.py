@@ -34,7 +34,7 @@ from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
 from .events import ROUTES as EVENT_ROUTES
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
-from .http2 import ALPN, AlpnSwitch
+from .http2 import ALPN, ENGINE, AlpnSwitch
 from .jsonlog import ChangeLog, JsonFormatter, QueryLog, watch_health
 from .logs import ClientErrorsOnly
 from .metrics import AnswerHistory, NodeMetrics, WorkerFiles, keep_history, publish
@@ -174,6 +174,8 @@ async def run(
             except OSError as exc:
                 raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             log.info("serving %s://%s:%d", scheme, f"[{host}]" if ":" in host else host, port)
+            if tls is not None:
+                log.info("HTTP/2 on %s", ENGINE)
         if cfg.dns is not None:
             host, port = cfg.dns
             try:

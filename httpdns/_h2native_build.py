@@ -63,6 +63,17 @@ enum { K_REQUEST = 0, K_BODY_BIG = 1, K_HEAD_BIG = 2 };
 
 typedef struct { unsigned char *p; size_t len, cap; } dbuf;
 
+#define KEEP_CAP 65536  /* a connection's buffers over this are freed once used */
+
+static void dbuf_trim(dbuf *b) {
+    b->len = 0;
+    if (b->cap > KEEP_CAP) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
 static int dbuf_add(dbuf *b, const void *data, size_t n) {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
@@ -312,7 +323,7 @@ long h2n_recv(h2n_conn *c, const unsigned char *data, size_t len) {
     ssize_t rv = nghttp2_session_mem_recv(c->session, data, len);
     if (rv < 0) return (long)rv;
     dbuf *r = &c->readybuf;
-    r->len = 0;
+    dbuf_trim(r);
     for (size_t i = 0; i < c->nqueue; i++) {
         h2n_stream *s = nghttp2_session_get_stream_user_data(c->session, c->queue[i]);
         if (!s || s->state != ST_QUEUED) continue;  /* reset by the peer meanwhile */
@@ -332,7 +343,7 @@ long h2n_recv(h2n_conn *c, const unsigned char *data, size_t len) {
 /* Everything nghttp2 has to send, gathered in c->out; its length, or a negative error. */
 long h2n_send(h2n_conn *c) {
     dbuf *o = &c->outbuf;
-    o->len = 0;
+    dbuf_trim(o);
     for (;;) {
         const uint8_t *p;
         ssize_t n = nghttp2_session_mem_send(c->session, &p);

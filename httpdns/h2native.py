@@ -47,12 +47,10 @@ class NativeH2Protocol(asyncio.Protocol):
 
     def __init__(self, server: FastServer) -> None:
         self.server = server
-        self.conn = ffi.gc(
-            lib.h2n_new(MAX_STREAMS, MAX_HEAD, MAX_FRAME, MAX_BODY, MAX_RESETS_PER_SECOND),
-            lib.h2n_free,
-        )
-        if self.conn == ffi.NULL:
-            raise MemoryError("nghttp2 session")
+        conn = lib.h2n_new(MAX_STREAMS, MAX_HEAD, MAX_FRAME, MAX_BODY, MAX_RESETS_PER_SECOND)
+        if conn == ffi.NULL:
+            raise MemoryError("cannot create an nghttp2 session")
+        self.conn = ffi.gc(conn, lib.h2n_free)
         self.transport: asyncio.Transport | None = None
         self.peer: str | None = None
         self.opened = _clock()
@@ -86,8 +84,8 @@ class NativeH2Protocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return
+        if self._closed or self.transport is None or self.transport.is_closing():
+            return  # what a closing transport still delivers is not read
         conn = self.conn
         size = lib.h2n_recv(conn, data, len(data))
         if size < 0:  # a fatal error (nghttp2 has queued GOAWAY where one is due)

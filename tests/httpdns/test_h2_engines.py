@@ -4,7 +4,8 @@ client over a recording transport: answers equal to the HTTP/1.1 path's, the lim
 (streams, header list, body, flow control, back-pressure, timeouts, rapid reset) and
 hostile bytes (garbage before or after the preface, random frames, fuzzed with
 hypothesis: never an exception, never a hang). What the native engine does differently
-(a 431 for an oversized header list where the h2 engine ends the connection) is tested for
+(a 431 for an oversized header list, an 80 KB DoH GET, where the h2 engine ends the
+connection; an oversized frame at once) is tested for
 it alone."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+import dns.edns
 import dns.message
 import h2.config
 import h2.connection
@@ -302,6 +304,21 @@ async def test_native_an_oversized_header_list_is_431_and_the_connection_goes_on
     assert wire.statuses == {1: b"431", 3: b"200"}
     assert orjson.loads(wire.bodies[1])["error"] == "header_too_large"
     assert wire.goaway is None
+
+
+async def test_native_a_doh_get_of_a_near_64k_message_is_answered() -> None:
+    """An 80 KB ``:path`` (within ``MAX_HEAD``, as over HTTP/1.1); the h2 engine's HPACK
+    decoder refuses so long a field and ends the connection."""
+    pad = dns.edns.GenericOption(dns.edns.PADDING, bytes(60_000))
+    q = dns.message.make_query(SHOP, "A", use_edns=0, payload=65535, options=[pad])
+    path = "/dns-query?dns=" + b64url(q.to_wire())
+    assert 80_000 < len(path) < MAX_HEAD
+    wire = Wire(NativeH2Protocol)
+    wire.exchange()
+    wire.get(1, path)
+    wire.exchange()
+    assert wire.statuses == {1: b"200"}
+    assert dns.message.from_wire(wire.bodies[1]).id == q.id
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -3,10 +3,9 @@
 client over a recording transport: answers equal to the HTTP/1.1 path's, the limits
 (streams, header list, body, flow control, back-pressure, timeouts, rapid reset) and
 hostile bytes (garbage before or after the preface, random frames, fuzzed with
-hypothesis: never an exception, never a hang). What the native engine does differently
-(a 431 for an oversized header list, an 80 KB DoH GET, where the h2 engine ends the
-connection; an oversized frame at once) is tested for
-it alone."""
+hypothesis: never an exception, never a hang). What the native engine does differently is
+tested for it alone: a 431 for an oversized header list and an answer to an 80 KB DoH GET,
+where the h2 engine ends the connection; an oversized frame ends it at once."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ Two engines behave alike: ``H2Protocol`` here, on the pure-Python ``h2`` package
 ``httpdns.h2native.NativeH2Protocol`` on libnghttp2 (a cffi extension ``scripts/install``
 builds; about twenty times cheaper a request). ``AlpnSwitch`` takes the native one when it
 is built, else this one; ``HTTPDNS_H2_ENGINE=h2`` (or ``native``: fail without it) forces
-the choice, for tests and comparisons. ``ENGINE`` names the one in use.
+the choice, for tests and comparisons (``select_engine``).
 """
 
 from __future__ import annotations
@@ -296,8 +296,12 @@ class H2Protocol(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(TICK, self._tick)
 
 
-def _engine() -> tuple[str, Callable[[FastServer], asyncio.Protocol]]:
-    """The HTTP/2 engine: (what to log, its protocol factory)."""
+H2Factory = Callable[[FastServer], asyncio.Protocol]
+
+
+def select_engine() -> tuple[str, H2Factory]:
+    """The HTTP/2 engine: (what to log, its protocol factory). RuntimeError when
+    ``HTTPDNS_H2_ENGINE`` asks for something that is not there."""
     wanted = os.environ.get("HTTPDNS_H2_ENGINE", "")
     if wanted not in ("", "native", "h2"):
         raise RuntimeError(f"HTTPDNS_H2_ENGINE: {wanted!r} is neither 'native' nor 'h2'")
@@ -312,16 +316,13 @@ def _engine() -> tuple[str, Callable[[FastServer], asyncio.Protocol]]:
     return "libnghttp2 (httpdns._h2native)", NativeH2Protocol
 
 
-ENGINE, _PROTOCOL = _engine()
-"""The HTTP/2 engine in use, as logged at start."""
-
-
 class AlpnSwitch(asyncio.Protocol):
     """The first protocol of a TLS connection: once the handshake is done, hands the
     connection to HTTP/2 when ALPN chose ``h2``, else to the HTTP/1.1 fast path."""
 
-    def __init__(self, server: FastServer) -> None:
+    def __init__(self, server: FastServer, h2: H2Factory = H2Protocol) -> None:
         self.server = server
+        self.h2 = h2  # the engine (select_engine)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tls = transport.get_extra_info("ssl_object")
@@ -336,7 +337,7 @@ class AlpnSwitch(asyncio.Protocol):
             transport.close()
             return
         else:
-            protocol = _PROTOCOL(server)
+            protocol = self.h2(server)
             server.handed_off[transport] = None  # counted until the sweep sees it closed
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

@@ -489,21 +489,21 @@ async def _fuzz_one(engine: Engine, frames: list[bytes], cuts: list[int], valid:
 
 def test_the_native_engine_is_chosen_when_built(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HTTPDNS_H2_ENGINE", raising=False)
-    assert http2._engine() == ("libnghttp2 (httpdns._h2native)", NativeH2Protocol)
+    assert http2.select_engine() == ("libnghttp2 (httpdns._h2native)", NativeH2Protocol)
     monkeypatch.setenv("HTTPDNS_H2_ENGINE", "h2")
-    assert http2._engine()[1] is H2Protocol
+    assert http2.select_engine()[1] is H2Protocol
 
 
 def test_without_the_extension_the_h2_package_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "httpdns.h2native", None)  # as if it failed to import
     monkeypatch.delenv("HTTPDNS_H2_ENGINE", raising=False)
-    said, engine = http2._engine()
+    said, engine = http2.select_engine()
     assert engine is H2Protocol and said.startswith(
         "the h2 package (libnghttp2 extension not built"
     )
     monkeypatch.setenv("HTTPDNS_H2_ENGINE", "native")
     with pytest.raises(RuntimeError, match="HTTPDNS_H2_ENGINE=native"):
-        http2._engine()
+        http2.select_engine()
     monkeypatch.setenv("HTTPDNS_H2_ENGINE", "fast")
     with pytest.raises(RuntimeError, match="neither"):
-        http2._engine()
+        http2.select_engine()

@@ -22,6 +22,7 @@ refused per stream with ``HTTP_1_1_REQUIRED``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from struct import Struct
 
@@ -39,6 +40,7 @@ HTTP_1_1_REQUIRED = 0xD
 _K_REQUEST, _K_BODY_BIG, _K_HEAD_BIG = 0, 1, 2
 _RECORD = Struct("<6I")  # stream id, kind, lengths of method, path, headers, body
 
+log = logging.getLogger("httpdns.h2native")
 _clock = time.monotonic  # CLOCK_MONOTONIC, as the C side's timestamps
 
 
@@ -136,8 +138,14 @@ class NativeH2Protocol(asyncio.Protocol):
                     lib.h2n_reset(conn, sid, HTTP_1_1_REQUIRED)
                     continue
                 route, account = found
-                head, tail, _ = respond(route, account, method, path, headers + b"\r\n", body, peer)
-                raw = head + server.date() + tail
+                try:
+                    head, tail, _ = respond(
+                        route, account, method, path, headers + b"\r\n", body, peer
+                    )
+                    raw = head + server.date() + tail
+                except Exception:  # a bug of ours: this stream's 500, the others answered
+                    log.exception("answering an HTTP/2 request")
+                    raw = server.error(500, {"error": "internal", "detail": "internal error"})
             lib.h2n_respond(conn, sid, raw, len(raw))
 
     # -- housekeeping -------------------------------------------------------------------

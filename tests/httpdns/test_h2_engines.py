@@ -320,6 +320,23 @@ async def test_native_a_doh_get_of_a_near_64k_message_is_answered() -> None:
     assert dns.message.from_wire(wire.bodies[1]).id == q.id
 
 
+async def test_native_a_failing_answer_is_that_streams_500_alone() -> None:
+    wire = Wire(NativeH2Protocol)
+    respond = wire.server.respond
+
+    def flaky(*args: Any) -> tuple[bytes, bytes, Any]:
+        if b"type=AAAA" in args[3]:
+            raise ValueError("a bug")
+        return respond(*args)
+
+    wire.server.respond = flaky  # type: ignore[method-assign]
+    wire.get(1, f"/resolve?name={SHOP}&type=AAAA")
+    wire.get(3, f"/resolve?name={SHOP}&type=A")
+    wire.exchange()
+    assert wire.statuses == {1: b"500", 3: b"200"}
+    assert orjson.loads(wire.bodies[1])["error"] == "internal"
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_a_stream_beyond_the_limit_is_a_connection_error(engine: Engine) -> None:
     """RFC 9113 §5.1.2: PROTOCOL_ERROR (both engines; REFUSED_STREAM is the other choice)."""

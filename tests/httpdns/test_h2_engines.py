@@ -23,6 +23,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 import orjson
 import pytest
 from hypothesis import given
@@ -441,6 +442,18 @@ async def test_native_a_frame_over_the_frame_size_ends_the_connection_at_once() 
     assert wire.goaway == h2.errors.ErrorCodes.FRAME_SIZE_ERROR
 
 
+def _whole_frames(out: bytes) -> list[int]:
+    """The types of the frames in ``out``, which must be whole, known HTTP/2 frames."""
+    kinds = []
+    while out:
+        assert len(out) >= 9
+        size = int.from_bytes(out[:3], "big")
+        assert size <= 16384 and out[3] <= 9 and len(out) >= 9 + size
+        kinds.append(out[3])
+        out = out[9 + size :]
+    return kinds
+
+
 def _frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
     return (
         struct.pack(">I", len(payload))[1:]
@@ -489,14 +502,7 @@ async def _fuzz_one(engine: Engine, frames: list[bytes], cuts: list[int], valid:
         wire.protocol.data_received(data[at : at + cut])
         at += cut
     assert time.monotonic() - started < 5
-    out = b"".join(wire.transport.writes)  # whatever it wrote is whole, known HTTP/2 frames
-    kinds = []
-    while out:
-        assert len(out) >= 9
-        size = int.from_bytes(out[:3], "big")
-        assert size <= 16384 and out[3] <= 9 and len(out) >= 9 + size
-        kinds.append(out[3])
-        out = out[9 + size :]
+    kinds = _whole_frames(b"".join(wire.transport.writes))
     assert kinds[:1] == [4]  # SETTINGS first
     wire.protocol.connection_lost(None)
 
@@ -524,3 +530,78 @@ def test_without_the_extension_the_h2_package_runs(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HTTPDNS_H2_ENGINE", "fast")
     with pytest.raises(RuntimeError, match="neither"):
         http2.select_engine()
+
+
+_NAMES = st.sampled_from(
+    [":method", ":path", ":scheme", ":authority", ":status", ":bogus", "content-type", "accept",
+     "x-forwarded-for", "Content-Type", "connection", "te", "content-length", "host", "", "a b"]
+)  # fmt: skip
+_VALUES = st.sampled_from(["GET", "POST", "https", "localhost", "/dns-query", "0", "trailers",
+                           "application/dns-message", doh_path(), "/resolve?name=x"]) | st.binary(
+    max_size=12
+).map(lambda b: b.decode("latin-1"))  # fmt: skip
+
+
+_BASE = [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"),
+         (":path", doh_path())]  # fmt: skip
+
+
+@st.composite
+def header_blocks(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """A valid GET's header block with up to three changes: a field dropped, repeated,
+    moved, given an odd value, or an odd field added."""
+    block = list(_BASE)
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(["drop", "repeat", "move", "value", "add"]))
+        i = draw(st.integers(0, len(block) - 1)) if block else 0
+        if op == "drop" and block:
+            block.pop(i)
+        elif op == "repeat" and block:
+            block.insert(i, block[i])
+        elif op == "move" and block:
+            block.append(block.pop(i))
+        elif op == "value" and block:
+            block[i] = (block[i][0], draw(_VALUES))
+        else:
+            block.insert(i, (draw(_NAMES), draw(_VALUES)))
+    return block or [(":method", "GET")]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@FUZZ
+@given(
+    blocks=st.lists(header_blocks(), min_size=1, max_size=4),
+    bodies=st.lists(st.binary(max_size=40), max_size=4),
+)
+def test_odd_header_blocks_are_answered_or_refused(
+    engine: Engine, blocks: list[list[tuple[str, str]]], bodies: list[bytes]
+) -> None:
+    """Header blocks the client does not validate (pseudo-headers missing, repeated or
+    late, connection-specific fields, odd bytes): each stream is answered, reset or ends
+    the connection; never an exception."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_odd_blocks(engine, blocks, bodies))
+    finally:
+        loop.close()
+
+
+async def _odd_blocks(
+    engine: Engine, blocks: list[list[tuple[str, str]]], bodies: list[bytes]
+) -> None:
+    wire = Wire(engine)
+    encoder = hpack.Encoder()  # HEADERS built by hand: no client state machine in the way
+    data = PREFACE + _frame(4, 0, 0, b"")
+    for i, block in enumerate(blocks):
+        sid = 1 + 2 * i
+        fields = [(n.encode(), v.encode("latin-1")) for n, v in block]
+        data += _frame(1, 0x4, sid, encoder.encode(fields))  # END_HEADERS
+        data += _frame(0, 0x1, sid, bodies[i] if i < len(bodies) else b"")  # END_STREAM
+    wire.protocol.data_received(data)
+    kinds = _whole_frames(b"".join(wire.transport.writes))
+    assert kinds[:1] == [4]
+    if blocks[0] == _BASE and not (bodies and bodies[0]) and 7 not in kinds:
+        assert 1 in kinds  # a valid GET first, and no connection error after it: answered
+    if not wire.transport.closed:
+        assert set(kinds) <= {0, 1, 3, 4, 6, 7, 8}  # answers, resets, SETTINGS ack, pings
+    wire.protocol.connection_lost(None)

@@ -34,7 +34,7 @@ from .dialects import Context
 from .dnsserver import DnsEngine, start_dns
 from .events import ROUTES as EVENT_ROUTES
 from .fasthttp import MAX_HEAD, FastHTTP, FastServer, Limits
-from .http2 import ALPN, AlpnSwitch
+from .http2 import ALPN, AlpnSwitch, select_engine
 from .jsonlog import ChangeLog, JsonFormatter, QueryLog, watch_health
 from .logs import ClientErrorsOnly
 from .metrics import AnswerHistory, NodeMetrics, WorkerFiles, keep_history, publish
@@ -148,6 +148,10 @@ async def run(
                 raise ServeError(f"cannot load the TLS certificate/key: {exc}") from None
             context.set_alpn_protocols(ALPN)  # HTTP/2 for DoH (RFC 8484 §5.2), or 1.1
             listeners.append(("https", cfg.https, context))
+        try:
+            h2_engine, h2_protocol = select_engine()
+        except RuntimeError as exc:
+            raise ServeError(str(exc)) from None
         loop = asyncio.get_running_loop()
         slow = runner.server
         assert slow is not None
@@ -162,7 +166,9 @@ async def run(
             try:
                 servers.append(
                     await loop.create_server(
-                        (lambda: AlpnSwitch(fast)) if tls is not None else (lambda: FastHTTP(fast)),
+                        (lambda: AlpnSwitch(fast, h2_protocol))
+                        if tls is not None
+                        else (lambda: FastHTTP(fast)),
                         host,
                         port,
                         ssl=tls,
@@ -174,6 +180,8 @@ async def run(
             except OSError as exc:
                 raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             log.info("serving %s://%s:%d", scheme, f"[{host}]" if ":" in host else host, port)
+            if tls is not None:
+                log.info("HTTP/2 on %s", h2_engine)
         if cfg.dns is not None:
             host, port = cfg.dns
             try:

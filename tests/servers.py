@@ -170,8 +170,10 @@ class Node:
         token: str = "T",
         args: tuple[str, ...] = (),
         wrap: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.wrap = wrap  # a command to run the node under (e.g. prlimit ...)
+        self.env = env or {}  # HTTPDNS_* variables for the node (others' are not passed)
         self.port = free_port()
         self.store = store
         self.workdir = workdir
@@ -189,6 +191,7 @@ class Node:
         cmd = [*self.wrap, *httpdns_command(), "serve", "--http", f"127.0.0.1:{self.port}", "--store", self.store,
                "--admin-token", self.token, *self.args]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("HTTPDNS_")}
+        env.update(self.env)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=self.workdir, env=env)
         if wait:

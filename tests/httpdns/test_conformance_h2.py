@@ -53,8 +53,15 @@ class H2Node:
         return ctx
 
 
-@pytest.fixture(scope="module")
-def h2node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[H2Node]:
+ENGINES = {"native": "libnghttp2", "h2": "the h2 package"}
+
+
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def h2node(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[H2Node]:
+    """A node with TLS, on each HTTP/2 engine (``httpdns.http2``: libnghttp2, the h2 package)."""
+    engine: str = request.param
     tmp = tmp_path_factory.mktemp("h2")
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
@@ -68,9 +75,12 @@ def h2node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[H2Node]:
         tmp,
         args=("--https", f"127.0.0.1:{port}", "--tls-cert", str(cert_file), "--tls-key",
               str(key_file), "--header-timeout", "2"),
+        env={"HTTPDNS_H2_ENGINE": engine},
     )  # fmt: skip
     node.start()
     try:
+        said = f"HTTP/2 on {ENGINES[engine]}"
+        wait_until(lambda: said in node.log.read_text(), 10, f"{said!r} in the node's log")
         seed_test_registry(node.url)
         yield H2Node(node, port, ca_file)
     finally:

@@ -749,7 +749,10 @@ class RedisStore:
         raw_rev, raw_digest, marked = head
         revision = self._parse_revision(raw_rev)
         running = RunningDigest()
-        decoder = RecordsDecoder()
+        # Records a digest will vouch for are kept raw, decoded on first use
+        # (registry/lazy.py); without one every record is decoded now, and an unreadable
+        # one sends the load to the atomic read that names it.
+        decoder = RecordsDecoder(lazy=_covers(raw_digest, revision))
         try:
             pending = asyncio.ensure_future(self._scan(0))
             while True:
@@ -859,6 +862,14 @@ def _as_changes(snap: Snapshot) -> list[Change]:
     out += [Change.put(h) for h in snap.heartbeats.values()]
     out += [Change.put(z) for z in snap.zones.values()]
     return out
+
+
+def _covers(raw_digest: bytes | None, revision: int) -> bool:
+    """Whether a stored digest is there to check the records of ``revision``."""
+    try:
+        return raw_digest is not None and Digest.decode(raw_digest).revision >= revision
+    except ValueError:
+        return False
 
 
 def _build_checked(revision: int, records: dict[bytes, bytes]) -> tuple[Snapshot, list[str]]:

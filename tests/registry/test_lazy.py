@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from registry import Change, Snapshot
+from registry import lazy as lazy_module
 from registry.digest import RunningDigest, digest_of, field_name
 from registry.errors import InUseError, StoreDamagedError, ValidationError
 from registry.lazy import LazyRecords
@@ -108,8 +109,9 @@ def test_a_change_on_a_lazy_snapshot_decodes_only_what_it_touches(base: Snapshot
     ]
     new, effective = lazy.apply(changes, 2)
     expected, expected_effective = base.apply(changes, 2)
-    # WEB was copied along raw; the old snapshot decoded nothing (the copy read ``before``)
-    assert raw_count(new.services) == 1 and raw_count(lazy.services) == 2
+    # WEB stays raw in both; API's old record, read as ``before``, is decoded for both
+    assert raw_count(new.services) == raw_count(lazy.services) == 1
+    assert effective[0].before is lazy.services[API]
     assert raw_count(new.endpoints) == 1
     assert new == expected
     assert [(c, c.before) for c in effective] == [(c, c.before) for c in expected_effective]
@@ -229,3 +231,40 @@ async def test_redis_streamed_load_is_lazy_and_equals_the_written_registry(
     finally:
         await store.close()
         await other.close()
+
+
+def test_copies_share_the_base_and_fold_a_grown_overlay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lazy_module, "MIN_FOLD", 4)
+    decoded: list[bytes] = []
+
+    def decode(raw: bytes) -> str:
+        decoded.append(raw)
+        return raw.decode().upper()
+
+    first: LazyRecords[str] = LazyRecords(
+        {f"k{i}": f"v{i}".encode() for i in range(80)}, bytes, decode, "thing"
+    )
+    assert first["k1"] == "V1" and decoded == [b"v1"]
+    copies = [first]
+    expected = {f"k{i}": f"V{i}" for i in range(80)}
+    for i in range(12):  # each copy: one put, one delete, one new name
+        new = copies[-1].copy()
+        new[f"k{i}"] = f"new{i}"
+        del new[f"k{79 - i}"]
+        new[f"n{i}"] = f"added{i}"
+        copies.append(new)
+        expected[f"k{i}"] = f"new{i}"
+        del expected[f"k{79 - i}"]
+        expected[f"n{i}"] = f"added{i}"
+        assert len(new) == len(expected) and set(new) == set(expected)
+        assert f"k{79 - i}" not in new and f"k{79 - i}" in copies[-2]
+    last = copies[-1]
+    assert any(c._base is not first._base for c in copies)
+    assert copies[1]._base is first._base  # a copy shares the base it was made from
+    # decoded through one copy, decoded for every copy sharing the base
+    assert copies[1]["k40"] == "V40" and first._base["k40"] == "V40"
+    assert dict(last) == expected  # every record, decoded, through the overlay
+    assert first == {f"k{i}": f"V{i}" for i in range(80)}  # the first is untouched
+    assert last.pop("n3") == "added3" and "n3" not in last and last.pop("n3", None) is None
+    with pytest.raises(KeyError):
+        del last["nope"]

@@ -26,6 +26,7 @@ for a raw value replaced by its decoded record.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
+from itertools import chain, filterfalse
 from typing import Any, Generic, TypeVar
 
 from .errors import StoreDamagedError
@@ -103,15 +104,17 @@ class LazyRecords(MutableMapping[str, T], Generic[T]):
         over = self._over
         if not over:
             return iter(self._base)
-        return self._merged(over)
+        # The base's names less the deleted ones, then the new ones: iterated in C (a
+        # health pass lists 100,000 names), the overlay's small sets made in Python.
+        base = self._base
+        gone = {key for key, value in over.items() if value is _GONE}
+        added = [key for key, value in over.items() if value is not _GONE and key not in base]
+        return chain(filterfalse(gone.__contains__, base), added)
 
-    def _merged(self, over: dict[str, Any]) -> Iterator[str]:
-        for key in self._base:
-            if over.get(key, _MISSING) is not _GONE:
-                yield key
-        for key, value in over.items():
-            if value is not _GONE and key not in self._base:
-                yield key
+    def raw_items(self) -> Iterator[tuple[str, Any]]:
+        """``(name, record or its raw form)`` for every name, decoding nothing (a whole
+        snapshot written out: the raw forms are written as they are)."""
+        return ((key, self._raw(key)) for key in self)
 
     def __len__(self) -> int:
         return self._len

@@ -35,9 +35,22 @@ T = TypeVar("T")
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, LazyRecords):
+        # raw records written as read (never decoded for a save)
+        return {key: _fragment(raw) for key, raw in value.raw_items()}
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _fragment(raw: Any) -> Any:
+    """A raw record as JSON to embed as it is: a service's or release's object, a list of
+    a service's endpoint objects; a decoded record as it is (orjson serialises it)."""
+    if type(raw) is bytes:
+        return orjson.Fragment(raw)
+    if type(raw) is list:
+        return orjson.Fragment(b"[" + b",".join(raw) + b"]")
+    return raw
 
 
 class _Cow(Generic[T]):
@@ -311,10 +324,7 @@ class Snapshot:
             {k: Datacenter.load(x) for k, x in d["datacenters"].items()},
             {k: Region.load(x) for k, x in d["regions"].items()},
             {k: Service.load(x) for k, x in d["services"].items()},
-            {
-                intern(s): {intern(i): Endpoint.load(e) for i, e in eps.items()}
-                for s, eps in d["endpoints"].items()
-            },
+            {intern(s): _endpoints_json(eps) for s, eps in d["endpoints"].items()},
             {k: Release.load(x) for k, x in d["releases"].items()},
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
@@ -489,6 +499,14 @@ def _ordered(deletes: list[Change]) -> list[Change]:
     """Deletes in an order ``apply`` accepts: endpoints and releases, services, the rest."""
     rank = {"endpoint": 0, "release": 0, "service": 1, "region": 2, "zone": 2, "datacenter": 2}
     return sorted(deletes, key=lambda c: rank[c.kind])
+
+
+def _endpoints_json(eps: Any) -> dict[str, Endpoint]:
+    """A service's endpoints in a ``dump_json`` file: id -> record, or a list of records
+    (written as loaded, never decoded)."""
+    if isinstance(eps, list):
+        return {ep.id: ep for ep in map(Endpoint.load, eps)}
+    return {intern(i): Endpoint.load(e) for i, e in eps.items()}
 
 
 def _service(raw: bytes) -> Service:

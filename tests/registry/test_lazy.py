@@ -268,3 +268,15 @@ def test_copies_share_the_base_and_fold_a_grown_overlay(monkeypatch: pytest.Monk
     assert last.pop("n3") == "added3" and "n3" not in last and last.pop("n3", None) is None
     with pytest.raises(KeyError):
         del last["nope"]
+
+
+def test_a_lazy_snapshot_is_saved_without_decoding_and_loads_back_equal(base: Snapshot) -> None:
+    lazy, _ = lazy_load(base)
+    assert lazy.services[API] == base.services[API]  # one decoded, the rest raw
+    changed, _ = lazy.apply([ep(WEB, "w2", "dc1", "10.0.0.8")], 2)  # an overlay too
+    raw_before = (raw_count(changed.services), raw_count(changed.releases))
+    saved = changed.dump_json()
+    assert (raw_count(changed.services), raw_count(changed.releases)) == raw_before == (1, 1)
+    expected, _ = base.apply([ep(WEB, "w2", "dc1", "10.0.0.8")], 2)
+    assert Snapshot.load_json(saved) == expected
+    assert Snapshot.load_json(expected.dump_json()) == expected  # the eager form too

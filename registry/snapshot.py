@@ -8,7 +8,8 @@ batch completely before it writes anything.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from itertools import islice
 from dataclasses import dataclass, field
 from sys import intern
 from typing import Any, Generic, TypeVar
@@ -51,6 +52,11 @@ def _fragment(raw: Any) -> Any:
     if type(raw) is list:
         return orjson.Fragment(b"[" + b",".join(raw) + b"]")
     return raw
+
+
+DUMP_CHUNK = 500  # records serialised in one C call by ``Snapshot.dump_json_parts``
+_TABLES = ("datacenters", "regions", "services", "endpoints", "releases", "rollouts",
+           "allocations", "heartbeats", "zones")  # fmt: skip
 
 
 class _Cow(Generic[T]):
@@ -313,7 +319,26 @@ class Snapshot:
     def dump_json(self) -> bytes:
         """The whole snapshot as compact JSON, serialised in C (fast enough for 10,000
         services on every save); read back with ``load_json``."""
-        return orjson.dumps(self, default=_plain)
+        return b"".join(self.dump_json_parts())
+
+    def dump_json_parts(self, chunk: int = DUMP_CHUNK) -> Iterator[bytes]:
+        """``dump_json`` in pieces of at most ``chunk`` records each, to write one after
+        the other: serialising 100,000 services in one C call holds the GIL for a second
+        or more, and a node saves its snapshot on a thread beside its event loop."""
+        yield b'{"revision":%d' % self.revision
+        for name in _TABLES:
+            table: Mapping[str, Any] = getattr(self, name)
+            yield b',"%s":{' % name.encode()
+            items = iter(table.raw_items() if isinstance(table, LazyRecords) else table.items())
+            sep = b""
+            while True:
+                part = {key: _fragment(raw) for key, raw in islice(items, chunk)}
+                if not part:
+                    break
+                yield sep + orjson.dumps(part, default=_plain)[1:-1]
+                sep = b","
+            yield b"}"
+        yield b"}"
 
     @classmethod
     def load_json(cls, raw: bytes) -> Snapshot:

@@ -279,4 +279,7 @@ def test_a_lazy_snapshot_is_saved_without_decoding_and_loads_back_equal(base: Sn
     assert (raw_count(changed.services), raw_count(changed.releases)) == raw_before == (1, 1)
     expected, _ = base.apply([ep(WEB, "w2", "dc1", "10.0.0.8")], 2)
     assert Snapshot.load_json(saved) == expected
+    # written a record at a time (as a node saves it, the GIL free between pieces)
+    parts = list(changed.dump_json_parts(chunk=1))
+    assert len(parts) > 10 and b"".join(parts) == saved
     assert Snapshot.load_json(expected.dump_json()) == expected  # the eager form too

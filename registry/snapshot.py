@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from sys import intern
 from typing import Any, Generic, TypeVar
 

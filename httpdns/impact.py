@@ -255,6 +255,7 @@ class _Look:
         self.snap: object = None  # the snapshot of the pass under way (or done)
         self.names: Iterator[str] = iter(())  # the services that pass has still to look at
         self.first: list[str] = []  # changed since, looked at before ``names``
+        self.full = False  # the pass under way looks at every service
         self.done = True  # that pass has looked at every service
 
 
@@ -288,7 +289,7 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
             if st.done:
                 st.names = iter(())
         else:  # anything else (a datacenter, a reload): all
-            st.first, st.names = [], iter(list(snap.services))
+            st.first, st.names, st.full = [], iter(list(snap.services)), True
         st.snap, st.done = snap, False
     if not st.done:
         deadline = time.perf_counter() + budget
@@ -328,9 +329,13 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
                 break
         if name is None:  # through every name of the pass
             st.done = True
-            for gone in [n for n in memo if n not in snap.services]:
-                del memo[gone]
-                empty.pop(gone, None)
+            if st.full:
+                # Services deleted since the last full pass (a pass of changed services
+                # met its deleted ones above). Only then: this goes through every name.
+                st.full = False
+                for gone in [n for n in memo if n not in snap.services]:
+                    del memo[gone]
+                    empty.pop(gone, None)
     return {n: list(e) for n, e in sorted(st.empty.items()) if n in snap.services}
 
 

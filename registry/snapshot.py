@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from itertools import islice
 from sys import intern
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -36,6 +37,8 @@ T = TypeVar("T")
 
 
 def _plain(value: Any) -> Any:
+    if type(value) is MappingProxyType:  # first: a record's read-only fields, by the 100,000
+        return dict(value)
     if isinstance(value, LazyRecords):
         # raw records written as read (never decoded for a save)
         return {key: _fragment(raw) for key, raw in value.raw_items()}

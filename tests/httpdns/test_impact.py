@@ -228,3 +228,9 @@ def test_changes_during_a_pass_are_looked_at_first_and_the_pass_goes_on() -> Non
     empty = {n for n, e in eps.items() if not e}
     assert set(impact.answering_empty(table)) == empty
     assert impact.answering_empty(table) == impact.empty_regions(table.snapshot)
+    # a deleted service that answered empty leaves the report with its batch's look
+    gone = sorted(empty)[0]
+    services_left = {n: s for n, s in table.snapshot.services.items() if n != gone}
+    eps_left = {n: e for n, e in table.snapshot.endpoints.items() if n != gone}
+    table.update(Snapshot(50, DCS, {}, services_left, eps_left), frozenset({gone}))
+    assert set(impact.answering_empty(table, budget=1.0)) == empty - {gone}

@@ -325,7 +325,7 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
                 empty[name] = seen[1]
             else:
                 empty.pop(name, None)
-            if not n & 63 and time.perf_counter() > deadline:
+            if not n & 7 and time.perf_counter() > deadline:  # at most 8 services (≈ 0.7 ms) over
                 break
         if name is None:  # through every name of the pass
             st.done = True

@@ -62,7 +62,12 @@ log = logging.getLogger("httpdns.node")
 MIN_BACKOFF = 0.05
 MAX_BACKOFF = 2.0  # a repaired store is followed again within about this long
 LOG_EVERY = 10.0  # seconds between two log lines about the same kind of trouble
-LOOK_PAUSE = 0.002  # seconds between two slices of health's look at a new registry
+# Health's look at a new registry, a slice at a time: LOOK_SLICE seconds of work, then
+# LOOK_PAUSE seconds for everything else (a quarter of a core: a 100,000-service first
+# pass takes ≈ 9 s of CPU, and three nodes on two cores at 70 % starved queries, the feed
+# and Redis alike: change propagation p99 250 ms instead of 10 ms).
+LOOK_SLICE = 0.002
+LOOK_PAUSE = 0.006
 
 # The kinds of trouble a node reports (``reasons``), in the order they are listed.
 STORE, REGRESSED, DAMAGED, CHECK, FOLLOW = "store", "regressed", "damaged", "check", "follow"
@@ -249,7 +254,7 @@ class Node:
 
     async def _look(self) -> None:
         while self.has_table and not looked_at_all(self.table):
-            answering_empty(self.table)
+            answering_empty(self.table, LOOK_SLICE)
             await asyncio.sleep(LOOK_PAUSE)
 
     # -- trouble ----------------------------------------------------------------

@@ -6,8 +6,12 @@ Real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
+import pytest
+
+from httpdns import node as node_module
 from httpdns.impact import answering_empty, looked_at_all
 from httpdns.node import Node
 from httpdns.table import Client, RoutingTable
@@ -96,5 +100,31 @@ async def test_a_write_through_a_lazily_loaded_node_is_validated_and_shown(
             raise AssertionError("an endpoint in an unknown datacenter was accepted")
         assert "c" not in node.table.snapshot.endpoints_of(name)
     finally:
+        await node.stop()
+        await store.close()
+
+
+async def test_a_large_registrys_look_moves_what_it_decoded_out_of_the_collectors_reach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node_module, "FREEZE_MIN", N)  # this registry counts as large
+    url = f"sqlite:///{tmp_path}/r.db"
+    writer = await open_store(url)
+    await writer.apply(registry())
+    await writer.close()
+    store = await open_store(url)
+    gc.unfreeze()
+    node = await Node.start(store)
+    try:
+        async with asyncio.timeout(10):
+            while not looked_at_all(node.table):
+                await asyncio.sleep(0.01)
+        assert gc.get_freeze_count() > 0
+        record = node.table.snapshot.endpoints["s9.example.org"]["a"]
+        assert gc.is_tracked(record)  # a record the pass decoded, in no generation: frozen
+        for generation in (0, 1, 2):
+            assert all(o is not record for o in gc.get_objects(generation))
+    finally:
+        gc.unfreeze()
         await node.stop()
         await store.close()

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -762,10 +762,9 @@ class RedisStore:
                     # we decode (the command goes out at the sleep, the reply waits for us).
                     pending = asyncio.ensure_future(self._scan(cursor))
                     await asyncio.sleep(0)
-                for field, value in batch.items():
-                    running.add(field, value)
-                    kind, _, key = field.decode(errors="replace").partition(SEP)
-                    decoder.add(kind, key, value)
+                # hashed from the decoded names: a field that is not UTF-8 then does not
+                # match the digest, and the atomic read (hashing the bytes) decides
+                decoder.add_hashed(_rows(batch), running)
                 if cursor == 0:
                     break
         except ResponseError:
@@ -862,6 +861,13 @@ def _as_changes(snap: Snapshot) -> list[Change]:
     out += [Change.put(h) for h in snap.heartbeats.values()]
     out += [Change.put(z) for z in snap.zones.values()]
     return out
+
+
+def _rows(batch: dict[bytes, bytes]) -> Iterator[tuple[str, str, bytes]]:
+    """``(kind, key, record JSON)`` of an ``HSCAN`` batch."""
+    for field, value in batch.items():
+        kind, _, key = field.decode(errors="replace").partition(SEP)
+        yield kind, key, value
 
 
 def _covers(raw_digest: bytes | None, revision: int) -> bool:

@@ -573,10 +573,10 @@ class RecordsDecoder:
         unknown kind, bad record) is remembered as ``kind/key``, nothing else."""
         if self.lazy:
             if kind == "endpoint":
-                svc = intern(key.partition("/")[0])
+                svc = key.partition("/")[0]
                 raws = self._endpoints.get(svc)
                 if raws is None:
-                    self._endpoints[svc] = [value]
+                    self._endpoints[intern(svc)] = [value]
                 else:
                     raws.append(value)
                 return

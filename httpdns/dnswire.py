@@ -350,7 +350,8 @@ def _fast(
     elif end != n:
         return None
     name = b".".join(labels).lower().decode()
-    if name not in table.snapshot.services:
+    # compiled services first (a C dict): the registry's mapping may be lazily decoded
+    if name not in table.by_name and name not in table.snapshot.services:
         return None  # NXDOMAIN, REFUSED, zone data: the general path
     client = who(ecs.address if ecs is not None and ecs.source else None)
     deps: Deps = []

@@ -254,6 +254,8 @@ class _Look:
         self.empty: dict[str, list[str]] = {}  # the services last found answering empty
         self.snap: object = None  # the snapshot of the pass under way (or done)
         self.names: Iterator[str] = iter(())  # the services that pass has still to look at
+        self.first: list[str] = []  # changed since, looked at before ``names``
+        self.full = False  # the pass under way looks at every service
         self.done = True  # that pass has looked at every service
 
 
@@ -267,10 +269,11 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
     a service is looked at again only when one of its records (or the datacenters) changed,
     one not compiled yet is compiled for the look and not kept (the table stays lazily
     compiled), and a look spends at most ``budget`` seconds: with 100,000 services the
-    first pass compiles every one (seconds of CPU) and a pass after a change checks every
-    one (≈ 0.3 s), so a pass is spread over several looks (``looked_at_all`` says when it
-    is through; the node's health watcher keeps it moving). Until then services not yet
-    looked at are reported as last found.
+    first pass decodes and compiles every one (seconds of CPU), so a pass is spread over
+    several looks (``looked_at_all`` says when it is through; the node's health watcher
+    keeps it moving). After a batch of service changes those services are looked at
+    (first, when a pass is under way: it goes on with the rest). Until then services not
+    yet looked at are reported as last found.
     """
     st = _LOOKS.get(table)
     if st is None:
@@ -278,15 +281,30 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
     snap = table.snapshot
     if st.snap is not snap:  # a new registry: a new pass
         moved = table.changed_from
-        if st.done and moved is not None and moved[0] is st.snap:
-            names: Iterable[str] = moved[1]  # one batch of service changes: those alone
-        else:
-            names = snap.services  # anything else (a datacenter, a reload, a lost step): all
-        st.snap, st.names, st.done = snap, iter(list(names)), False
+        if moved is not None and moved[0] is st.snap:
+            # One batch of service changes: those alone, first, then what the pass under
+            # way had left (what it looked at already is unchanged). Restarting the pass
+            # instead never let a first pass through 100,000 services end while changes came.
+            st.first.extend(moved[1])
+            if st.done:
+                st.names = iter(())
+        else:  # anything else (a datacenter, a reload): all
+            st.first, st.names, st.full = [], iter(list(snap.services)), True
+        st.snap, st.done = snap, False
     if not st.done:
         deadline = time.perf_counter() + budget
         memo, empty, datacenters = st.memo, st.empty, snap.datacenters
-        for n, name in enumerate(st.names, 1):
+        first, rest = st.first, st.names
+        n = 0
+        name: str | None = None
+        while True:
+            if first:
+                name = first.pop()
+            else:
+                name = next(rest, None)
+                if name is None:
+                    break
+            n += 1
             service = snap.services.get(name)
             if service is None:  # deleted
                 memo.pop(name, None)
@@ -307,13 +325,17 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
                 empty[name] = seen[1]
             else:
                 empty.pop(name, None)
-            if not n & 63 and time.perf_counter() > deadline:
+            if not n & 7 and time.perf_counter() > deadline:  # at most 8 services (≈ 0.7 ms) over
                 break
-        else:
+        if name is None:  # through every name of the pass
             st.done = True
-            for gone in [n for n in memo if n not in snap.services]:
-                del memo[gone]
-                empty.pop(gone, None)
+            if st.full:
+                # Services deleted since the last full pass (a pass of changed services
+                # met its deleted ones above). Only then: this goes through every name.
+                st.full = False
+                for gone in [n for n in memo if n not in snap.services]:
+                    del memo[gone]
+                    empty.pop(gone, None)
     return {n: list(e) for n, e in sorted(st.empty.items()) if n in snap.services}
 
 

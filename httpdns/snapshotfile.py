@@ -2,7 +2,8 @@
 shared store is unreachable (fail static across restarts).
 
 Saved after applied revisions, debounced (a burst of changes costs one write),
-atomically (temporary file + rename), as ``Snapshot.dump_json`` (serialised in C).
+atomically (temporary file + rename), as ``Snapshot.dump_json`` (serialised in C, a few
+hundred records at a time so that a large registry's save never stalls the event loop).
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class SnapshotFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")  # workers share the path
         with open(tmp, "wb") as f:
-            f.write(snap.dump_json())
+            # in pieces: between two, the event loop's thread gets the GIL back
+            for part in snap.dump_json_parts():
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

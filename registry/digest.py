@@ -67,6 +67,11 @@ class RunningDigest:
         self.count += 1
         self.total = (self.total + record_hash(field, value)) % MODULUS
 
+    def merge(self, count: int, total: int) -> None:
+        """Count ``count`` records whose hashes sum to ``total`` (a caller's own loop)."""
+        self.count += count
+        self.total = (self.total + total) % MODULUS
+
     def at(self, revision: int) -> Digest:
         """The digest of the records added so far, at ``revision``."""
         return Digest(revision, self.count, self.total)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -749,7 +749,10 @@ class RedisStore:
         raw_rev, raw_digest, marked = head
         revision = self._parse_revision(raw_rev)
         running = RunningDigest()
-        decoder = RecordsDecoder()
+        # Records a digest will vouch for are kept raw, decoded on first use
+        # (registry/lazy.py); without one every record is decoded now, and an unreadable
+        # one sends the load to the atomic read that names it.
+        decoder = RecordsDecoder(lazy=_covers(raw_digest, revision))
         try:
             pending = asyncio.ensure_future(self._scan(0))
             while True:
@@ -759,10 +762,9 @@ class RedisStore:
                     # we decode (the command goes out at the sleep, the reply waits for us).
                     pending = asyncio.ensure_future(self._scan(cursor))
                     await asyncio.sleep(0)
-                for field, value in batch.items():
-                    running.add(field, value)
-                    kind, _, key = field.decode(errors="replace").partition(SEP)
-                    decoder.add(kind, key, value)
+                # hashed from the decoded names: a field that is not UTF-8 then does not
+                # match the digest, and the atomic read (hashing the bytes) decides
+                decoder.add_hashed(_rows(batch), running)
                 if cursor == 0:
                     break
         except ResponseError:
@@ -859,6 +861,21 @@ def _as_changes(snap: Snapshot) -> list[Change]:
     out += [Change.put(h) for h in snap.heartbeats.values()]
     out += [Change.put(z) for z in snap.zones.values()]
     return out
+
+
+def _rows(batch: dict[bytes, bytes]) -> Iterator[tuple[str, str, bytes]]:
+    """``(kind, key, record JSON)`` of an ``HSCAN`` batch."""
+    for field, value in batch.items():
+        kind, _, key = field.decode(errors="replace").partition(SEP)
+        yield kind, key, value
+
+
+def _covers(raw_digest: bytes | None, revision: int) -> bool:
+    """Whether a stored digest is there to check the records of ``revision``."""
+    try:
+        return raw_digest is not None and Digest.decode(raw_digest).revision >= revision
+    except ValueError:
+        return False
 
 
 def _build_checked(revision: int, records: dict[bytes, bytes]) -> tuple[Snapshot, list[str]]:

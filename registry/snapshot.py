@@ -7,15 +7,20 @@ batch completely before it writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from itertools import islice
 from sys import intern
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import orjson
 
 from .changes import _LOADERS, Change
+from .digest import SEP, RunningDigest
 from .errors import InUseError, NotFoundError, ValidationError
+from .lazy import LazyRecords
 from .model import (
     Allocation,
     Datacenter,
@@ -32,23 +37,45 @@ T = TypeVar("T")
 
 
 def _plain(value: Any) -> Any:
+    if type(value) is MappingProxyType:  # first: a record's read-only fields, by the 100,000
+        return dict(value)
+    if isinstance(value, LazyRecords):
+        # raw records written as read (never decoded for a save)
+        return {key: _fragment(raw) for key, raw in value.raw_items()}
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def _fragment(raw: Any) -> Any:
+    """A raw record as JSON to embed as it is: a service's or release's object, a list of
+    a service's endpoint objects; a decoded record as it is (orjson serialises it)."""
+    if type(raw) is bytes:
+        return orjson.Fragment(raw)
+    if type(raw) is list:
+        return orjson.Fragment(b"[" + b",".join(raw) + b"]")
+    return raw
+
+
+DUMP_CHUNK = 500  # records serialised in one C call by ``Snapshot.dump_json_parts``
+_TABLES = ("datacenters", "regions", "services", "endpoints", "releases", "rollouts",
+           "allocations", "heartbeats", "zones")  # fmt: skip
+
+
 class _Cow(Generic[T]):
-    """A mapping copied on first write."""
+    """A mapping copied on first write (a lazily decoded one stays lazy: its copy
+    decodes nothing)."""
 
     __slots__ = ("_own", "current")
 
     def __init__(self, base: Mapping[str, T]) -> None:
         self.current = base
-        self._own: dict[str, T] | None = None
+        self._own: MutableMapping[str, T] | None = None
 
-    def mutable(self) -> dict[str, T]:
+    def mutable(self) -> MutableMapping[str, T]:
         if self._own is None:
-            self._own = dict(self.current)
+            base = self.current
+            self._own = base.copy() if isinstance(base, LazyRecords) else dict(base)
             self.current = self._own
         return self._own
 
@@ -105,7 +132,7 @@ class Snapshot:
         def own_endpoints(svc: str) -> dict[str, Endpoint]:
             endpoints = eps_cow.mutable()
             if svc not in copied:
-                endpoints[svc] = dict(endpoints.get(svc, {}))
+                endpoints[svc] = dict(endpoints.get(svc) or {})
                 copied.add(svc)
             return endpoints[svc]  # type: ignore[return-value]
 
@@ -295,7 +322,26 @@ class Snapshot:
     def dump_json(self) -> bytes:
         """The whole snapshot as compact JSON, serialised in C (fast enough for 10,000
         services on every save); read back with ``load_json``."""
-        return orjson.dumps(self, default=_plain)
+        return b"".join(self.dump_json_parts())
+
+    def dump_json_parts(self, chunk: int = DUMP_CHUNK) -> Iterator[bytes]:
+        """``dump_json`` in pieces of at most ``chunk`` records each, to write one after
+        the other: serialising 100,000 services in one C call holds the GIL for a second
+        or more, and a node saves its snapshot on a thread beside its event loop."""
+        yield b'{"revision":%d' % self.revision
+        for name in _TABLES:
+            table: Mapping[str, Any] = getattr(self, name)
+            yield b',"%s":{' % name.encode()
+            items = iter(table.raw_items() if isinstance(table, LazyRecords) else table.items())
+            sep = b""
+            while True:
+                part = {key: _fragment(raw) for key, raw in islice(items, chunk)}
+                if not part:
+                    break
+                yield sep + orjson.dumps(part, default=_plain)[1:-1]
+                sep = b","
+            yield b"}"
+        yield b"}"
 
     @classmethod
     def load_json(cls, raw: bytes) -> Snapshot:
@@ -306,10 +352,7 @@ class Snapshot:
             {k: Datacenter.load(x) for k, x in d["datacenters"].items()},
             {k: Region.load(x) for k, x in d["regions"].items()},
             {k: Service.load(x) for k, x in d["services"].items()},
-            {
-                intern(s): {intern(i): Endpoint.load(e) for i, e in eps.items()}
-                for s, eps in d["endpoints"].items()
-            },
+            {intern(s): _endpoints_json(eps) for s, eps in d["endpoints"].items()},
             {k: Release.load(x) for k, x in d["releases"].items()},
             {k: Rollout.load(x) for k, x in d.get("rollouts", {}).items()},
             {k: Allocation.load(x) for k, x in d.get("allocations", {}).items()},
@@ -486,24 +529,110 @@ def _ordered(deletes: list[Change]) -> list[Change]:
     return sorted(deletes, key=lambda c: rank[c.kind])
 
 
+def _endpoints_json(eps: Any) -> dict[str, Endpoint]:
+    """A service's endpoints in a ``dump_json`` file: id -> record, or a list of records
+    (written as loaded, never decoded)."""
+    if isinstance(eps, list):
+        return {ep.id: ep for ep in map(Endpoint.load, eps)}
+    return {intern(i): Endpoint.load(e) for i, e in eps.items()}
+
+
+def _service(raw: bytes) -> Service:
+    return Service.load(orjson.loads(raw))
+
+
+def _release(raw: bytes) -> Release:
+    return Release.load(orjson.loads(raw))
+
+
+def _endpoints(raws: list[bytes]) -> dict[str, Endpoint]:
+    eps = (Endpoint.load(orjson.loads(raw)) for raw in raws)
+    return {ep.id: ep for ep in eps}  # ``load`` interned the ids
+
+
 class RecordsDecoder:
     """Rows decoded one at a time, as a store streams them (Redis ``HSCAN`` batches):
-    ``Snapshot.decode_records`` for a caller that cannot hand over one iterable."""
+    ``Snapshot.decode_records`` for a caller that cannot hand over one iterable.
 
-    __slots__ = ("bad", "tables")
+    ``lazy``: services, their endpoints and releases are kept as read and decoded on
+    first use (registry/lazy.py), the other kinds decoded now. Only for rows that match
+    the digest the write path keeps (a load that can check it before it trusts them):
+    an unreadable raw record is then not reported here but when it is first read.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_endpoints", "bad", "lazy", "tables")
+
+    def __init__(self, *, lazy: bool = False) -> None:
         self.tables: dict[str, dict[str, Any]] = {k: {} for k in _LOADERS}
         self.bad: list[str] = []
+        self.lazy = lazy
+        self._endpoints: dict[str, list[bytes]] = {}  # lazy: service -> raw endpoints
 
     def add(self, kind: str, key: str, value: bytes) -> None:
-        """Decode one row; an unreadable one (bad JSON, unknown kind, bad record) is
-        remembered as ``kind/key``, nothing else."""
+        """Decode one row (or keep it raw, see ``lazy``); an unreadable one (bad JSON,
+        unknown kind, bad record) is remembered as ``kind/key``, nothing else."""
+        if self.lazy:
+            if kind == "endpoint":
+                svc = key.partition("/")[0]
+                raws = self._endpoints.get(svc)
+                if raws is None:
+                    self._endpoints[intern(svc)] = [value]
+                else:
+                    raws.append(value)
+                return
+            if kind == "service" or kind == "release":
+                self.tables[kind][intern(key)] = value
+                return
         try:
             self.tables[kind][key] = _LOADERS[kind](orjson.loads(value))
         except Exception:  # any decoding failure makes the row unreadable, nothing else
             self.bad.append(f"{kind}/{key}")
 
+    def add_hashed(self, rows: Iterable[tuple[str, str, bytes]], running: RunningDigest) -> None:
+        """``add`` every row, and hash it into ``running`` first (a store's load: one
+        pass over the rows as they stream). ``add`` and ``RunningDigest.add`` inlined:
+        at 100,000 services this loop runs 600,000 times, the slowest part of a start."""
+        sha1, from_bytes = hashlib.sha1, int.from_bytes
+        count = total = 0
+        endpoints, services = self._endpoints, self.tables["service"]
+        releases = self.tables["release"]
+        lazy, add = self.lazy, self.add
+        for kind, key, value in rows:
+            # ``record_hash(field_name(kind, key), value)``
+            total += from_bytes(sha1(f"{kind}{SEP}{key}\n".encode() + value).digest()[:6], "big")
+            count += 1
+            if not lazy:
+                add(kind, key, value)
+            elif kind == "endpoint":
+                svc = key[: key.find("/")]
+                raws = endpoints.get(svc)
+                if raws is None:
+                    endpoints[intern(svc)] = [value]
+                else:
+                    raws.append(value)
+            elif kind == "service":
+                services[intern(key)] = value
+            elif kind == "release":
+                releases[intern(key)] = value
+            else:
+                add(kind, key, value)
+        running.merge(count, total)
+
     def result(self, revision: int) -> tuple[Snapshot, list[str]]:
         """The snapshot of the rows that decoded, and the unreadable rows' names."""
-        return Snapshot._from_tables(revision, self.tables), self.bad
+        if not self.lazy:
+            return Snapshot._from_tables(revision, self.tables), self.bad
+        t = self.tables
+        snap = Snapshot(
+            revision,
+            t["datacenter"],
+            t["region"],
+            LazyRecords(t["service"], bytes, _service, "service"),
+            LazyRecords(self._endpoints, list, _endpoints, "endpoints of"),
+            LazyRecords(t["release"], bytes, _release, "release"),
+            t["rollout"],
+            t["allocation"],
+            t["heartbeat"],
+            t["zone"],
+        )
+        return snap, self.bad

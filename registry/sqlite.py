@@ -16,7 +16,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +40,7 @@ from .errors import (
     StoreUnavailableError,
     ValidationError,
 )
-from .snapshot import Snapshot
+from .snapshot import RecordsDecoder, Snapshot
 
 log = logging.getLogger("registry.sqlite")
 
@@ -390,18 +390,17 @@ def _load(conn: sqlite3.Connection, path: str) -> tuple[Snapshot, str | None]:
     try:
         meta = dict(conn.execute("SELECT k, v FROM meta"))
         revision = int(meta["revision"])
-        running = RunningDigest()
-
-        def rows() -> Iterator[tuple[str, str, bytes]]:
-            # streamed: each row hashed, then decoded; the rows are never all in memory
-            for kind, key, value in conn.execute("SELECT kind, key, value FROM records"):
-                value = bytes(value)
-                running.add(field_name(kind, key), value)
-                yield kind, key, value
-
-        snap, bad = Snapshot.decode_records(revision, rows())
-        found = running.at(revision)
         stored = meta.get("digest_revision")
+        running = RunningDigest()
+        # Rows that the digest will vouch for are kept raw and decoded on first use
+        # (registry/lazy.py); without a digest for this revision every row is decoded
+        # now, so that an unreadable one is found and named at the load.
+        decoder = RecordsDecoder(lazy=stored is not None and stored >= revision)
+        # streamed: each row hashed, then decoded or kept; the query's rows are never
+        # all in memory (BLOB values come as bytes)
+        decoder.add_hashed(conn.execute("SELECT kind, key, value FROM records"), running)
+        snap, bad = decoder.result(revision)
+        found = running.at(revision)
         if stored is None or stored < revision:
             # Written before digests existed (or by an older version since): this file is
             # the only copy and is trusted as it is; from now on every write keeps the digest.

@@ -149,7 +149,7 @@ def test_answering_empty_spreads_a_large_pass_over_looks_within_its_budget() -> 
     services = [Service(f"s{i}.x.org", {"default": {"idc": 100}}, access="rw") for i in range(600)]
     eps = tuple(Endpoint(s.name, "e", "idc", "192.0.2.9") for s in services[::2])  # odd ones: none
     table = RoutingTable(_snap(*services, endpoints=eps))
-    first = impact.answering_empty(table, budget=0.0)  # one slice of 64 services, no more
+    first = impact.answering_empty(table, budget=0.0)  # one slice of 8 services, no more
     assert not impact.looked_at_all(table)
     assert len(first) < 300
     looks = 1
@@ -196,3 +196,41 @@ def test_a_change_of_services_is_looked_at_alone_a_datacenter_change_everywhere(
     drained = {**DCS, "idc": Datacenter("idc", drained=True)}
     table.update(Snapshot(3, drained, {}, table.snapshot.services, gone), None)
     assert len(impact.answering_empty(table, budget=1.0)) == 200
+
+
+def test_changes_during_a_pass_are_looked_at_first_and_the_pass_goes_on() -> None:
+    services = [Service(f"s{i}.x.org", {"default": {"idc": 100}}, access="rw") for i in range(320)]
+    eps = {s.name: {"e": Endpoint(s.name, "e", "idc", "192.0.2.9")} for s in services}
+    table = RoutingTable(Snapshot(1, DCS, {}, {s.name: s for s in services}, eps))
+    calls: list[str] = []
+    detached = table.compile_detached
+
+    def counted(name: str) -> CompiledService:
+        calls.append(name)
+        return detached(name)
+
+    table.compile_detached = counted  # type: ignore[method-assign]
+    impact.answering_empty(table, budget=0.0)  # the first 8
+    assert len(calls) == 8 and not impact.looked_at_all(table)
+    # a change on every look (as a busy registry brings): the pass still ends
+    for revision in range(2, 80):
+        if impact.looked_at_all(table):
+            break
+        name = f"s{(revision * 37) % 320}.x.org"
+        eps = {**table.snapshot.endpoints, name: {}}  # loses its endpoint: answers empty
+        table.update(Snapshot(revision, DCS, {}, table.snapshot.services, eps), frozenset({name}))
+        before = len(calls)
+        impact.answering_empty(table, budget=0.0)
+        assert calls[before] == name  # the changed service first
+    assert impact.looked_at_all(table)
+    # every service once, plus each changed one once more at most
+    assert set(calls) == {s.name for s in services} and len(calls) < 320 + 80
+    empty = {n for n, e in eps.items() if not e}
+    assert set(impact.answering_empty(table)) == empty
+    assert impact.answering_empty(table) == impact.empty_regions(table.snapshot)
+    # a deleted service that answered empty leaves the report with its batch's look
+    gone = sorted(empty)[0]
+    services_left = {n: s for n, s in table.snapshot.services.items() if n != gone}
+    eps_left = {n: e for n, e in table.snapshot.endpoints.items() if n != gone}
+    table.update(Snapshot(50, DCS, {}, services_left, eps_left), frozenset({gone}))
+    assert set(impact.answering_empty(table, budget=1.0)) == empty - {gone}

@@ -481,6 +481,9 @@ class Node:
             "started_from": self.started_from,
             # services that answer nobody in some region (a drain, a flip, a deleted endpoint)
             "empty": answering_empty(self.table),
+            # whether that covers every service yet (a first pass over a large registry is
+            # spread over many looks: tens of seconds at 100,000 services)
+            "empty_complete": looked_at_all(self.table),
         }
         detail = self._problems.get(REGRESSED) or self._problems.get(DAMAGED)
         if detail is not None:

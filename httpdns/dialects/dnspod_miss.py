@@ -1,0 +1,133 @@
+"""Plain ``/d?dn=NAME&ip=IP`` on the fast path's miss: a table lookup and reply bytes
+encoded once per answer.
+
+A plain ``/d`` naming its client (``ip=``) from a network no cache holds is the
+common request of a real HTTP DNS service: millions of phones, each /24 asked
+about once. The full path parses the query string into a dict, builds a
+``Query`` and a ``Client``, runs the dialect through the recorder, encodes and
+frames a fresh reply: ≈ 18 µs of Python for what, once the service's bucket map
+exists (``RoutingTable.mapped``), is one index. ``MissLane`` serves that shape
+alone and straight:
+
+* the query string is exactly ``dn=NAME&ip=ADDRESS`` (either order, no escapes,
+  no other parameter): one regular expression;
+* the name as sent maps to its validated form (``base.qname``, memoised);
+* the address is parsed as ``Client.of`` parses it (``table.parse_ip``);
+* ``RoutingTable.mapped`` gives the choice when a current bucket map decides it;
+* the reply (status line, headers less Date, body) and its metric labels are
+  encoded once per distinct choice and reused while that choice lives.
+
+Anything else — other parameters, escapes, a malformed name or address, a
+service without a current map (its first queries, right after a change),
+a name not served — returns None and takes the dialect's own path, which
+answers, counts the miss towards a map and maps errors. Answers are the same
+bytes and labels as the full path's (``tests/httpdns/test_dnspod_miss.py``).
+
+``httpdns.fasthttp`` tries the lane after its front cache missed and before the
+dialect; the lane is pure (nothing counted): the front end counts what it
+answers and keeps it as it keeps the full path's answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ..cache import BoundedCache
+from ..errors import BadRequest
+from ..metrics import Answer, rcode_of
+from ..steering import Choice
+from ..table import A, RoutingTable, parse_ip
+from .base import Reply, qname, text_reply
+
+MAX_NAMES = 4096  # names as sent -> validated (as base._NAMES)
+MAX_REPLIES = 16_384  # encoded replies, one per distinct choice (a few per bucket map)
+
+# The plainest shape: the two parameters, either order, no escapes. The name's bytes are
+# those a DNS name may hold (the rest declines: the full path says why), the address's
+# those of an IPv4 or IPv6 literal (``parse_ip`` has the last word).
+_NAME = rb"([-.0-9A-Z_a-z]{1,254})"
+_ADDRESS = rb"([.0-9:A-Fa-f]{2,45})"
+_DN_IP = re.compile(rb"dn=" + _NAME + rb"&ip=" + _ADDRESS).fullmatch
+_IP_DN = re.compile(rb"ip=" + _ADDRESS + rb"&dn=" + _NAME).fullmatch
+
+# What the lane gives for a request: status line, the rest but Date, the metric labels
+# (dialect, rcode, answers) the front end counts it with, and the service name the answer
+# was read from (what a front cache keeping it depends on).
+Labels = tuple[str, str, tuple[Answer, ...]]
+Answered = tuple[bytes, bytes, Labels, str]
+# one encoded reply: the choice it encodes (held, so its id is not reused), the name, and
+# what the lane gives
+_Encoded = tuple[Choice, str, Answered]
+
+PARAMS = ("dn", "ip")  # the parameters a request the lane answers carries
+
+
+class MissLane:
+    """Plain ``/d`` requests of one fast server that a bucket map decides (module docstring)."""
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        frame: Callable[[Reply], tuple[bytes, bytes]],
+        dialect: str,
+        keepable: bool,
+        max_replies: int = MAX_REPLIES,
+    ) -> None:
+        self.table = table
+        self.frame = frame  # a reply -> (status line, the rest but Date), as the front end
+        self.dialect = dialect
+        # whether a front cache may keep what the lane answers (every parameter the lane
+        # takes is one of the route's: ``fasthttp._canonical``)
+        self.keepable = keepable
+        self.names: BoundedCache[bytes, str] = BoundedCache(MAX_NAMES)
+        # by the id of the choice (held in the entry: the id stays its own)
+        self.replies: BoundedCache[int, _Encoded] = BoundedCache(max_replies)
+
+    def __call__(self, query: bytes) -> Answered | None:
+        """The answer to a ``/d`` request with query string ``query``, or None when the
+        dialect's own path should answer it. Counts nothing."""
+        m = _DN_IP(query)
+        if m is not None:
+            dn, ip = m.groups()
+        else:
+            m = _IP_DN(query)
+            if m is None:
+                return None
+            ip, dn = m.groups()
+        name = self.names.get(dn)
+        if name is None:
+            name = self._name(dn)
+            if name is None:
+                return None
+        try:
+            value, family = parse_ip(ip.decode())
+        except ValueError:
+            return None
+        choice = self.table.mapped(name, A, value, family)
+        if choice is None:
+            return None
+        done = self.replies.get(id(choice))
+        if done is None or done[0] is not choice or done[1] != name:
+            done = self._encode(name, choice)
+        return done[2]
+
+    def _name(self, dn: bytes) -> str | None:
+        """The validated name (as the dialect's ``qname``), or None when it is not one."""
+        try:
+            name = qname("dn", dn.decode())
+        except BadRequest:
+            return None
+        self.names.put(dn, name)
+        return name
+
+    def _encode(self, name: str, choice: Choice) -> _Encoded:
+        """The reply to ``dn=name`` answered with ``choice`` (as ``dnspod._resolve_plain``
+        writes it for type A, no ttl, no clientip), framed, with its labels."""
+        reply = text_reply(";".join(choice.addresses), [])
+        head, tail = self.frame(reply)
+        answer = (name, choice.dc or "none", choice.version or "none", choice.cohort)
+        rcode = rcode_of(self.dialect, 200, reply.body, 0) if self.dialect else ""
+        done = (choice, name, (head, tail, (self.dialect, rcode, (answer,)), name))
+        self.replies.put(id(choice), done)
+        return done

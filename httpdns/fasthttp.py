@@ -177,7 +177,7 @@ class FastServer:
         self.miss_lanes: dict[object, MissLane] = {
             r.dialect: MISS_LANES[r.dialect](self, r, _framer(self, r))
             for r in routes
-            if r.dialect in MISS_LANES
+            if r.dialect in MISS_LANES and r.metric  # (a lane counts what it answers)
         }
 
     # -- connections and timeouts ---------------------------------------------
@@ -289,10 +289,9 @@ class FastServer:
         if miss is not None:
             answered = miss(query)
             if answered is not None:
-                head, tail, last, name = answered
-                if dialect:
-                    self.stats.count(*last)
-                self.last = last
+                head, tail, cell, name = answered
+                cell.n += 1  # counted as the full path counts it (QueryStats.miss_cell)
+                self.last = cell
                 # kept as the full path would keep it (below): a lane's request is
                 # canonical when its parameters are the route's, and names its client
                 if (
@@ -303,7 +302,8 @@ class FastServer:
                 ):
                     # the service it was read from, as ``resolve`` notes it
                     deps: tuple[tuple[str, object], ...] = ((name, self.table.by_name.get(name)),)
-                    kept: _Kept = (deps, head, tail, self.stats.tally(*last))
+                    tally = self.stats.tally(cell.dialect, cell.rcode, cell.answers)
+                    kept: _Kept = (deps, head, tail, tally)
                     self.cache.put(key, kept, len(target) + len(head) + len(tail) + KEPT_OVERHEAD)
                 return head, tail, None
         content_type = _header(headers, b"content-type") if body else None

@@ -395,17 +395,10 @@ class RoutingTable:
         m = mapped[1]
         if m is None:
             return None
-        # the bucket, as ``bucket`` computes it; read from its memo, never added to it:
-        # a miss lane's client is most often one never seen again, and an insertion
-        # (with the eviction it brings) costs more than hashing the key once more
-        if family == 4:
-            b = self._buckets.get(ip >> 8)
-            if b is None:
-                b = bucket_bytes(b"4:%d" % (ip >> 8))
-        else:
-            b = self._buckets.get((ip >> 72) + (1 << 56))
-            if b is None:
-                b = bucket_bytes(b"6:%d" % (ip >> 72))
+        # the bucket, as ``bucket`` computes it, without its memo: a miss lane's client
+        # is most often one never seen before nor again, and a lookup in (or insertion
+        # into) a memo of 100,000 costs about as much as hashing the key
+        b = bucket_bytes(b"4:%d" % (ip >> 8) if family == 4 else b"6:%d" % (ip >> 72))
         if m.packed:
             return m.choices[(m.index[b >> 1] >> ((b & 1) << 2)) & 15]
         return m.choices[m.index[b]]

@@ -42,7 +42,7 @@ def miss_lane_d(
     """The fast path's miss lane for plain ``/d?dn=&ip=`` (``dnspod_miss``): the same
     answers as ``_resolve_plain`` when a bucket map decides them."""
     keepable = all(p in route.params for p in MISS_PARAMS)
-    return MissLane(host.table, frame, route.metric, keepable)
+    return MissLane(host.table, host.stats, frame, route.metric, keepable)
 
 
 def _resolve_plain(q: Query, ctx: Context) -> Reply:

@@ -24,8 +24,9 @@ answers, counts the miss towards a map and maps errors. Answers are the same
 bytes and labels as the full path's (``tests/httpdns/test_dnspod_miss.py``).
 
 ``httpdns.fasthttp`` tries the lane after its front cache missed and before the
-dialect; the lane is pure (nothing counted): the front end counts what it
-answers and keeps it as it keeps the full path's answers.
+dialect; the lane counts nothing itself: the front end counts what it answers
+(one increment of the reply's miss cell instead of ``QueryStats.count``) and
+keeps it as it keeps the full path's answers.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Callable
 
 from ..cache import BoundedCache
 from ..errors import BadRequest
-from ..metrics import Answer, rcode_of
+from ..metrics import QueryStats, Tally, rcode_of
 from ..steering import Choice
 from ..table import A, RoutingTable, parse_ip
 from .base import Reply, qname, text_reply
@@ -51,11 +52,10 @@ _ADDRESS = rb"([.0-9:A-Fa-f]{2,45})"
 _DN_IP = re.compile(rb"dn=" + _NAME + rb"&ip=" + _ADDRESS).fullmatch
 _IP_DN = re.compile(rb"ip=" + _ADDRESS + rb"&dn=" + _NAME).fullmatch
 
-# What the lane gives for a request: status line, the rest but Date, the metric labels
-# (dialect, rcode, answers) the front end counts it with, and the service name the answer
-# was read from (what a front cache keeping it depends on).
-Labels = tuple[str, str, tuple[Answer, ...]]
-Answered = tuple[bytes, bytes, Labels, str]
+# What the lane gives for a request: status line, the rest but Date, the miss cell the front
+# end counts it in (``QueryStats.miss_cell``: its labels are the full path's), and the
+# service name the answer was read from (what a front cache keeping it depends on).
+Answered = tuple[bytes, bytes, Tally, str]
 # one encoded reply: the choice it encodes (held, so its id is not reused), the name, and
 # what the lane gives
 _Encoded = tuple[Choice, str, Answered]
@@ -69,12 +69,14 @@ class MissLane:
     def __init__(
         self,
         table: RoutingTable,
+        stats: QueryStats,
         frame: Callable[[Reply], tuple[bytes, bytes]],
         dialect: str,
         keepable: bool,
         max_replies: int = MAX_REPLIES,
     ) -> None:
         self.table = table
+        self.stats = stats
         self.frame = frame  # a reply -> (status line, the rest but Date), as the front end
         self.dialect = dialect
         # whether a front cache may keep what the lane answers (every parameter the lane
@@ -86,7 +88,8 @@ class MissLane:
 
     def __call__(self, query: bytes) -> Answered | None:
         """The answer to a ``/d`` request with query string ``query``, or None when the
-        dialect's own path should answer it. Counts nothing."""
+        dialect's own path should answer it. Counts nothing (the caller counts in the cell
+        it gets)."""
         m = _DN_IP(query)
         if m is not None:
             dn, ip = m.groups()
@@ -127,7 +130,8 @@ class MissLane:
         reply = text_reply(";".join(choice.addresses), [])
         head, tail = self.frame(reply)
         answer = (name, choice.dc or "none", choice.version or "none", choice.cohort)
-        rcode = rcode_of(self.dialect, 200, reply.body, 0) if self.dialect else ""
-        done = (choice, name, (head, tail, (self.dialect, rcode, (answer,)), name))
+        rcode = rcode_of(self.dialect, 200, reply.body, 0)
+        cell = self.stats.miss_cell(self.dialect, rcode, (answer,))
+        done = (choice, name, (head, tail, cell, name))
         self.replies.put(id(choice), done)
         return done

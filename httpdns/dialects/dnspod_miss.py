@@ -10,12 +10,14 @@ exists (``RoutingTable.mapped``), is one index. ``MissLane`` serves that shape
 alone and straight:
 
 * the query string is exactly ``dn=NAME&ip=ADDRESS`` (either order, no escapes,
-  no other parameter): one regular expression;
+  no other parameter), optionally followed by ``&ttl=1`` (what DNSPod's SDKs send):
+  one regular expression;
 * the name as sent maps to its validated form (``base.qname``, memoised);
 * the address is parsed as ``Client.of`` parses it (``table.parse_ip``);
 * ``RoutingTable.mapped`` gives the choice when a current bucket map decides it;
 * the reply (status line, headers less Date, body) and its metric labels are
-  encoded once per distinct choice and reused while that choice lives.
+  encoded once per distinct choice (and with or without its TTL) and reused while
+  that choice lives.
 
 Anything else — other parameters, escapes, a malformed name or address, a
 service without a current map (its first queries, right after a change),
@@ -44,13 +46,14 @@ from .base import Reply, qname, text_reply
 MAX_NAMES = 4096  # names as sent -> validated (as base._NAMES)
 MAX_REPLIES = 16_384  # encoded replies, one per distinct choice (a few per bucket map)
 
-# The plainest shape: the two parameters, either order, no escapes. The name's bytes are
-# those a DNS name may hold (the rest declines: the full path says why), the address's
-# those of an IPv4 or IPv6 literal (``parse_ip`` has the last word).
+# The plainest shape: the two parameters, either order, no escapes, then perhaps ttl=1.
+# The name's bytes are those a DNS name may hold (the rest declines: the full path says
+# why), the address's those of an IPv4 or IPv6 literal (``parse_ip`` has the last word).
 _NAME = rb"([-.0-9A-Z_a-z]{1,254})"
 _ADDRESS = rb"([.0-9:A-Fa-f]{2,45})"
-_DN_IP = re.compile(rb"dn=" + _NAME + rb"&ip=" + _ADDRESS).fullmatch
-_IP_DN = re.compile(rb"ip=" + _ADDRESS + rb"&dn=" + _NAME).fullmatch
+_TTL = rb"(&ttl=1)?"
+_DN_IP = re.compile(rb"dn=" + _NAME + rb"&ip=" + _ADDRESS + _TTL).fullmatch
+_IP_DN = re.compile(rb"ip=" + _ADDRESS + rb"&dn=" + _NAME + _TTL).fullmatch
 
 # What the lane gives for a request: status line, the rest but Date, the miss cell the front
 # end counts it in (``QueryStats.miss_cell``: its labels are the full path's), and the
@@ -60,7 +63,7 @@ Answered = tuple[bytes, bytes, Tally, str]
 # what the lane gives
 _Encoded = tuple[Choice, str, Answered]
 
-PARAMS = ("dn", "ip")  # the parameters a request the lane answers carries
+PARAMS = ("dn", "ip", "ttl")  # the parameters a request the lane answers may carry
 
 
 class MissLane:
@@ -92,12 +95,12 @@ class MissLane:
         it gets)."""
         m = _DN_IP(query)
         if m is not None:
-            dn, ip = m.groups()
+            dn, ip, ttl = m.groups()
         else:
             m = _IP_DN(query)
             if m is None:
                 return None
-            ip, dn = m.groups()
+            ip, dn, ttl = m.groups()
         name = self.names.get(dn)
         if name is None:
             name = self._name(dn)
@@ -110,9 +113,10 @@ class MissLane:
         choice = self.table.mapped(name, A, value, family)
         if choice is None:
             return None
-        done = self.replies.get(id(choice))
+        key = id(choice) << 1 | (ttl is not None)
+        done = self.replies.get(key)
         if done is None or done[0] is not choice or done[1] != name:
-            done = self._encode(name, choice)
+            done = self._encode(key, name, choice)
         return done[2]
 
     def _name(self, dn: bytes) -> str | None:
@@ -124,14 +128,18 @@ class MissLane:
         self.names.put(dn, name)
         return name
 
-    def _encode(self, name: str, choice: Choice) -> _Encoded:
+    def _encode(self, key: int, name: str, choice: Choice) -> _Encoded:
         """The reply to ``dn=name`` answered with ``choice`` (as ``dnspod._resolve_plain``
-        writes it for type A, no ttl, no clientip), framed, with its labels."""
-        reply = text_reply(";".join(choice.addresses), [])
+        writes it for type A, no clientip; ttl=1 when ``key`` is odd), framed, with its
+        labels."""
+        body = ";".join(choice.addresses)
+        if body and key & 1:
+            body += f",{choice.ttl}"
+        reply = text_reply(body, [])
         head, tail = self.frame(reply)
         answer = (name, choice.dc or "none", choice.version or "none", choice.cohort)
         rcode = rcode_of(self.dialect, 200, reply.body, 0)
         cell = self.stats.miss_cell(self.dialect, rcode, (answer,))
         done = (choice, name, (head, tail, cell, name))
-        self.replies.put(id(choice), done)
+        self.replies.put(key, done)
         return done

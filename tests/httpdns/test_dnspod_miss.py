@@ -112,10 +112,13 @@ def test_the_lane_answers_a_mapped_request_as_the_full_path() -> None:
         target = f"/d?dn={name}&ip={ip}".encode()
         if i % 2:
             target = f"/d?ip={ip}&dn={name}".encode()
+        if i % 3 == 0:
+            target += b"&ttl=1"  # the TTL after the addresses
         answered += lane(target.partition(b"?")[2]) is not None
         assert _ask(fast, route, target) == _ask(full, route, target), target
         assert _labels(fast.last) == _labels(full.last)
     assert answered == 400  # every one of them by the lane (maps of every key are built)
+    assert b"&ttl=1" in target and b"," in lane(target.partition(b"?")[2])[1]  # type: ignore[index]
     assert _metrics(fast) == _metrics(full)
     assert _metrics(fast)["httpdns_front_cache_misses_total"] == {("dnspod",): 400}
     assert fast.stats.misses == {}  # all of them in the miss cells of the lane's replies

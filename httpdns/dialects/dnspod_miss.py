@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from socket import AF_INET, inet_pton
 
 from ..cache import BoundedCache
 from ..errors import BadRequest
@@ -106,10 +107,16 @@ class MissLane:
             name = self._name(dn)
             if name is None:
                 return None
-        try:
-            value, family = parse_ip(ip.decode())
-        except ValueError:
-            return None
+        if b":" in ip:
+            try:
+                value, family = parse_ip(ip.decode())
+            except ValueError:
+                return None
+        else:  # parse_ip's IPv4 step (the other needs a colon): one call less
+            try:
+                value, family = int.from_bytes(inet_pton(AF_INET, ip.decode()), "big"), 4
+            except OSError:
+                return None
         choice = self.table.mapped(name, A, value, family)
         if choice is None:
             return None

@@ -70,6 +70,19 @@ PARAMS = ("dn", "ip", "ttl")  # the parameters a request the lane answers may ca
 class MissLane:
     """Plain ``/d`` requests of one fast server that a bucket map decides (module docstring)."""
 
+    __slots__ = (
+        "_mapped",
+        "_name_of",
+        "_reply_of",
+        "dialect",
+        "frame",
+        "keepable",
+        "names",
+        "replies",
+        "stats",
+        "table",
+    )
+
     def __init__(
         self,
         table: RoutingTable,
@@ -89,6 +102,8 @@ class MissLane:
         self.names: BoundedCache[bytes, str] = BoundedCache(MAX_NAMES)
         # by the id of the choice (held in the entry: the id stays its own)
         self.replies: BoundedCache[int, _Encoded] = BoundedCache(max_replies)
+        # bound once: an attribute lookup less each on the path
+        self._name_of, self._reply_of, self._mapped = self.names.get, self.replies.get, table.mapped
 
     def __call__(self, query: bytes) -> Answered | None:
         """The answer to a ``/d`` request with query string ``query``, or None when the
@@ -102,7 +117,7 @@ class MissLane:
             if m is None:
                 return None
             ip, dn, ttl = m.groups()
-        name = self.names.get(dn)
+        name = self._name_of(dn)
         if name is None:
             name = self._name(dn)
             if name is None:
@@ -117,11 +132,11 @@ class MissLane:
                 value, family = int.from_bytes(inet_pton(AF_INET, ip.decode()), "big"), 4
             except OSError:
                 return None
-        choice = self.table.mapped(name, A, value, family)
+        choice = self._mapped(name, A, value, family)
         if choice is None:
             return None
         key = id(choice) << 1 | (ttl is not None)
-        done = self.replies.get(key)
+        done = self._reply_of(key)
         if done is None or done[0] is not choice or done[1] != name:
             done = self._encode(key, name, choice)
         return done[2]

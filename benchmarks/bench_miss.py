@@ -12,8 +12,10 @@ datacenters, 70/30, ``answers=2``), and reports, per mode:
   count and longest pause per generation;
 * the table's bucket maps (count, bytes) and maps built during the timed part.
 
-Modes: ``maps`` (the node's default) and ``decide`` (no bucket maps: every
-decision by ``steering.decide``, as before maps existed); ``dns-ecs`` drives the
+Modes: ``maps`` (the node's default), ``full`` (maps, but the ``/d`` miss lane
+off: every miss through the dialect function, as before the lane existed) and
+``decide`` (no bucket maps: every decision by ``steering.decide``, as before maps
+existed); ``dns-ecs`` drives the
 DNS listener's ``DnsEngine.respond`` instead, with a UDP A query carrying an
 EDNS client-subnet option from a new /24 each time (the miss of
 ``bench_dns.py``'s ECS case). The reference in the
@@ -110,6 +112,8 @@ def run_mode(snap: Snapshot, mode: str, args: argparse.Namespace, start: int) ->
 
     else:
         fast = FastServer(Context(table, Config()), QUERY_ROUTES, lambda: None)  # type: ignore[arg-type,return-value]
+        if mode in ("full", "decide"):
+            fast.miss_lanes = {}  # the lane answers only from maps; "decide" has none
         found = Router(QUERY_ROUTES).match(b"GET", b"/d")
         assert found is not None
         route, account = found
@@ -175,7 +179,7 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--warm", type=int, default=100_000, help="requests before timing")
     ap.add_argument("--requests", type=int, default=100_000, help="timed requests")
-    ap.add_argument("--modes", default="decide,maps,dns-ecs")
+    ap.add_argument("--modes", default="decide,full,maps,dns-ecs")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of each mode")
     args = ap.parse_args()
     with TemporaryDirectory() as tmp:

@@ -42,7 +42,7 @@ import httptools
 import orjson
 
 from .cache import BoundedCache, Doorkeeper
-from .dialects import LANES, Context, Lane, Query, Reply
+from .dialects import LANES, MISS_LANES, Context, Lane, MissLane, Query, Reply
 from .errors import reply_for
 from .jsonlog import QueryLog
 from .logs import client_log
@@ -172,6 +172,13 @@ class FastServer:
         self.lanes: dict[object, Lane] = {
             r.dialect: LANES[r.dialect](self, r) for r in routes if r.dialect in LANES
         }
+        # by dialect function: its answers to the plainest requests a bucket map decides,
+        # tried when the front cache misses (query routes frame their replies alike)
+        self.miss_lanes: dict[object, MissLane] = {
+            r.dialect: MISS_LANES[r.dialect](self, r, _framer(self, r))
+            for r in routes
+            if r.dialect in MISS_LANES and r.metric  # (a lane counts what it answers)
+        }
 
     # -- connections and timeouts ---------------------------------------------
 
@@ -263,13 +270,6 @@ class FastServer:
             return (*self._parts(None, reply), None)
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         query = target.partition(b"?")[2]
-        # the dialect's own answers (dialects.LANES), for requests no front cache keeps: first
-        lane = self.lanes.get(route.dialect)
-        if lane is not None:
-            done = lane(query, peer, forwarded)
-            if done is not None:
-                head, tail, self.last = done
-                return head, tail, None
         key = None
         if route.cacheable:
             key = (target, peer, forwarded)
@@ -278,6 +278,35 @@ class FastServer:
                 hit[3].n += 1
                 self.last = hit[3]
                 return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
+        miss = self.miss_lanes.get(route.dialect)
+        if miss is not None:
+            answered = miss(query)
+            if answered is not None:
+                head, tail, cell, name = answered
+                cell.n += 1  # counted as the full path counts it (QueryStats.miss_cell)
+                self.last = cell
+                # kept as the full path would keep it (below): a lane's request is
+                # canonical when its parameters are the route's, and names its client
+                if (
+                    key is not None
+                    and miss.keepable
+                    and len(target) <= MAX_CACHED_TARGET
+                    and self._seen.seen_before(key)
+                ):
+                    # the service it was read from, as ``resolve`` notes it
+                    deps: tuple[tuple[str, object], ...] = ((name, self.table.by_name.get(name)),)
+                    tally = self.stats.tally(cell.dialect, cell.rcode, cell.answers)
+                    kept: _Kept = (deps, head, tail, tally)
+                    self.cache.put(key, kept, len(target) + len(head) + len(tail) + KEPT_OVERHEAD)
+                return head, tail, None
+        # the dialect's own answers (dialects.LANES), for requests no front cache keeps
+        # (they miss it: a lookup, the price of trying the plain requests' lanes first)
+        lane = self.lanes.get(route.dialect)
+        if lane is not None:
+            done = lane(query, peer, forwarded)
+            if done is not None:
+                head, tail, self.last = done
+                return head, tail, None
         content_type = _header(headers, b"content-type") if body else None
         recorder = self.recorder
         recorder.reset()
@@ -356,6 +385,15 @@ def _frame(route: Route | None, reply: Reply) -> tuple[bytes, bytes, bytes]:
 # header that varies per reply (Retry-After, say) would otherwise fill it.
 _FRAMES: dict[tuple[bool, int, str, tuple[tuple[str, str], ...]], tuple[bytes, bytes, bytes]] = {}
 MAX_FRAMES = 512
+
+
+def _framer(server: FastServer, route: Route) -> Callable[[Reply], tuple[bytes, bytes]]:
+    """``server._parts`` for ``route``'s replies (a miss lane frames its replies with it)."""
+
+    def frame(reply: Reply) -> tuple[bytes, bytes]:
+        return server._parts(route, reply)
+
+    return frame
 
 
 def _header(block: bytes, name: bytes) -> bytes | None:

@@ -8,7 +8,9 @@ same labels (dialect, rcode, and the (service, dc, version, cohort) of each
 name answered); a cache hit is ``tally.n += 1``. A cell that is no longer kept
 anywhere folds its count into the totals as it is freed (``Tally.__del__``), so
 evicted entries lose nothing. Answers that are computed (cache misses, the
-aiohttp path) are counted straight into the totals with ``QueryStats.count``.
+aiohttp path) are counted straight into the totals with ``QueryStats.count``, or,
+when a miss lane reuses a reply it encoded once, in a miss cell of that reply
+(``QueryStats.miss_cell``: the same cell, counted as front-cache misses).
 
 Latency is sampled: one request in ``SAMPLE`` is timed (per front end), the
 others are not (``perf_counter`` twice per request would cost more than the
@@ -155,18 +157,26 @@ class Tally:
     folded into the totals, so nothing is lost to eviction.
     """
 
-    __slots__ = ("__weakref__", "answers", "dialect", "n", "rcode", "stats")
+    __slots__ = ("__weakref__", "answers", "dialect", "hit", "n", "rcode", "stats")
 
-    def __init__(self, stats: QueryStats, dialect: str, rcode: str, answers: tuple[Answer, ...]):
+    def __init__(
+        self,
+        stats: QueryStats,
+        dialect: str,
+        rcode: str,
+        answers: tuple[Answer, ...],
+        hit: bool = True,
+    ):
         self.n = 0
         self.stats = stats
         self.dialect = dialect
         self.rcode = rcode
         self.answers = answers
+        self.hit = hit  # counts front-cache hits, else misses (``QueryStats.miss_cell``)
 
     def __del__(self) -> None:
         if self.n:
-            self.stats.add(self.dialect, self.rcode, self.answers, self.n, hit=True)
+            self.stats.add(self.dialect, self.rcode, self.answers, self.n, hit=self.hit)
 
 
 class QueryStats:
@@ -182,6 +192,9 @@ class QueryStats:
         self._cells: weakref.WeakValueDictionary[tuple[str, str, tuple[Answer, ...]], Tally] = (
             weakref.WeakValueDictionary()
         )
+        self._miss_cells: weakref.WeakValueDictionary[
+            tuple[str, str, tuple[Answer, ...]], Tally
+        ] = weakref.WeakValueDictionary()
 
     def tally(self, dialect: str, rcode: str, answers: tuple[Answer, ...]) -> Tally:
         """The shared cell for these labels (a kept reply holds it; a hit increments it)."""
@@ -189,6 +202,15 @@ class QueryStats:
         cell = self._cells.get(key)
         if cell is None:
             cell = self._cells[key] = Tally(self, dialect, rcode, answers)
+        return cell
+
+    def miss_cell(self, dialect: str, rcode: str, answers: tuple[Answer, ...]) -> Tally:
+        """The shared cell of computed answers with these labels that a miss lane answers
+        again and again from one encoded reply: ``n += 1`` is ``count`` of one."""
+        key = (dialect, rcode, answers)
+        cell = self._miss_cells.get(key)
+        if cell is None:
+            cell = self._miss_cells[key] = Tally(self, dialect, rcode, answers, hit=False)
         return cell
 
     def count(self, dialect: str, rcode: str, answers: Iterable[Answer] = ()) -> None:
@@ -215,8 +237,8 @@ class QueryStats:
         row[-1] += seconds
 
     def live(self) -> list[Tally]:
-        """The cells still held by kept replies."""
-        return list(self._cells.values())
+        """The cells still held by kept replies (hits) and miss lanes (misses)."""
+        return [*self._cells.values(), *self._miss_cells.values()]
 
 
 def rcode_of(dialect: str, status: int, body: bytes, unanswered: int) -> str:
@@ -363,7 +385,7 @@ class NodeMetrics:
         t = Totals()
         stats = self.stats
         queries, answers = dict(stats.queries), dict(stats.answers)
-        hits = dict(stats.hits)
+        hits, misses = dict(stats.hits), dict(stats.misses)
         for cell in stats.live():
             n = cell.n
             if not n:
@@ -372,14 +394,15 @@ class NodeMetrics:
             queries[q] = queries.get(q, 0) + n
             for a in cell.answers:
                 answers[a] = answers.get(a, 0) + n
-            hits[cell.dialect] = hits.get(cell.dialect, 0) + n
+            side = hits if cell.hit else misses
+            side[cell.dialect] = side.get(cell.dialect, 0) + n
         for q, n in queries.items():
             t.put("httpdns_queries_total", q, n)
         for a, n in answers.items():
             t.put("httpdns_answers_total", a, n)
         for d, n in hits.items():
             t.put("httpdns_front_cache_hits_total", (d,), n)
-        for d, n in stats.misses.items():
+        for d, n in misses.items():
             t.put("httpdns_front_cache_misses_total", (d,), n)
         for d, row in stats.latency.items():
             t.put("httpdns_query_seconds", (d,), list(row))

@@ -7,6 +7,7 @@ With ``id=ACCOUNT`` the request is the encrypted dialect (``dnspod_crypto``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import BadRequest
@@ -14,6 +15,8 @@ from ..table import AAAA, A, Deps
 from .base import Context, Query, Reply, client, param, qname, text_reply
 from .dnspod_crypto import resolve_encrypted
 from .dnspod_lane import Host, Lane, lane
+from .dnspod_miss import PARAMS as MISS_PARAMS
+from .dnspod_miss import MissLane
 
 if TYPE_CHECKING:
     from ..routes import Route
@@ -31,6 +34,15 @@ def resolve_d(q: Query, ctx: Context) -> Reply:
 def lane_d(host: Host, route: Route) -> Lane:
     """The fast path's lane for encrypted ``/d`` (AES), answering through the plain dialect."""
     return lane(host, route, _resolve_plain)
+
+
+def miss_lane_d(
+    host: Host, route: Route, frame: Callable[[Reply], tuple[bytes, bytes]]
+) -> MissLane:
+    """The fast path's miss lane for plain ``/d?dn=&ip=`` (``dnspod_miss``): the same
+    answers as ``_resolve_plain`` when a bucket map decides them."""
+    keepable = all(p in route.params for p in MISS_PARAMS)
+    return MissLane(host.table, host.stats, frame, route.metric, keepable)
 
 
 def _resolve_plain(q: Query, ctx: Context) -> Reply:

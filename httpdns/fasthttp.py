@@ -270,6 +270,14 @@ class FastServer:
             return (*self._parts(None, reply), None)
         forwarded = _header(headers, b"x-forwarded-for") if self.config.trusted_proxies else None
         query = target.partition(b"?")[2]
+        # the dialect's own answers to requests no front cache keeps (dialects.LANES: AES
+        # /d, a fresh IV every time), before the front cache: its lookup would always miss
+        lane = self.lanes.get(route.dialect)
+        if lane is not None:
+            done = lane(query, peer, forwarded)
+            if done is not None:
+                head, tail, self.last = done
+                return head, tail, None
         key = None
         if route.cacheable:
             key = (target, peer, forwarded)
@@ -298,14 +306,6 @@ class FastServer:
                     tally = self.stats.tally(cell.dialect, cell.rcode, cell.answers)
                     kept: _Kept = (deps, head, tail, tally)
                     self.cache.put(key, kept, len(target) + len(head) + len(tail) + KEPT_OVERHEAD)
-                return head, tail, None
-        # the dialect's own answers (dialects.LANES), for requests no front cache keeps
-        # (they miss it: a lookup, the price of trying the plain requests' lanes first)
-        lane = self.lanes.get(route.dialect)
-        if lane is not None:
-            done = lane(query, peer, forwarded)
-            if done is not None:
-                head, tail, self.last = done
                 return head, tail, None
         content_type = _header(headers, b"content-type") if body else None
         recorder = self.recorder

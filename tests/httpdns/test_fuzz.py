@@ -43,6 +43,7 @@ from registry.changes import Change
 from registry.errors import RegistryError
 from registry.model import Datacenter, Endpoint, Region, Release, Service
 from registry.snapshot import Snapshot
+from tests import fakes
 
 FUZZ = settings(
     max_examples=300,
@@ -315,38 +316,11 @@ def test_doh_post_never_fails_badly(wire: bytes, ctype: str | None, extra: dict[
 # -- (c) the fast HTTP framing ---------------------------------------------------------------
 
 
-class FakeTransport:
-    """Collects writes; records close and set_protocol like an asyncio transport."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.protocol: asyncio.BaseProtocol | None = None
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
+class FakeTransport(fakes.FakeTransport):
+    """``tests.fakes.FakeTransport``, sure that nothing here fills the output buffer."""
 
     def pause_reading(self) -> None:
         raise AssertionError("nothing in these tests fills the output buffer")
-
-    def get_protocol(self) -> asyncio.BaseProtocol | None:
-        return self.protocol
 
 
 class FakeSlow(asyncio.Protocol):

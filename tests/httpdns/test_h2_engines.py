@@ -34,6 +34,7 @@ from httpdns.fasthttp import MAX_BODY, MAX_HEAD, FastHTTP, FastServer, Limits
 from httpdns.h2native import NativeH2Protocol
 from httpdns.http2 import H2Protocol
 from httpdns.routes import QUERY_ROUTES
+from tests.fakes import FakeTransport
 
 from .test_fuzz import CONTEXT, FUZZ, SHOP, FakeSlow, b64url
 
@@ -42,44 +43,13 @@ Engine = type[NativeH2Protocol] | type[H2Protocol]
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-class Transport:
-    """Records writes, close and reading pauses, as an asyncio transport would see them."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.reading = True
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-
 class Wire:
     """One server connection of ``engine`` and an ``h2`` client talking to it."""
 
     def __init__(self, engine: Engine, limits: Limits | None = None) -> None:
         self.server = FastServer(CONTEXT, QUERY_ROUTES, FakeSlow, limits)
         self.protocol = engine(self.server)
-        self.transport = Transport()
+        self.transport = FakeTransport()
         self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
         self.client = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding=None)
@@ -150,7 +120,7 @@ def doh_path(name: str = SHOP, rdtype: str = "A") -> str:
 
 def http1_body(path: str) -> bytes:
     """The HTTP/1.1 path's answer to a GET of ``path`` (the reference)."""
-    transport = Transport()
+    transport = FakeTransport()
     fast = FastHTTP(FastServer(CONTEXT, QUERY_ROUTES, FakeSlow))
     fast.connection_made(transport)  # type: ignore[arg-type]
     fast.data_received(f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())

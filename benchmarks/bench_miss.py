@@ -113,7 +113,7 @@ def run_mode(snap: Snapshot, mode: str, args: argparse.Namespace, start: int) ->
     else:
         fast = FastServer(Context(table, Config()), QUERY_ROUTES, lambda: None)  # type: ignore[arg-type,return-value]
         if mode in ("full", "decide"):
-            fast.miss_lanes = {}  # the lane answers only from maps; "decide" has none
+            fast.miss_lanes = fast.direct = {}  # the lane answers only from maps; "decide" has none
         found = Router(QUERY_ROUTES).match(b"GET", b"/d")
         assert found is not None
         route, account = found

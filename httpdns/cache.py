@@ -19,12 +19,23 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 _GONE = object()
+
+
+def _tracked_dict() -> dict[Any, Any]:
+    """An empty dict the garbage collector tracks already. CPython tracks a dict from its
+    first container entry on, so an empty one escapes the ``gc.freeze()`` a node makes
+    after start-up, and is then visited whole by every full collection once it fills (a
+    50,000-entry front cache: a pause of 10+ ms each time). Tracked from the start, a
+    cache made before the freeze is frozen with it, entries and all."""
+    d: dict[Any, Any] = {None: []}
+    del d[None]
+    return d
 
 
 class BoundedCache(Generic[K, V]):
@@ -48,7 +59,7 @@ class BoundedCache(Generic[K, V]):
             raise ValueError("max_entries must be >= 1")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._data: dict[K, V] = {}
+        self._data: dict[K, V] = _tracked_dict()
         # slots in insertion order from ``_head`` (grown to ``max_entries``, then reused)
         self._ring: list[object] = []
         self._sizes: array[int] = array("q")

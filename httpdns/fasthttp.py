@@ -42,7 +42,7 @@ import httptools
 import orjson
 
 from .cache import BoundedCache, Doorkeeper
-from .dialects import LANES, MISS_LANES, Context, Lane, MissLane, Query, Reply
+from .dialects import LANES, MISS_LANES, Answered, Context, Lane, MissLane, Query, Reply
 from .errors import reply_for
 from .jsonlog import QueryLog
 from .logs import client_log
@@ -179,6 +179,11 @@ class FastServer:
             for r in routes
             if r.dialect in MISS_LANES and r.metric  # (a lane counts what it answers)
         }
+        # the same lanes, tried by a plain HTTP/1.1 GET (``FastHTTP._simple``) before
+        # ``respond``: its answer depends on the query string alone (not the peer, its
+        # headers or the front cache), so nothing ``respond`` does first changes it; with
+        # ``http_rate`` every request goes through ``respond``, which counts it
+        self.direct: dict[object, MissLane] = {} if self.limits.http_rate else self.miss_lanes
 
     # -- connections and timeouts ---------------------------------------------
 
@@ -290,7 +295,7 @@ class FastServer:
         if miss is not None:
             answered = miss(query)
             if answered is not None:
-                head, tail, cell, name = answered
+                head, tail, cell, kept, _ = answered
                 cell.n += 1  # counted as the full path counts it (QueryStats.miss_cell)
                 self.last = cell
                 # kept as the full path would keep it (below): a lane's request is
@@ -301,10 +306,6 @@ class FastServer:
                     and len(target) <= MAX_CACHED_TARGET
                     and self._seen.seen_before(key)
                 ):
-                    # the service it was read from, as ``resolve`` notes it
-                    deps: tuple[tuple[str, object], ...] = ((name, self.table.by_name.get(name)),)
-                    tally = self.stats.tally(cell.dialect, cell.rcode, cell.answers)
-                    kept: _Kept = (deps, head, tail, tally)
                     self.cache.put(key, kept, len(target) + len(head) + len(tail) + KEPT_OVERHEAD)
                 return head, tail, None
         content_type = _header(headers, b"content-type") if body else None
@@ -577,13 +578,24 @@ class FastHTTP(asyncio.Protocol):
             return False
         target = m[1]
         server = self.server
-        found = server.router.match(b"GET", target.partition(b"?")[0])
+        path, _, query = target.partition(b"?")
+        found = server.router.match(b"GET", path)
         if found is None:
             return False
-        headers = data[m.start(2) - 2 : -2]  # "\r\nname: value\r\n...", as on_headers_complete
         route, account = found
         transport = self.transport
         assert transport is not None
+        miss = server.direct.get(route.dialect)
+        if miss is not None:
+            try:
+                answered = miss(query)
+            except Exception:  # a bug of ours: one 500, close (as below)
+                self._fail(500, "internal", "internal error")
+                return True
+            if answered is not None:
+                self._direct(data, miss, answered)
+                return True
+        headers = data[m.start(2) - 2 : -2]  # "\r\nname: value\r\n...", as on_headers_complete
         try:
             head, tail, kept = server.respond(
                 route, account, b"GET", target, headers, b"", self.peer
@@ -600,6 +612,22 @@ class FastHTTP(asyncio.Protocol):
                 2 * len(data) + len(tail) + KEPT_OVERHEAD,
             )
         return True
+
+    def _direct(self, data: bytes, miss: MissLane, answered: Answered) -> None:
+        """Write a miss lane's answer to the whole request ``data`` (``_simple`` matched it)
+        and count it as ``FastServer.respond`` would; from its second sighting, keep it
+        byte for byte (``FastServer.repeat``), as the front cache would have led to."""
+        server = self.server
+        head, tail, cell, _, repeat = answered
+        cell.n += 1  # counted as the full path counts it (QueryStats.miss_cell)
+        server.last = cell
+        transport = self.transport
+        assert transport is not None
+        transport.write(head + server.date() + tail)
+        self.state, self.since = _IDLE, _clock()
+        key = (data, self.peer)
+        if miss.keepable and len(data) <= MAX_REPEAT and server._seen.seen_before(key):
+            server.repeat.put(key, repeat, 2 * len(data) + len(tail) + KEPT_OVERHEAD)
 
     def _receive(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data

@@ -3,8 +3,8 @@
 ``LANES`` maps a dialect function to the factory of its fast-path lane (``Lane``): tried
 by ``httpdns.fasthttp`` before the function, for requests no cache keyed by the request
 can answer (the AES-encrypted ``/d``). ``MISS_LANES`` maps one to the factory of its miss
-lane (``MissLane``): tried after the front cache missed, for the plainest requests a
-bucket map decides (plain ``/d?dn=&ip=``).
+lane (``MissLane``): for the plainest requests a bucket map decides (plain
+``/d?dn=&ip=``), tried first by a plain HTTP/1.1 GET, else after the front cache missed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .aliyun import resolve_many, resolve_one
 from .base import Context, Query, Reply
 from .dnspod import lane_d, miss_lane_d, resolve_d
 from .dnspod_lane import Lane
-from .dnspod_miss import MissLane
+from .dnspod_miss import Answered, MissLane
 from .doh import resolve_doh
 from .google import resolve_json
 
@@ -23,6 +23,7 @@ MISS_LANES = {resolve_d: miss_lane_d}
 __all__ = [
     "LANES",
     "MISS_LANES",
+    "Answered",
     "Context",
     "Lane",
     "MissLane",

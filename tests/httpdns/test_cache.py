@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 
 import pytest
@@ -114,3 +115,16 @@ def test_the_doorkeeper_admits_on_the_second_sighting() -> None:
     assert not d.seen_before(("a", 1))
     with pytest.raises(ValueError):
         Doorkeeper(3)
+
+
+def test_a_cache_made_before_a_freeze_is_frozen_with_its_entries() -> None:
+    cache: BoundedCache[int, list[int]] = BoundedCache(100)
+    assert gc.is_tracked(cache._data)  # tracked while empty: a freeze takes it
+    gc.freeze()
+    try:
+        for i in range(50):
+            cache.put(i, [i])  # container values: a dict the collector must visit
+        young = {id(o) for o in gc.get_objects()}
+        assert id(cache._data) not in young and id(cache._ring) not in young
+    finally:
+        gc.unfreeze()

@@ -18,13 +18,14 @@ from httpdns import bucketmap
 from httpdns.config import Config
 from httpdns.dialects import Context, resolve_d
 from httpdns.dialects.dnspod_miss import MissLane
-from httpdns.fasthttp import FastServer
+from httpdns.fasthttp import FastHTTP, FastServer, Limits
 from httpdns.hashing import bucket, bucket_bytes
 from httpdns.metrics import NodeMetrics, Tally
 from httpdns.routes import QUERY_ROUTES, Route
 from httpdns.steering import decide
 from httpdns.table import A, Client, RoutingTable, parse_ip
 from registry import Change, ChangeSet, Datacenter, Endpoint, Release, Service, Snapshot
+from tests.fakes import FakeTransport
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "steering.json").read_text())
 STATE = Snapshot.load(GOLDEN["state"])
@@ -309,3 +310,52 @@ def test_parse_ip_is_what_the_lane_reads() -> None:
     mapped = lane(b"dn=quotes.golden.example&ip=::ffff:100.64.0.9")
     plain = lane(b"dn=quotes.golden.example&ip=100.64.0.9")
     assert mapped is not None and mapped == plain
+
+
+def _wire(server: FastServer, data: bytes) -> bytes:
+    """What a connection writes for the whole request ``data`` (Date left out)."""
+    conn = FastHTTP(server)
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(data)
+    assert len(transport.writes) == 1 and not transport.closed
+    return b"".join(x for x in transport.writes[0].split(b"\r\n") if not x.startswith(b"Date:"))
+
+
+def test_a_plain_get_takes_the_lane_before_the_front_end_and_is_kept_byte_for_byte() -> None:
+    fast, _ = _server(STATE, lane=True)
+    full, _ = _server(STATE, lane=False)
+    full.direct = {}
+    _drive(fast.table)
+    requests = [
+        f"GET /d?dn={NAMES[i % len(NAMES)]}&ip=100.64.{i}.9 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+        for i in range(20)
+    ]
+    lane = _lane(fast)
+    for n in range(4):
+        for data in requests:
+            assert _wire(fast, data) == _wire(full, data)
+            if n < 2:  # (a byte-for-byte hit sets no ``last``: only sampled reads do)
+                assert _labels(fast.last) == _labels(full.last)
+        # kept byte for byte from the second sighting (the full path: the front cache
+        # first, then the bytes on its hit), counted alike all along
+        assert len(fast.repeat) == (0 if n == 0 else 20)
+        assert len(fast.cache) == 0  # the lane's answers never went through the front cache
+        assert _metrics(fast) == _metrics(full)
+    hits = _metrics(fast)["httpdns_front_cache_hits_total"]
+    assert sum(hits.values()) == 40  # the third and fourth rounds
+    assert len(lane.replies) > 0
+    # every repeat entry shares its value with the lane's encoded reply: none adds an
+    # object the garbage collector visits
+    shared = {id(done[2][4]) for _, done in lane.replies.items()}
+    assert all(id(value) in shared for _, value in fast.repeat.items())
+
+
+def test_with_a_rate_limit_every_get_goes_through_the_front_end() -> None:
+    table = RoutingTable(STATE, hot_misses=1)
+    fast = FastServer(Context(table, Config()), QUERY_ROUTES, asyncio.Protocol, Limits(http_rate=1))
+    _drive(table)
+    assert fast.direct == {} and fast.miss_lanes
+    data = f"GET /d?dn={NAMES[0]}&ip=100.64.1.9 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    assert _wire(fast, data).startswith(b"HTTP/1.1 200")
+    assert _wire(fast, data).startswith(b"HTTP/1.1 429")  # the second within the second

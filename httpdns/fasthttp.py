@@ -80,6 +80,8 @@ _REASONS = {
 }
 
 _clock = time.monotonic
+# The parser of a closed connection: calls back nothing (it is never fed)
+_DETACHED = httptools.HttpRequestParser(object())
 
 # Connection states, for the timeouts: waiting for a new request (keep-alive timeout), or
 # in the middle of one (header timeout, from its first byte: a slow body counts too).
@@ -503,7 +505,17 @@ class FastHTTP(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.pop(self, None)
+        self._detach()
+
+    def _detach(self) -> None:
+        """Drop the references that make a cycle of this connection (its parser holds its
+        callbacks, its transport holds it): a closed connection is freed at once, never
+        left to the garbage collector, whose full collections a stream of closed
+        connections would trigger again and again (each a pause of tens of ms)."""
         self.buf = b""
+        self.parser = _DETACHED
+        self.transport = None
+        self.parser_error = None  # its traceback holds the frames that hold this connection
 
     def pause_writing(self) -> None:
         # The peer does not read: stop reading its requests until it does (back-pressure).
@@ -634,10 +646,15 @@ class FastHTTP(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
-            if isinstance(self.parser_error, _HandOff):
+            error = self.parser_error
+            if error is not None:
+                # the parser keeps it, its traceback the frames that hold this connection
+                # and the parser: a cycle only the garbage collector would free
+                error.__traceback__ = None
+            if isinstance(error, _HandOff):
                 self._hand_off(self.buf[self.start :])
                 return
-            if not isinstance(self.parser_error, _Stop):  # a bug of ours: one 500, close
+            if not isinstance(error, _Stop):  # a bug of ours: one 500, close
                 self._fail(500, "internal", "internal error")
             return
         except httptools.HttpParserUpgrade:
@@ -783,6 +800,7 @@ class FastHTTP(asyncio.Protocol):
         server.handed_off[transport] = None
         protocol = server.slow()
         transport.set_protocol(protocol)
+        self._detach()
         protocol.connection_made(transport)
         if raw:
             protocol.data_received(raw)

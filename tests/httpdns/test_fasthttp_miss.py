@@ -4,19 +4,23 @@ cache on their second request only. ``FastServer.respond`` is driven directly.""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from urllib.parse import parse_qsl
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from httpdns.config import Config
 from httpdns.dialects import Context
-from httpdns.fasthttp import FastServer, _params, _plain_params
+from httpdns.fasthttp import FastHTTP, FastServer, _params, _plain_params
 from httpdns.routes import QUERY_ROUTES, Router
 from httpdns.table import RoutingTable
 from registry.changes import Change
 from registry.model import Datacenter, Endpoint, Service
 from registry.snapshot import Snapshot
+from tests.fakes import FakeTransport
 
 NAME = "api.example.org"
 HEADERS = b"\r\nhost: test\r\n"
@@ -100,3 +104,34 @@ def test_escaped_and_plain_targets_get_the_same_answer() -> None:
     plain, _ = _ask(fast, f"/d?dn={NAME}&ip=11.2.3.4&ttl=1".encode())
     escaped, _ = _ask(fast, f"/d?dn={NAME.replace('.', '%2E')}&ip=11.2.3.4&ttl=%31".encode())
     assert plain == escaped and plain.endswith(b",60")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET /d?dn=api.example.org&ip=11.2.3.4 HTTP/1.1\r\nHost: t\r\n\r\n",  # the plain GET
+        b"GET /d?dn=api.example.org HTTP/1.1\r\nHost: t\r\n\r\n" * 2,  # llhttp: pipelined
+        b"GET /api/v1/services HTTP/1.1\r\nHost: t\r\n\r\n",  # handed off to the application
+    ],
+)
+def test_a_closed_connection_is_freed_without_the_garbage_collector(data: bytes) -> None:
+    fast = _server()
+    fast.slow = asyncio.Protocol
+    gc.collect()
+    gc.disable()  # what is left after ``del`` is a cycle only the collector frees
+    try:
+        conn = FastHTTP(fast)
+        transport = FakeTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(data)
+        assert transport.writes or isinstance(transport.protocol, asyncio.Protocol)
+        if transport.protocol is None:
+            conn.connection_lost(None)
+        del conn, transport
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, FastHTTP)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()

@@ -598,7 +598,9 @@ class FastHTTP(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         miss = server.direct.get(route.dialect)
-        if miss is not None:
+        # (a lane request names its client, ``ip=``, and no account: an encrypted request's
+        # ``id=`` would only fail the lane's expression, ~1 µs lost on each)
+        if miss is not None and b"id=" not in query and (b"&ip=" in query or query[:3] == b"ip="):
             try:
                 answered = miss(query)
             except Exception:  # a bug of ours: one 500, close (as below)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +53,7 @@ MAX_MAP_BYTES = 48 << 20  # bucket maps (32 or 64 KiB and a few choices each)
 HOT_MISSES = 64  # decisions computed for one (service, region, family) before it gets a map:
 # a map costs about as much as 500 decisions to build, and pays off from then on
 MAX_BUILDING = 8  # maps built at once (0.5 MiB of work arrays each), a slice per miss
+MAX_MOVES = 256  # registry moves remembered for looks that follow the table
 
 Deps = list[tuple[str, CompiledService | None]]
 _FAMILY = {A: 4, AAAA: 6}
@@ -233,7 +234,10 @@ class RoutingTable:
         # is the very object found here.
         compiled: dict[str, CompiledService] = {}
         self.snapshot, self.regions, self.by_name = snap, regions, compiled
-        self.changed_from: tuple[Snapshot, frozenset[str]] | None = None  # see ``update``
+        # the last moves by ``update``: (the revision moved from, services changed), oldest
+        # first, for looks that follow the table (``changed_since``); revisions, not the
+        # snapshots, which would keep old registries alive
+        self._moves: deque[tuple[int, frozenset[str]]] = deque(maxlen=MAX_MOVES)
         self.revision = snap.revision
         self._interned = 0
         self._decisions.clear()
@@ -276,7 +280,7 @@ class RoutingTable:
             self._rebuild(snapshot)
             return
         # what this move changed, for looks that follow the table (``impact.answering_empty``)
-        self.changed_from = (self.snapshot, services)
+        self._moves.append((self.snapshot.revision, services))
         compiled, served = self.by_name, self.snapshot.services
         for name in services:
             was, now = name in served, name in snapshot.services
@@ -292,6 +296,19 @@ class RoutingTable:
                 self._ancestors.subtract(_ancestors(name))
         self.snapshot = snapshot
         self.revision = snapshot.revision
+
+    def changed_since(self, revision: int) -> frozenset[str] | None:
+        """The services changed since the table was at ``revision``, when it moved from
+        there to its current snapshot by changes it still remembers (the last
+        ``MAX_MOVES``), else None (older, unknown, or a rebuild since). A look that last
+        saw that revision then looks at those alone: several changes between two looks (a
+        burst, at 100,000 services) used to send it back through every service."""
+        names: set[str] = set()
+        for before, services in reversed(self._moves):
+            names.update(services)
+            if before == revision:
+                return frozenset(names)
+        return None
 
     def sync_to(self, snapshot: Snapshot) -> None:
         """Move to an unrelated snapshot (a reload), recompiling only services that differ."""

@@ -234,3 +234,31 @@ def test_changes_during_a_pass_are_looked_at_first_and_the_pass_goes_on() -> Non
     eps_left = {n: e for n, e in table.snapshot.endpoints.items() if n != gone}
     table.update(Snapshot(50, DCS, {}, services_left, eps_left), frozenset({gone}))
     assert set(impact.answering_empty(table, budget=1.0)) == empty - {gone}
+
+
+def test_several_changes_between_two_looks_are_looked_at_alone() -> None:
+    services = [Service(f"s{i}.x.org", {"default": {"idc": 100}}, access="rw") for i in range(400)]
+    eps = {s.name: {"e": Endpoint(s.name, "e", "idc", "192.0.2.9")} for s in services}
+    table = RoutingTable(_snap(*services, endpoints=tuple(e["e"] for e in eps.values())))
+    assert impact.answering_empty(table, budget=1.0) == {} and impact.looked_at_all(table)
+    calls: list[str] = []
+    compile_detached = table.compile_detached
+
+    def counted(name: str) -> CompiledService:
+        calls.append(name)
+        return compile_detached(name)
+
+    table.compile_detached = counted  # type: ignore[method-assign]
+    # three batches land before the next look (a burst of changes at a busy node)
+    for revision, name in ((2, "s5.x.org"), (3, "s9.x.org"), (4, "s5.x.org")):
+        back = {"e": Endpoint(name, "e", "idc", "192.0.2.9")}  # s5 gets its endpoint back
+        eps = {**eps, name: {} if revision < 4 else back}
+        table.update(Snapshot(revision, DCS, {}, table.snapshot.services, eps), frozenset({name}))
+    found = impact.answering_empty(table, budget=0.0)  # one slice: 8 services at most
+    assert impact.looked_at_all(table)  # those two alone, not a new pass over 400
+    assert sorted(calls) == ["s5.x.org", "s9.x.org"]
+    assert found == {"s9.x.org": ["default"]} == impact.empty_regions(table.snapshot)
+    # past what the table remembers, or after a rebuild: every service again
+    table.update(Snapshot(5, DCS, {}, table.snapshot.services, eps), None)
+    impact.answering_empty(table, budget=0.0)
+    assert not impact.looked_at_all(table)

@@ -34,6 +34,19 @@ EPS = (
 )
 
 
+def _count_compiles(table: RoutingTable) -> list[str]:
+    """The names the table compiles for looks from now on, in order."""
+    calls: list[str] = []
+    detached = table.compile_detached
+
+    def counted(name: str) -> CompiledService:
+        calls.append(name)
+        return detached(name)
+
+    table.compile_detached = counted  # type: ignore[method-assign]
+    return calls
+
+
 @pytest.mark.parametrize(
     ("table", "percent", "after", "moved"),
     [
@@ -182,14 +195,7 @@ def test_a_change_of_services_is_looked_at_alone_a_datacenter_change_everywhere(
     # one service loses its endpoint: that service alone is looked at again
     gone = {**table.snapshot.endpoints, "s7.x.org": {}}
     table.update(Snapshot(2, DCS, {}, table.snapshot.services, gone), frozenset({"s7.x.org"}))
-    calls: list[str] = []
-    detached = table.compile_detached
-
-    def counted(name: str) -> CompiledService:
-        calls.append(name)
-        return detached(name)
-
-    table.compile_detached = counted  # type: ignore[method-assign]
+    calls = _count_compiles(table)
     assert impact.answering_empty(table, budget=1.0) == {"s7.x.org": ["default"]}
     assert calls == ["s7.x.org"]
     # idc drained: every service answers empty, all looked at again
@@ -202,14 +208,7 @@ def test_changes_during_a_pass_are_looked_at_first_and_the_pass_goes_on() -> Non
     services = [Service(f"s{i}.x.org", {"default": {"idc": 100}}, access="rw") for i in range(320)]
     eps = {s.name: {"e": Endpoint(s.name, "e", "idc", "192.0.2.9")} for s in services}
     table = RoutingTable(Snapshot(1, DCS, {}, {s.name: s for s in services}, eps))
-    calls: list[str] = []
-    detached = table.compile_detached
-
-    def counted(name: str) -> CompiledService:
-        calls.append(name)
-        return detached(name)
-
-    table.compile_detached = counted  # type: ignore[method-assign]
+    calls = _count_compiles(table)
     impact.answering_empty(table, budget=0.0)  # the first 8
     assert len(calls) == 8 and not impact.looked_at_all(table)
     # a change on every look (as a busy registry brings): the pass still ends
@@ -241,14 +240,7 @@ def test_several_changes_between_two_looks_are_looked_at_alone() -> None:
     eps = {s.name: {"e": Endpoint(s.name, "e", "idc", "192.0.2.9")} for s in services}
     table = RoutingTable(_snap(*services, endpoints=tuple(e["e"] for e in eps.values())))
     assert impact.answering_empty(table, budget=1.0) == {} and impact.looked_at_all(table)
-    calls: list[str] = []
-    compile_detached = table.compile_detached
-
-    def counted(name: str) -> CompiledService:
-        calls.append(name)
-        return compile_detached(name)
-
-    table.compile_detached = counted  # type: ignore[method-assign]
+    calls = _count_compiles(table)
     # three batches land before the next look (a burst of changes at a busy node)
     for revision, name in ((2, "s5.x.org"), (3, "s9.x.org"), (4, "s5.x.org")):
         back = {"e": Endpoint(name, "e", "idc", "192.0.2.9")}  # s5 gets its endpoint back

@@ -42,7 +42,18 @@ import httptools
 import orjson
 
 from .cache import BoundedCache, Doorkeeper
-from .dialects import LANES, MISS_LANES, Answered, Context, Lane, MissLane, Query, Reply
+from .dialects import (
+    LANES,
+    MISS_LANES,
+    Answered,
+    Context,
+    Kept,
+    Lane,
+    MissLane,
+    Query,
+    Repeat,
+    Reply,
+)
 from .errors import reply_for
 from .jsonlog import QueryLog
 from .logs import client_log
@@ -99,10 +110,6 @@ class Limits:
 
 
 _Key = tuple[bytes, str | None, bytes | None]  # target, peer, forwarded-for
-# deps, status line, the rest, the metrics cell its hits count in
-_Kept = tuple[tuple[tuple[str, object], ...], bytes, bytes, Tally]
-# deps, status line, connection header + the rest, keep the connection open, metrics cell
-_Repeat = tuple[tuple[tuple[str, object], ...], bytes, bytes, bool, Tally]
 _TOO_MANY = b'{"error":"too_many_requests","detail":"too many requests from this address"}'
 _CLOSE = b"Connection: close\r\n"
 _KEEP_10 = b"Connection: keep-alive\r\n"
@@ -154,10 +161,10 @@ class FastServer:
         self.router = Router(routes)
         self.slow = slow
         self.limits = limits or Limits()
-        self.cache: BoundedCache[_Key, _Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
+        self.cache: BoundedCache[_Key, Kept] = BoundedCache(MAX_CACHED, MAX_CACHED_BYTES)
         # A request identical byte for byte to one llhttp accepted and the front cache kept
         # is answered without parsing it again (same bytes, same parse): the hot path.
-        self.repeat: BoundedCache[tuple[bytes, str | None], _Repeat] = BoundedCache(
+        self.repeat: BoundedCache[tuple[bytes, str | None], Repeat] = BoundedCache(
             MAX_CACHED, MAX_CACHED_BYTES
         )
         self._seen = Doorkeeper(SEEN_BITS)  # front cache keys answered once
@@ -263,10 +270,13 @@ class FastServer:
         headers: bytes,
         body: bytes,
         peer: str | None,
-    ) -> tuple[bytes, bytes, _Kept | None]:
+        *,
+        miss_lane: bool = True,
+    ) -> tuple[bytes, bytes, Kept | None]:
         """``(status line, headers and body less Date)`` of the answer to one request to a
         query route, and the front cache's entry when it answered (the request was seen
-        before: the caller keeps it byte for byte too), else None."""
+        before: the caller keeps it byte for byte too), else None. ``miss_lane=False``: the
+        caller tried the route's miss lane already (``FastHTTP._simple``) and it declined."""
         dialect = route.metric
         if self.limits.http_rate and self.over_rate(peer):
             client_log.note("http_rate", f"over {self.limits.http_rate:g}/s from {peer}")
@@ -293,7 +303,7 @@ class FastServer:
                 hit[3].n += 1
                 self.last = hit[3]
                 return hit[1], hit[2], hit  # seen twice: worth keeping byte for byte too
-        miss = self.miss_lanes.get(route.dialect)
+        miss = self.miss_lanes.get(route.dialect) if miss_lane else None
         if miss is not None:
             answered = miss(query)
             if answered is not None:
@@ -597,51 +607,36 @@ class FastHTTP(asyncio.Protocol):
         route, account = found
         transport = self.transport
         assert transport is not None
+        # the route's miss lane first: its answer depends on the query string alone
         miss = server.direct.get(route.dialect)
-        # (a lane request names its client, ``ip=``, and no account: an encrypted request's
-        # ``id=`` would only fail the lane's expression, ~1 µs lost on each)
-        if miss is not None and b"id=" not in query and (b"&ip=" in query or query[:3] == b"ip="):
-            try:
-                answered = miss(query)
-            except Exception:  # a bug of ours: one 500, close (as below)
-                self._fail(500, "internal", "internal error")
-                return True
-            if answered is not None:
-                self._direct(data, miss, answered)
-                return True
-        headers = data[m.start(2) - 2 : -2]  # "\r\nname: value\r\n...", as on_headers_complete
+        answered: Answered | None = None
+        repeat: Repeat | None = None
         try:
-            head, tail, kept = server.respond(
-                route, account, b"GET", target, headers, b"", self.peer
-            )
+            if miss is not None:
+                answered = miss(query)
+            if answered is None:
+                headers = data[m.start(2) - 2 : -2]  # "\r\nname: value\r\n...", as llhttp's
+                head, tail, kept = server.respond(
+                    route, account, b"GET", target, headers, b"", self.peer, miss_lane=miss is None
+                )
+                if kept is not None:  # a front-cache hit: seen twice, worth keeping byte for byte
+                    repeat = (kept[0], head, tail, True, kept[3])
         except Exception:  # a bug of ours: one 500, close (as a callback's exception in llhttp)
             self._fail(500, "internal", "internal error")
             return True
+        if answered is not None:
+            assert miss is not None
+            head, tail, cell, _, lane_repeat = answered
+            cell.n += 1  # counted as the full path counts it (QueryStats.miss_cell)
+            server.last = cell
+            # kept from its second sighting, as the front cache would have led to
+            if miss.keepable and server._seen.seen_before((data, self.peer)):
+                repeat = lane_repeat
         transport.write(head + server.date() + tail)
         self.state, self.since = _IDLE, _clock()
-        if kept is not None and len(data) <= MAX_REPEAT and not server.limits.http_rate:
-            server.repeat.put(
-                (data, self.peer),
-                (kept[0], head, tail, True, kept[3]),
-                2 * len(data) + len(tail) + KEPT_OVERHEAD,
-            )
+        if repeat is not None and len(data) <= MAX_REPEAT and not server.limits.http_rate:
+            server.repeat.put((data, self.peer), repeat, 2 * len(data) + len(tail) + KEPT_OVERHEAD)
         return True
-
-    def _direct(self, data: bytes, miss: MissLane, answered: Answered) -> None:
-        """Write a miss lane's answer to the whole request ``data`` (``_simple`` matched it)
-        and count it as ``FastServer.respond`` would; from its second sighting, keep it
-        byte for byte (``FastServer.repeat``), as the front cache would have led to."""
-        server = self.server
-        head, tail, cell, _, repeat = answered
-        cell.n += 1  # counted as the full path counts it (QueryStats.miss_cell)
-        server.last = cell
-        transport = self.transport
-        assert transport is not None
-        transport.write(head + server.date() + tail)
-        self.state, self.since = _IDLE, _clock()
-        key = (data, self.peer)
-        if miss.keepable and len(data) <= MAX_REPEAT and server._seen.seen_before(key):
-            server.repeat.put(key, repeat, 2 * len(data) + len(tail) + KEPT_OVERHEAD)
 
     def _receive(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data

@@ -252,8 +252,7 @@ class _Look:
         # name -> (the records it was computed from, its empty regions)
         self.memo: dict[str, tuple[tuple[object, ...], list[str]]] = {}
         self.empty: dict[str, list[str]] = {}  # the services last found answering empty
-        self.snap: object = None  # the snapshot of the pass under way (or done)
-        self.revision = -1  # its revision
+        self.snap: Snapshot | None = None  # the snapshot of the pass under way (or done)
         self.names: Iterator[str] = iter(())  # the services that pass has still to look at
         self.first: list[str] = []  # changed since, looked at before ``names``
         self.full = False  # the pass under way looks at every service
@@ -281,7 +280,7 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
         st = _LOOKS[table] = _Look()
     snap = table.snapshot
     if st.snap is not snap:  # a new registry: a new pass
-        moved = table.changed_since(st.revision) if st.snap is not None else None
+        moved = table.changed_since(st.snap.revision) if st.snap is not None else None
         if moved is not None:
             # Batches of service changes: those alone, first, then what the pass under
             # way had left (what it looked at already is unchanged). Restarting the pass
@@ -291,7 +290,7 @@ def answering_empty(table: RoutingTable, budget: float = LOOK_BUDGET) -> dict[st
                 st.names = iter(())
         else:  # anything else (a datacenter, a reload): all
             st.first, st.names, st.full = [], iter(list(snap.services)), True
-        st.snap, st.revision, st.done = snap, snap.revision, False
+        st.snap, st.done = snap, False
     if not st.done:
         deadline = time.perf_counter() + budget
         memo, empty, datacenters = st.memo, st.empty, snap.datacenters

@@ -13,7 +13,7 @@ from .aliyun import resolve_many, resolve_one
 from .base import Context, Query, Reply
 from .dnspod import lane_d, miss_lane_d, resolve_d
 from .dnspod_lane import Lane
-from .dnspod_miss import Answered, MissLane
+from .dnspod_miss import Answered, Kept, MissLane, Repeat
 from .doh import resolve_doh
 from .google import resolve_json
 
@@ -25,9 +25,11 @@ __all__ = [
     "MISS_LANES",
     "Answered",
     "Context",
+    "Kept",
     "Lane",
     "MissLane",
     "Query",
+    "Repeat",
     "Reply",
     "resolve_d",
     "resolve_doh",

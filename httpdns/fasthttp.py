@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -58,6 +57,7 @@ from .errors import reply_for
 from .jsonlog import QueryLog
 from .logs import client_log
 from .metrics import SAMPLE, Answer, QueryStats, Recorder, Tally, rcode_of
+from .plainget import head_start, scan
 from .routes import Route, Router, reply_headers
 from .table import RoutingTable
 
@@ -114,17 +114,6 @@ _TOO_MANY = b'{"error":"too_many_requests","detail":"too many requests from this
 _CLOSE = b"Connection: close\r\n"
 _KEEP_10 = b"Connection: keep-alive\r\n"
 MAX_REPEAT = 1024  # requests longer than this are never kept byte for byte
-# A whole GET request of the plainest shape: HTTP/1.1, ``Host`` the first header (as RFC
-# 9112 section 3.2 asks of clients), headers of token names and visible ASCII values, none
-# that needs llhttp's judgement (a body, an upgrade, Expect, a second Host, a Connection other than
-# keep-alive, Proxy-Connection included), nothing after it. A subset of what llhttp accepts,
-# framed by this one match (``FastHTTP._simple``); anything else is llhttp's.
-_SIMPLE_GET = re.compile(
-    rb"GET (/[!-~]*) HTTP/1\.1\r\n((?i:host):[\t -~]*\r\n"
-    rb"(?:(?!(?i:content-length|transfer-encoding|upgrade|expect|host):)"
-    rb"(?!(?i:connection|proxy-connection):(?![\t ]*(?i:keep-alive)[\t ]*\r\n))"
-    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*)\r\n"
-).fullmatch
 
 
 class _HandOff(Exception):
@@ -591,16 +580,15 @@ class FastHTTP(asyncio.Protocol):
                 server.query_log.maybe(dialect, rcode, answers, seconds, self.peer or "")
 
     def _simple(self, data: bytes) -> bool:
-        """Answer ``data`` if it is one whole GET of the plainest shape (``_SIMPLE_GET``) to
-        a query route, without llhttp: exactly what ``_receive`` would do with it (llhttp
+        """Answer ``data`` if it is one whole GET of the plainest shape (``plainget.scan``)
+        to a query route, without llhttp: exactly what ``_receive`` would do with it (llhttp
         accepts every such request and frames it the same way). False, having done
         nothing, for anything else."""
-        m = _SIMPLE_GET(data)
-        if m is None:
+        scanned = scan(data)
+        if scanned is None:
             return False
-        target = m[1]
+        target, path, dn, ip, family, ttl, bucket = scanned
         server = self.server
-        path, _, query = target.partition(b"?")
         found = server.router.match(b"GET", path)
         if found is None:
             return False
@@ -612,10 +600,10 @@ class FastHTTP(asyncio.Protocol):
         answered: Answered | None = None
         repeat: Repeat | None = None
         try:
-            if miss is not None:
-                answered = miss(query)
+            if miss is not None and dn is not None:
+                answered = miss.answer(dn, ip, family, ttl, bucket)
             if answered is None:
-                headers = data[m.start(2) - 2 : -2]  # "\r\nname: value\r\n...", as llhttp's
+                headers = data[head_start(target) : -2]  # "\r\nname: value\r\n...", as llhttp's
                 head, tail, kept = server.respond(
                     route, account, b"GET", target, headers, b"", self.peer, miss_lane=miss is None
                 )

@@ -392,11 +392,14 @@ class RoutingTable:
         self._decisions.put(key, choice)
         return choice
 
-    def mapped(self, name: str, qtype: int, ip: int, family: int) -> Choice | None:
+    def mapped(
+        self, name: str, qtype: int, ip: int, family: int, b: int | None = None
+    ) -> Choice | None:
         """``resolve(name, qtype, client at ip)`` when a current bucket map decides it, else
         None (no map yet, a stale one, a name not compiled or not served): then ``resolve``
         decides, counts the miss and grows the map. For front ends' miss lanes: a plain
-        address client (no device id), nothing allocated, nothing counted."""
+        address client (no device id), nothing allocated, nothing counted. ``b``: the
+        client's bucket when the caller has it already (``plainget.scan_query``)."""
         svc = self.by_name.get(name)
         if svc is None:
             return None
@@ -415,7 +418,8 @@ class RoutingTable:
         # the bucket, as ``bucket`` computes it, without its memo: a miss lane's client
         # is most often one never seen before nor again, and a lookup in (or insertion
         # into) a memo of 100,000 costs about as much as hashing the key
-        b = bucket_bytes(b"4:%d" % (ip >> 8) if family == 4 else b"6:%d" % (ip >> 72))
+        if b is None:
+            b = bucket_bytes(b"4:%d" % (ip >> 8) if family == 4 else b"6:%d" % (ip >> 72))
         if m.packed:
             return m.choices[(m.index[b >> 1] >> ((b & 1) << 2)) & 15]
         return m.choices[m.index[b]]

@@ -10,10 +10,11 @@ exists (``RoutingTable.mapped``), is one index. ``MissLane`` serves that shape
 alone and straight:
 
 * the query string is exactly ``dn=NAME&ip=ADDRESS`` (either order, no escapes,
-  no other parameter), optionally followed by ``&ttl=1`` (what DNSPod's SDKs send):
-  one regular expression;
+  no other parameter), optionally followed by ``&ttl=1`` (what DNSPod's SDKs send),
+  the address as ``Client.of`` parses it: ``plainget.scan_query`` takes it apart and
+  hashes the client's bucket (in C when built; ``FastHTTP._simple`` has it from
+  ``plainget.scan`` with the request's framing and calls ``answer`` directly);
 * the name as sent maps to its validated form (``base.qname``, memoised);
-* the address is parsed as ``Client.of`` parses it (``table.parse_ip``);
 * ``RoutingTable.mapped`` gives the choice when a current bucket map decides it;
 * the reply (status line, headers less Date, body) and its metric labels are
   encoded once per distinct choice (and with or without its TTL) and reused while
@@ -33,31 +34,18 @@ keeps it as it keeps the full path's answers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from socket import AF_INET, inet_pton
 
 from ..cache import BoundedCache
 from ..errors import BadRequest
 from ..metrics import QueryStats, Tally, rcode_of
+from ..plainget import scan_query
 from ..steering import Choice
-from ..table import A, RoutingTable, parse_ip
+from ..table import A, RoutingTable
 from .base import Reply, qname, text_reply
 
 MAX_NAMES = 4096  # names as sent -> validated (as base._NAMES)
 MAX_REPLIES = 16_384  # encoded replies, one per distinct choice (a few per bucket map)
-
-# The plainest shape: the two parameters, either order, no escapes, then perhaps ttl=1.
-# The name's bytes are those a DNS name may hold (the rest declines: the full path says
-# why), the address's those of an IPv4 or IPv6 literal (``parse_ip`` has the last word).
-# Possessive (``{m,n}+``): neither class holds the ``&`` that must follow, so giving
-# characters back could never match; without it a request of another shape (an encrypted
-# ``dn=HEX&id=...``) cost a backtrack per character, ~0.8 µs, on every request
-_NAME = rb"([-.0-9A-Z_a-z]{1,254}+)"
-_ADDRESS = rb"([.0-9:A-Fa-f]{2,45}+)"
-_TTL = rb"(&ttl=1)?"
-_DN_IP = re.compile(rb"dn=" + _NAME + rb"&ip=" + _ADDRESS + _TTL).fullmatch
-_IP_DN = re.compile(rb"ip=" + _ADDRESS + rb"&dn=" + _NAME + _TTL).fullmatch
 
 # What a front cache keeps of an answer: the services it was read from (``deps``, as
 # ``RoutingTable.still_valid`` takes them), the status line, the rest but Date, and the
@@ -122,33 +110,22 @@ class MissLane:
         it gets)."""
         if b"id=" in query:  # an account's encrypted request (``dn=HEX&ip=HEX&id=``), at once
             return None
-        m = _DN_IP(query)
-        if m is not None:
-            dn, ip, ttl = m.groups()
-        else:
-            m = _IP_DN(query)
-            if m is None:
-                return None
-            ip, dn, ttl = m.groups()
+        scanned = scan_query(query)
+        if scanned is None:
+            return None
+        return self.answer(*scanned)
+
+    def answer(self, dn: bytes, ip: int, family: int, ttl: bool, bucket: int) -> Answered | None:
+        """``__call__`` of a query ``plainget.scan_query`` took apart (as it gives them)."""
         name = self._name_of(dn)
         if name is None:
             name = self._name(dn)
             if name is None:
                 return None
-        if b":" in ip:
-            try:
-                value, family = parse_ip(ip.decode())
-            except ValueError:
-                return None
-        else:  # parse_ip's IPv4 step (the other needs a colon): one call less
-            try:
-                value, family = int.from_bytes(inet_pton(AF_INET, ip.decode()), "big"), 4
-            except OSError:
-                return None
-        choice = self._mapped(name, A, value, family)
+        choice = self._mapped(name, A, ip, family, bucket)
         if choice is None:
             return None
-        key = id(choice) << 1 | (ttl is not None)
+        key = id(choice) << 1 | ttl
         done = self._reply_of(key)
         if done is None or done[0] is not choice or done[1] != name:
             done = self._encode(key, name, choice)

@@ -36,7 +36,8 @@ from httpdns.dialects import Context, Query, resolve_doh
 from httpdns.dnsserver import DnsEngine
 from httpdns.dnswire import EDNS_PAYLOAD
 from httpdns.errors import HttpdnsError
-from httpdns.fasthttp import _SIMPLE_GET, FastHTTP, FastServer
+from httpdns.fasthttp import FastHTTP, FastServer
+from httpdns.plainget import scan
 from httpdns.routes import QUERY_ROUTES
 from httpdns.table import RoutingTable
 from registry.changes import Change
@@ -522,7 +523,7 @@ _ODD_VALUES = st.text(alphabet=" \t!~aZ09:;,\x00\x7f\x80\xe9\r\n", max_size=10)
 
 @st.composite
 def simple_ish(draw: st.DrawFn) -> bytes:
-    """GET requests of the shortcut's shape (``fasthttp._SIMPLE_GET``), each maybe with
+    """GET requests of the shortcut's shape (``plainget.scan``), each maybe with
     one thing changed (method, version, a header, bytes after it)."""
     odd = draw(st.sampled_from(["", "", "", "method", "version", "name", "value", "after"]))
     method = draw(st.sampled_from(["HEAD", "get", "POST", "GET  "])) if odd == "method" else "GET"
@@ -554,7 +555,7 @@ def test_the_simple_get_shortcut_answers_as_llhttp_framing_does(data: bytes) -> 
     got = run_one(FastHTTP, data)
     assert same(got, run_one(Framed, data))
     check_writes(got[0])
-    if _SIMPLE_GET(data) is not None:
+    if scan(data) is not None:
         done: list[bytes] = []
 
         class Whole:
@@ -578,7 +579,7 @@ def test_the_simple_get_shortcut_answers_as_llhttp_framing_does(data: bytes) -> 
 )
 def test_plain_gets_of_common_clients_take_the_shortcut(head: bytes) -> None:
     data = b"GET /d?dn=" + SHOP.encode() + b" HTTP/1.1\r\n" + head + b"\r\n"
-    assert _SIMPLE_GET(data) is not None
+    assert scan(data) is not None
     writes, closed, handed = run_one(FastHTTP, data)
     assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert not closed and handed is None
@@ -598,7 +599,7 @@ def test_plain_gets_of_common_clients_take_the_shortcut(head: bytes) -> None:
 )
 def test_other_gets_are_framed_by_llhttp(head: bytes) -> None:
     data = b"GET /d?dn=" + SHOP.encode() + b" HTTP/1.1\r\n" + head + b"\r\n"
-    assert _SIMPLE_GET(data) is None
+    assert scan(data) is None
 
 
 @pytest.mark.parametrize(

@@ -249,7 +249,7 @@ static PyObject *scan_query(PyObject *self, PyObject *arg) {
     return lane_tuple(&q, NULL, NULL);
 }
 
-/* ---- the request: plainget._SIMPLE_GET ---- */
+/* ---- the request: plainget.SIMPLE_GET ---- */
 
 /* The end of one header line's value from p ([\t -~]* then CRLF), or NULL. */
 static const unsigned char *line_end(const unsigned char *p, const unsigned char *end) {

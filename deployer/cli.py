@@ -349,7 +349,7 @@ def status(obj: Ctx, service: str | None, as_json: bool, watch: bool, interval: 
             _known(snap, service)
         # controllers record their passes in the store's liveness entries (older ones
         # wrote heartbeat records into the registry: read those too)
-        ctl = controllers(await store.nodes(), time.time(), snap.heartbeats.values())
+        ctl = controllers(await store.nodes(apart=False), time.time(), snap.heartbeats.values())
         rows = _summaries(snap, service, ctl)
         if service and not rows:
             raise NoRolloutError(f"service {service!r} has no rollouts")

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from registry.errors import RegistryError, StoreDamagedError, StoreFullError
 from registry.liveness import dns_nodes
+from registry.store import APART
 
 from .node import CHECK, FULL
 
@@ -100,6 +101,9 @@ class Fleet:
         # More fields published with each heartbeat, by name (the metrics' answer counts,
         # which ``GET /api/v1/services/{name}/shares`` sums over the fleet).
         self.extras: dict[str, Callable[[], Any]] = {}
+        # the store's part kept apart (``registry.store.APART``) as last written: a beat
+        # whose part is this same object leaves it out (the store keeps the last one)
+        self._apart_sent: object = None
 
     def info(self) -> dict[str, Any]:
         """This node's heartbeat."""
@@ -146,8 +150,17 @@ class Fleet:
             await asyncio.sleep(MIN_SPACING)
 
     async def _beat(self) -> None:
+        info = self.info()
+        part = info.get(APART)
+        if part is not None and part is self._apart_sent:
+            # Unchanged since the last beat that carried it (published answers move every
+            # few seconds, beats follow every revision): the store keeps that one. At
+            # 20,000 services answered it is 3 MB, and sent with every beat it queued
+            # every write behind it.
+            del info[APART]
         try:
-            await self.node.store.heartbeat(self.id, self.info(), TTL)
+            await self.node.store.heartbeat(self.id, info, TTL)
+            self._apart_sent = part
         except Exception as exc:  # a heartbeat is best effort; it must never stop the loop
             if not self._failing:
                 log.warning("cannot write the heartbeat: %s", getattr(exc, "detail", exc))
@@ -175,7 +188,7 @@ class Fleet:
 
 async def members(node: Node) -> list[dict[str, Any]]:
     """Every live node's heartbeat, public form, sorted by id."""
-    found = dns_nodes(await node.store.nodes())
+    found = dns_nodes(await node.store.nodes(apart=False))
     return sorted((summary(n) for n in found), key=lambda n: str(n["id"]))
 
 
@@ -189,7 +202,7 @@ async def wait_applied(node: Node, revision: int, timeout: float) -> dict[str, i
     applied = {"nodes": 0, "of": 0}
     while True:
         try:
-            nodes = dns_nodes(await node.store.nodes())
+            nodes = dns_nodes(await node.store.nodes(apart=False))  # polled: liveness only
         except RegistryError:
             return applied
         late = laggards(nodes, revision)

@@ -40,6 +40,7 @@ from .errors import (
 )
 from .retry import retry_conflicts
 from .snapshot import RecordsDecoder, Snapshot
+from .store import APART, split_apart
 
 log = logging.getLogger("registry.redis")
 
@@ -57,6 +58,7 @@ KEY_DAMAGED = "damaged"  # string: why a node's full load found the records dama
 #                          refuses writes); removed by ``restore`` or once a full check passes
 KEY_NODES = "nodes"  # sorted set: node id -> expiry (unix ms); an index of the node keys
 KEY_NODE = "node:"  # string per node id: its heartbeat JSON, with a TTL (expires by itself)
+KEY_APART = "node-apart:"  # string per node id: its heartbeat's APART part, with its own TTL
 STREAM_MAXLEN = 1_000_000  # approximate cap on kept history (audit)
 # ------------------------------------------------------------------------------
 
@@ -225,6 +227,7 @@ class RedisStore:
         self._marked_checked = -1e9  # when ``check`` last verified a marked store in full
         self.k_nodes = prefix + KEY_NODES
         self.k_node = prefix + KEY_NODE
+        self.k_apart = prefix + KEY_APART
         self._bad_feed_logged = -1e9
         self._refusal_logged: dict[str, float] = {}  # error code -> when last logged
         self._apply_script = client.register_script(_APPLY)
@@ -528,11 +531,15 @@ class RedisStore:
         return []
 
     async def heartbeat(self, node_id: str, info: dict[str, Any], ttl: float) -> None:
-        """Record that ``node_id`` is alive with ``info``, expiring after ``ttl`` seconds."""
+        """Record that ``node_id`` is alive with ``info``, expiring after ``ttl`` seconds
+        (``info[APART]`` kept apart: ``Store.heartbeat``)."""
         expires = int((time.time() + ttl) * 1000)
+        rest, part = split_apart(info)
         try:
             async with self._r.pipeline(transaction=True) as pipe:
-                pipe.set(self.k_node + node_id, orjson.dumps(info), px=int(ttl * 1000))
+                pipe.set(self.k_node + node_id, orjson.dumps(rest), px=int(ttl * 1000))
+                if part is not None:
+                    pipe.set(self.k_apart + node_id, orjson.dumps(part), px=int(ttl * 1000))
                 pipe.zadd(self.k_nodes, {node_id: expires})
                 await pipe.execute()
         except RedisError as exc:
@@ -542,28 +549,33 @@ class RedisStore:
         """Remove ``node_id``'s heartbeat (a clean stop)."""
         try:
             async with self._r.pipeline(transaction=True) as pipe:
-                pipe.delete(self.k_node + node_id)
+                pipe.delete(self.k_node + node_id, self.k_apart + node_id)
                 pipe.zrem(self.k_nodes, node_id)
                 await pipe.execute()
         except RedisError as exc:
             raise store_error(exc) from exc
 
-    async def nodes(self) -> list[dict[str, Any]]:
-        """The heartbeats of the live nodes (those whose key has not expired), by id."""
+    async def nodes(self, apart: bool = True) -> list[dict[str, Any]]:
+        """The heartbeats of the live nodes (those whose key has not expired), by id, each
+        with its last ``APART`` part (unless ``apart`` is False)."""
         try:
             now = int(time.time() * 1000)
             await self._r.zremrangebyscore(self.k_nodes, "-inf", now - 60_000)
             ids = [i.decode() for i in cast(list[bytes], await self._r.zrange(self.k_nodes, 0, -1))]
-            values = await self._r.mget([self.k_node + i for i in ids]) if ids else []
+            keys = [self.k_node + i for i in ids] + [self.k_apart + i for i in ids if apart]
+            values = await self._r.mget(keys) if ids else []
         except RedisError as exc:
             raise store_error(exc) from exc
         out = []
-        for raw in values:
+        parts = values[len(ids) :] if apart else [None] * len(ids)
+        for raw, part in zip(values[: len(ids)], parts, strict=True):
             if raw is None:
                 continue  # expired: the node stopped heartbeating
             with contextlib.suppress(ValueError):
                 info = orjson.loads(raw)
                 if isinstance(info, dict):
+                    if part is not None:
+                        info[APART] = orjson.loads(part)
                     out.append(info)
         return sorted(out, key=lambda i: str(i.get("id")))
 

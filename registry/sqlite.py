@@ -41,6 +41,7 @@ from .errors import (
     ValidationError,
 )
 from .snapshot import RecordsDecoder, Snapshot
+from .store import APART, split_apart
 
 log = logging.getLogger("registry.sqlite")
 
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS changes (
     revision INTEGER PRIMARY KEY, time REAL NOT NULL, actor TEXT NOT NULL, changes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, info BLOB NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS node_apart (id TEXT PRIMARY KEY, part BLOB NOT NULL, expires REAL NOT NULL);
 INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0);
 """
 
@@ -176,21 +178,27 @@ class SQLiteStore:
         self._check_damage()
 
     async def heartbeat(self, node_id: str, info: dict[str, Any], ttl: float) -> None:
-        """Record that ``node_id`` is alive with ``info``, expiring after ``ttl`` seconds."""
-        await self._run(self._heartbeat_sync, node_id, orjson.dumps(info), time.time() + ttl)
+        """Record that ``node_id`` is alive with ``info``, expiring after ``ttl`` seconds
+        (``info[APART]`` kept apart: ``Store.heartbeat``)."""
+        rest, part = split_apart(info)
+        apart = orjson.dumps(part) if part is not None else None
+        await self._run(self._heartbeat_sync, node_id, orjson.dumps(rest), time.time() + ttl, apart)
 
     async def forget(self, node_id: str) -> None:
         """Remove ``node_id``'s heartbeat (a clean stop)."""
-        await self._run(self._execute, "DELETE FROM nodes WHERE id = ?", (node_id,))
+        await self._run(self._forget_sync, node_id)
 
-    async def nodes(self) -> list[dict[str, Any]]:
-        """The heartbeats of the live nodes, by id."""
-        rows = await self._run(self._live_nodes, time.time())
+    async def nodes(self, apart: bool = True) -> list[dict[str, Any]]:
+        """The heartbeats of the live nodes, by id, each with its last ``APART`` part
+        (unless ``apart`` is False)."""
+        rows = await self._run(self._live_nodes, time.time(), apart)
         out = []
-        for (raw,) in rows:
+        for raw, part in rows:
             with contextlib.suppress(ValueError):
                 info = orjson.loads(raw)
                 if isinstance(info, dict):
+                    if part is not None:
+                        info[APART] = orjson.loads(part)
                     out.append(info)
         return out
 
@@ -232,24 +240,51 @@ class SQLiteStore:
     def _execute(self, sql: str, args: tuple[Any, ...]) -> None:
         self._conn.execute(sql, args)
 
-    def _heartbeat_sync(self, node_id: str, info: bytes, expires: float) -> None:
+    def _heartbeat_sync(
+        self, node_id: str, info: bytes, expires: float, apart: bytes | None
+    ) -> None:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("DELETE FROM nodes WHERE expires < ?", (time.time(),))
+            now = time.time()
+            conn.execute("DELETE FROM nodes WHERE expires < ?", (now,))
+            conn.execute("DELETE FROM node_apart WHERE expires < ?", (now,))
             conn.execute(
                 "INSERT OR REPLACE INTO nodes (id, info, expires) VALUES (?,?,?)",
                 (node_id, info, expires),
             )
+            if apart is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO node_apart (id, part, expires) VALUES (?,?,?)",
+                    (node_id, apart, expires),
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
 
-    def _live_nodes(self, now: float) -> list[tuple[bytes]]:
+    def _forget_sync(self, node_id: str) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")  # the node and its part go together
+        try:
+            conn.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+            conn.execute("DELETE FROM node_apart WHERE id = ?", (node_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _live_nodes(self, now: float, apart: bool) -> list[tuple[bytes, bytes | None]]:
+        if not apart:
+            return self._conn.execute(
+                "SELECT info, NULL FROM nodes WHERE expires > ? ORDER BY id", (now,)
+            ).fetchall()
         return self._conn.execute(
-            "SELECT info FROM nodes WHERE expires > ? ORDER BY id", (now,)
+            "SELECT n.info, a.part FROM nodes n LEFT JOIN node_apart a"
+            " ON a.id = n.id AND a.expires > ? WHERE n.expires > ? ORDER BY n.id",
+            (now, now),
         ).fetchall()
 
     def _read_data_version(self) -> int:

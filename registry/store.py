@@ -14,6 +14,21 @@ from .changes import Change, ChangeSet
 from .errors import ValidationError
 from .snapshot import Snapshot
 
+# The part of a heartbeat kept apart from the rest (a node's published answer counts: up
+# to megabytes on a node that answers tens of thousands of services). A heartbeat without
+# it leaves the last one sent in place until that one's own ``ttl`` runs out, so a node
+# sends it only when it changed (every few seconds) while its small heartbeat follows
+# every revision: a write that waits on the store never queues behind megabytes.
+APART = "answers"
+
+
+def split_apart(info: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """``info`` less its ``APART`` part, and that part (None when absent)."""
+    if APART not in info:
+        return info, None
+    rest = dict(info)
+    return rest, rest.pop(APART)
+
 
 class Store(Protocol):
     """The registry's storage: a handful of async methods."""
@@ -61,15 +76,19 @@ class Store(Protocol):
         ...
 
     async def heartbeat(self, node_id: str, info: dict[str, Any], ttl: float) -> None:
-        """Record that node ``node_id`` is alive with ``info``; it expires after ``ttl`` s."""
+        """Record that node ``node_id`` is alive with ``info``; it expires after ``ttl`` s.
+        ``info[APART]``, when present, is kept apart and replaces the last one sent;
+        absent, the last one stays (until its own ``ttl`` ends)."""
         ...
 
     async def forget(self, node_id: str) -> None:
         """Remove a node's heartbeat (it stopped cleanly)."""
         ...
 
-    async def nodes(self) -> list[dict[str, Any]]:
-        """The ``info`` of every node whose heartbeat has not expired."""
+    async def nodes(self, apart: bool = True) -> list[dict[str, Any]]:
+        """The ``info`` of every node whose heartbeat has not expired, with the last
+        ``APART`` part it sent that has not expired either (``apart``: without it, for
+        readers that look at liveness alone and poll)."""
         ...
 
 

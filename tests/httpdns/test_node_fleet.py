@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from httpdns import fleet
 from httpdns.node import Node
 from httpdns.web import make_app
-from registry.store import open_store
+from registry import Change, Datacenter
+from registry.store import APART, open_store
 
 from .conftest import ClientFactory, admin, make_config
 
@@ -67,3 +69,47 @@ async def test_two_nodes_on_one_file_see_each_other_and_writes_wait_for_both(
             await node.stop()
         for s in stores:
             await s.close()
+
+
+async def test_a_nodes_beats_carry_its_answers_only_when_they_changed(tmp_path: Path) -> None:
+    """Published answers (``registry.store.APART``) go with the first beat after they
+    changed; the beats that follow each revision leave them out and the store keeps them."""
+    store = await open_store(f"sqlite:///{tmp_path}/r.db")
+    node = await Node.start(store)
+    published = [{"windows": {"60": {"rows": [["a.example", "idc", "v1", "stable", 1]]}}}]
+    carried: list[bool] = []
+    beat = store.heartbeat
+
+    async def spy(node_id: str, info: dict[str, Any], ttl: float) -> None:
+        carried.append(APART in info)
+        await beat(node_id, info, ttl)
+
+    store.heartbeat = spy  # type: ignore[method-assign]
+    node.announce([("http", "127.0.0.1", 9000)], node_id="n0")
+    assert node.fleet is not None
+    node.fleet.extras[APART] = lambda: published[0]  # before its first beat (the next step)
+    try:
+        async with asyncio.timeout(5):
+            while not carried:
+                await asyncio.sleep(0.01)
+        assert carried == [True]
+        for name in ("dc1", "dc2", "dc3"):  # each write moves the revision: a beat follows
+            before = len(carried)
+            await node.write([Change.put(Datacenter(name, "idc"))])
+            async with asyncio.timeout(5):
+                while len(carried) == before:
+                    await asyncio.sleep(0.01)
+        assert carried[0] is True and not any(carried[1:]) and len(carried) >= 4
+        (listed,) = await store.nodes()
+        assert listed[APART] == published[0] and listed["revision"] == node.revision
+        published[0] = {"windows": {}}  # a new publication: the next beat carries it
+        before = len(carried)
+        await node.write([Change.put(Datacenter("dc4", "idc"))])
+        async with asyncio.timeout(5):
+            while len(carried) == before:
+                await asyncio.sleep(0.01)
+        assert carried[-1] is True
+        assert (await store.nodes())[0][APART] == {"windows": {}}
+    finally:
+        await node.stop()
+        await store.close()

@@ -27,6 +27,7 @@ from registry.errors import (
 )
 from registry.redis import RedisStore, store_error
 from registry.sqlite import SQLiteStore
+from registry.store import APART
 from tests.servers import RedisServer, wait_until
 
 from .test_store_contract import SVC, dc, ep, seed, svc
@@ -538,3 +539,34 @@ async def test_heartbeats_are_listed_expire_by_themselves_and_can_be_removed(
     # Heartbeats are not registry content: the revision and the digest are untouched.
     assert (await store.snapshot()).revision == 0
     await store.check()
+
+
+async def test_a_heartbeats_bulky_part_is_kept_apart_until_replaced_expired_or_forgotten(
+    store: Store,
+) -> None:
+    """A beat without the part (``APART``) leaves the last one in place: nodes send their
+    answer counts only when they changed, while their small beats follow every revision."""
+    await store.heartbeat("a", {"id": "a", "revision": 1, APART: {"n": 1}}, ttl=30)
+    await store.heartbeat("a", {"id": "a", "revision": 2}, ttl=30)
+    assert await store.nodes() == [{"id": "a", "revision": 2, APART: {"n": 1}}]
+    await store.heartbeat("a", {"id": "a", "revision": 3, APART: {"n": 2}}, ttl=30)
+    assert await store.nodes() == [{"id": "a", "revision": 3, APART: {"n": 2}}]
+    assert await store.nodes(apart=False) == [{"id": "a", "revision": 3}]  # liveness alone
+    # the part lives as long as the beat that carried it said
+    await store.heartbeat("a", {"id": "a", "revision": 4, APART: {"n": 3}}, ttl=0.3)
+    await store.heartbeat("a", {"id": "a", "revision": 5}, ttl=30)
+
+    async def part_gone() -> bool:
+        return await store.nodes() == [{"id": "a", "revision": 5}]
+
+    for _ in range(100):
+        if await part_gone():
+            break
+        await asyncio.sleep(0.05)
+    assert await part_gone()
+    # forgetting a node drops its part too: a node of that id starting again has none
+    await store.heartbeat("a", {"id": "a", "revision": 6, APART: {"n": 4}}, ttl=30)
+    await store.forget("a")
+    assert await store.nodes() == []
+    await store.heartbeat("a", {"id": "a", "revision": 7}, ttl=30)
+    assert await store.nodes() == [{"id": "a", "revision": 7}]

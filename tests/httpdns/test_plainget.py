@@ -7,26 +7,20 @@ import importlib
 import ipaddress
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from httpdns import plainget
 from httpdns.hashing import bucket
 from httpdns.plainget import py_scan, py_scan_query
-from tests.httpdns.test_fuzz import simple_ish
+from tests.httpdns.test_fuzz import FUZZ, simple_ish
 
 try:
     native = importlib.import_module("httpdns._plainget")
 except ImportError:  # pragma: no cover - scripts/install builds it; the check below says so
     native = None
 
-EQUAL = settings(
-    max_examples=1500,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+EQUAL = settings(FUZZ, max_examples=1500)  # the fuzz's settings, five times the examples
 
 # A plain request and query; the mutations below start from these
 PLAIN = b"GET /d?dn=shop.example.org&ip=10.1.2.3 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"

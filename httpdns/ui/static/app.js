@@ -396,8 +396,16 @@ function servicePage(name) {
   const svc = S.state.services[name];
   if (!svc) { main().replaceChildren(h("h1", {}, name), h("p", { class: "error", role: "alert" }, `Service ${name} does not exist.`)); return; }
   const order = dcOrder();
-  // Inputs being edited survive a live update; everything else follows the registry.
-  const old = (id) => (S.dirty.has(id) ? document.getElementById(id === "weights" ? "weights" : "release-form") : null);
+  // Inputs being edited survive a live update; everything else follows the registry. A form
+  // with the caret in one of its inputs (perhaps not typed in yet) counts as edited: rebuilt
+  // under the caret it would lose the selection, and the next keystroke would land beside
+  // the old value instead of replacing it. (Its buttons do not count: after Apply the form
+  // follows the registry again.)
+  const old = (id) => {
+    const form = document.getElementById(id === "weights" ? "weights" : "release-form");
+    const at = document.activeElement;
+    return form && (S.dirty.has(id) || (at?.tagName === "INPUT" && form.contains(at))) ? form : null;
+  };
   const traffic = h("section", { class: "card", "aria-labelledby": "traffic-h" }, h("h2", { id: "traffic-h" }, "Traffic per region"),
     h("div", { class: "split", id: "traffic-bars" }, Object.entries(svc.traffic).flatMap(([region, t]) =>
       [h("span", {}, region), bar(shares(t), order, `${region} split`)])),

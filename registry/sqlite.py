@@ -237,9 +237,6 @@ class SQLiteStore:
 
     # -- executor-thread side -------------------------------------------------
 
-    def _execute(self, sql: str, args: tuple[Any, ...]) -> None:
-        self._conn.execute(sql, args)
-
     def _heartbeat_sync(
         self, node_id: str, info: bytes, expires: float, apart: bytes | None
     ) -> None:

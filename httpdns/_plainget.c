@@ -1,7 +1,7 @@
 /* httpdns._plainget: the plainest GET and /d query, scanned in C (see httpdns/plainget.py).
  *
  * Two functions, each the exact equivalent of httpdns.plainget's Python reference (its
- * regular expressions, parse_ip and hashing.bucket_bytes), which the tests compare them to
+ * regular expressions, parse_ip, and hashing.bucket of Client.key), which the tests compare them to
  * on generated and mutated input (tests/httpdns/test_plainget.py):
  *
  *   scan(data)        -> None | (target, path, dn, ip, family, ttl, bucket)
@@ -53,7 +53,7 @@ static const uint8_t SIGMA[12][16] = {
         v[b] = ROTR(v[b] ^ v[c], 63);                                                      \
     } while (0)
 
-/* The first two bytes of BLAKE2b-64(key) as a big-endian number (hashing.bucket_bytes);
+/* The first two bytes of BLAKE2b-64(key) as a big-endian number (hashing.bucket);
  * len <= 128 (one block: the keys are "4:" or "6:" and at most 17 digits). */
 static unsigned bucket_of(const unsigned char *key, size_t len) {
     uint64_t m[16] = {0}, v[16], h0 = IV[0] ^ 0x01010008ULL; /* depth 1, fanout 1, 8 bytes */

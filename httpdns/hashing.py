@@ -51,8 +51,8 @@ def bucket(key: str) -> int:
 
 
 def bucket_bytes(key: bytes) -> int:
-    """``bucket`` of a key given as UTF-8 bytes (the miss path's ``b"4:%d"``): the same
-    number, without the text round trip."""
+    """``bucket`` of a key given as UTF-8 bytes: the same number, without the text round
+    trip."""
     h = _BLAKE64()
     h.update(key)
     digest = h.digest()

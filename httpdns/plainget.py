@@ -14,10 +14,10 @@ is:
   (either order, no escapes, no other parameter) perhaps followed by ``&ttl=1``, with an
   address ``table.parse_ip`` reads; else ``(dn, ip, family, ttl, bucket)``: the name as
   sent, the address as ``parse_ip`` gives it, whether ``ttl=1`` came, and the client's
-  bucket as ``RoutingTable.mapped`` computes it.
+  bucket (``hashing.bucket`` of its ``Client.key``).
 
-The definitions are the Python ones below (regular expressions, ``parse_ip``,
-``hashing.bucket_bytes``). ``httpdns._plainget`` (C, built by ``scripts/install``) does
+The definitions are the Python ones below (regular expressions, ``parse_ip``, and
+``hashing.bucket`` of ``Client.key``). ``httpdns._plainget`` (C, built by ``scripts/install``) does
 the same about ten times faster and is used when present; ``tests/httpdns/test_plainget.py``
 holds the two to each other on generated, mutated and hand-picked input.
 """
@@ -27,8 +27,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .hashing import bucket_bytes
-from .table import parse_ip
+from .hashing import bucket
+from .table import Client, parse_ip
 
 Scanned = tuple[bytes, bytes, bytes | None, int, int, bool, int]
 LaneQuery = tuple[bytes, int, int, bool, int]
@@ -72,8 +72,8 @@ def py_scan_query(query: bytes) -> LaneQuery | None:
         value, family = parse_ip(ip.decode())
     except ValueError:
         return None
-    key = b"4:%d" % (value >> 8) if family == 4 else b"6:%d" % (value >> 72)
-    return dn, value, family, ttl is not None, bucket_bytes(key)
+    # the bucket of the client's steering key, as every other path computes it
+    return dn, value, family, ttl is not None, bucket(Client(value, family).key)
 
 
 def py_scan(data: bytes) -> Scanned | None:

@@ -40,7 +40,6 @@ from .bucketmap import BucketMap
 from .cache import BoundedCache
 from .errors import NoRegistry
 from .hashing import bucket as bucket_of
-from .hashing import bucket_bytes
 from .steering import Choice, CompiledService, compile_service, decide
 
 A, AAAA = 1, 28
@@ -392,14 +391,12 @@ class RoutingTable:
         self._decisions.put(key, choice)
         return choice
 
-    def mapped(
-        self, name: str, qtype: int, ip: int, family: int, b: int | None = None
-    ) -> Choice | None:
+    def mapped(self, name: str, qtype: int, ip: int, family: int, b: int) -> Choice | None:
         """``resolve(name, qtype, client at ip)`` when a current bucket map decides it, else
         None (no map yet, a stale one, a name not compiled or not served): then ``resolve``
         decides, counts the miss and grows the map. For front ends' miss lanes: a plain
-        address client (no device id), nothing allocated, nothing counted. ``b``: the
-        client's bucket when the caller has it already (``plainget.scan_query``)."""
+        address client (no device id) whose bucket ``b`` the caller has already
+        (``plainget.scan_query``), nothing allocated, nothing counted."""
         svc = self.by_name.get(name)
         if svc is None:
             return None
@@ -415,11 +412,6 @@ class RoutingTable:
         m = mapped[1]
         if m is None:
             return None
-        # the bucket, as ``bucket`` computes it, without its memo: a miss lane's client
-        # is most often one never seen before nor again, and a lookup in (or insertion
-        # into) a memo of 100,000 costs about as much as hashing the key
-        if b is None:
-            b = bucket_bytes(b"4:%d" % (ip >> 8) if family == 4 else b"6:%d" % (ip >> 72))
         if m.packed:
             return m.choices[(m.index[b >> 1] >> ((b & 1) << 2)) & 15]
         return m.choices[m.index[b]]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio.connection import AbstractConnection
 
 import registry.redis as rr
 from registry import Change
@@ -72,23 +73,25 @@ async def test_a_sound_registry_loads_by_scan_without_hgetall(
     assert after["hscan"] - before.get("hscan", 0) > 1
 
 
-def interleaving(
-    monkeypatch: pytest.MonkeyPatch, other: RedisStore, write: Any, times: int
-) -> list[int]:
+def interleaving(monkeypatch: pytest.MonkeyPatch, write: Any, times: int) -> list[int]:
     """Commit ``write()`` (through another client) after the first HSCAN batch of each of
-    the next ``times`` scans of ``other``; returns the list the scan count is kept in."""
-    real = other._r.hscan
+    the next ``times`` scans, before the next batch is asked for; returns the list the scan
+    count is kept in. At the connection: the load sends its commands on one of its own."""
+    real = AbstractConnection.send_command
     scans = [0]
+    first_batch = [False]
 
-    async def hscan(name: Any, cursor: int = 0, **kw: Any) -> Any:
-        got = await real(name, cursor, **kw)
-        if cursor == 0:
-            scans[0] += 1
-            if scans[0] <= times:
+    async def send_command(conn: AbstractConnection, *args: Any, **kw: Any) -> None:
+        if args[:1] == ("HSCAN",):
+            if args[2] == 0:
+                scans[0] += 1
+                first_batch[0] = scans[0] <= times
+            elif first_batch[0]:  # the first batch is read: now the registry moves
+                first_batch[0] = False
                 await write()
-        return got
+        await real(conn, *args, **kw)
 
-    monkeypatch.setattr(other._r, "hscan", hscan)
+    monkeypatch.setattr(AbstractConnection, "send_command", send_command)
     return scans
 
 
@@ -105,7 +108,7 @@ async def test_a_write_during_the_scan_makes_the_load_scan_again(
             [ep(f"late{i}", "dc1", f"10.2.0.{i + 1}"), Change.delete("endpoint", f"{SVC}/x{i}")]
         )
 
-    scans = interleaving(monkeypatch, other, write, times=1)
+    scans = interleaving(monkeypatch, write, times=1)
     try:
         got = await other.snapshot()
     finally:
@@ -126,7 +129,7 @@ async def test_a_registry_that_keeps_moving_is_read_atomically_at_last(
         i = next(n)
         await store.apply([ep(f"late{i}", "dc1", f"10.2.0.{i + 1}")])
 
-    scans = interleaving(monkeypatch, other, write, times=1000)
+    scans = interleaving(monkeypatch, write, times=1000)
     before = commandstats(redis_server)
     try:
         got = await other.snapshot()

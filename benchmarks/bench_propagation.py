@@ -9,7 +9,8 @@ nodes answer (while their first health look over the registry is under way:
 tens of seconds at 100,000 services) and once every node's ``/healthz`` says
 ``empty_complete`` (a running fleet: the figures with targets). Measured twice in the same run: on a tiny
 registry (the reference: the ~5 ms any design reaches) and on a 10,000-service
-registry. Also: the time for a fresh node to load the big registry and answer.
+registry. Also: the time for a fresh node to load the big registry and answer (target:
+2 s up to 10,000 services, issue 4; 3 s beyond, issue 20's 100,000).
 
     .venv/bin/python benchmarks/bench_propagation.py [--services 10000] [--endpoints 4]
 """
@@ -270,8 +271,10 @@ async def main_async(args: argparse.Namespace) -> None:
         t = "" if target is None else f"<= {target * 1000:.0f} ms"
         met = "" if target is None else ("yes" if b <= target else "NO")
         print(f"{what:44} {ms(r):>18} {ms(b):>16}  {t:10} {met}")
-    print(f"{'fresh node: start, load, first answer (alone)':44} {'':>18} {solo_load:>14.2f} s  <= 2 s      "
-          f"{'yes' if solo_load <= 2 else 'NO'}")  # fmt: skip
+    # issue 4: a 10,000-service registry in 2 s; issue 20: 100,000 services in 3 s
+    solo_target = 2.0 if args.services <= 10_000 else 3.0
+    print(f"{'fresh node: start, load, first answer (alone)':44} {'':>18} {solo_load:>14.2f} s  "
+          f"<= {solo_target:g} s      {'yes' if solo_load <= solo_target else 'NO'}")  # fmt: skip
     print(f"{'  (first of 3 starting at once)':44} {ref_load:>16.2f} s {big_load:>14.2f} s")
     print(f"p99 ratio big/ref = {pct(big, 99) / pct(ref, 99):.2f}")
 

@@ -58,7 +58,15 @@ def start(node: Node, note: Path, *args: str) -> subprocess.Popen[str]:
                HTTPDNS_SERVER=node.url, HTTPDNS_ADMIN_TOKEN=TOKEN, HTTPDNS_ACTOR=ACTOR,
                HTTPDNS_TTL_NOTE=str(note))  # fmt: skip
     return subprocess.Popen([sys.executable, "-m", "httpdns.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)  # fmt: skip
+
+
+def _interruptible() -> None:
+    """In the child before it runs: Ctrl-C (SIGINT) handled. A suite started as a shell's
+    background job (``cmd &``) ignores SIGINT, and the child would inherit that and never
+    see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_set_lowers_the_ttl_waits_one_old_ttl_and_restores_it(
@@ -128,10 +136,13 @@ def test_ctrl_c_restores_at_once_and_a_kill_leaves_a_note(registry: Node, tmp_pa
     make(registry, name, ttl=30)
     note = tmp_path / "note.json"
     args = ("traffic", "set", name, "idc=0", "cloud=100", "--ttl-first", "--ttl-floor", "1")
-    proc = start(registry, note, *args)
-    wait_until(lambda: service(registry, name)["ttl"] == 1, 10, "the lowered TTL")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    with start(registry, note, *args) as proc:  # killed and closed if a step fails
+        wait_until(lambda: service(registry, name)["ttl"] == 1, 10, "the lowered TTL")
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
     assert proc.returncode == 130 and "the traffic change was not made" in err
     svc = service(registry, name)
     assert svc["ttl"] == 30 and svc["traffic"]["default"] == {"idc": 70, "cloud": 30}

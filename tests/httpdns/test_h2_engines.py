@@ -10,6 +10,7 @@ where the h2 engine ends the connection; an oversized frame ends it at once."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import struct
 import sys
 import time
@@ -575,3 +576,29 @@ async def _odd_blocks(
     if not wire.transport.closed:
         assert set(kinds) <= {0, 1, 3, 4, 6, 7, 8}  # answers, resets, SETTINGS ack, pings
     wire.protocol.connection_lost(None)
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_closed_connection_is_freed_without_the_garbage_collector(engine: Engine) -> None:
+    """As for HTTP/1.1 (``test_fasthttp_miss``): a connection that served streams and was
+    closed leaves no cycle, so streams of them do not drive full collections."""
+    gc.collect()
+    gc.disable()  # what is left after ``del`` is a cycle only the collector frees
+    try:
+        wire = Wire(engine)
+        for sid in (1, 3):
+            wire.get(sid, doh_path())
+        wire.exchange()
+        assert wire.ended == {1, 3}
+        wire.protocol.connection_lost(None)
+        del wire
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, (NativeH2Protocol, H2Protocol))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()

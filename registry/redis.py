@@ -783,8 +783,9 @@ class RedisStore:
     async def _scan_into(self, decoder: RecordsDecoder, running: RunningDigest) -> None:
         """``HSCAN`` the records into ``decoder`` and ``running``, on a connection of our
         own: each batch is asked for before the last one is decoded, so Redis gathers it
-        while we decode (through the client's own call the command went out only a few
-        loop turns later, after the decoding: a load took 2.2 s where it now takes 1.3)."""
+        while we decode. (Through the client's ``hscan`` in a task, the command went out
+        a few loop turns later, after the decoding: at 100,000 services the load took
+        2.2 s, of which 1.5 s waiting; now 1.4-1.5 s.)"""
         pool = self._r.connection_pool
         conn = await pool.get_connection()
         done = False

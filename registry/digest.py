@@ -25,6 +25,13 @@ def field_name(kind: str, key: str) -> bytes:
     return f"{kind}{SEP}{key}".encode()
 
 
+def split_field(field: bytes) -> tuple[str, str]:
+    """``(kind, key)`` of a field name as stored; bytes that are not UTF-8 are replaced, so
+    such a record no longer matches its hash (the digest then reports it)."""
+    kind, _, key = field.decode(errors="replace").partition(SEP)
+    return kind, key
+
+
 def record_hash(field: bytes, value: bytes) -> int:
     """The 48-bit hash of one record (``field`` as ``field_name`` gives it)."""
     return int.from_bytes(hashlib.sha1(field + b"\n" + value).digest()[:6], "big")

@@ -28,7 +28,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from .changes import Change, ChangeSet
-from .digest import Digest, RunningDigest, digest_of, mismatch
+from .digest import SEP, Digest, RunningDigest, digest_of, mismatch, split_field
 from .errors import (
     ConflictError,
     StoreDamagedError,
@@ -62,7 +62,6 @@ KEY_APART = "node-apart:"  # string per node id: its heartbeat's APART part, wit
 STREAM_MAXLEN = 1_000_000  # approximate cap on kept history (audit)
 # ------------------------------------------------------------------------------
 
-SEP = "\x1f"
 RETRY_FOR = 10.0  # seconds of re-validation while other writers move the revision (no If-Match)
 REPLAY_LIMIT = 100  # behind by more revisions than this, reload instead of replaying
 SCAN_BATCH = 20_000  # records per HSCAN call of a streamed load (a hint; a few MB raw)
@@ -788,7 +787,6 @@ class RedisStore:
         2.2 s, of which 1.5 s waiting; now 1.4-1.5 s.)"""
         pool = self._r.connection_pool
         conn = await pool.get_connection()
-        done = False
         try:
             await conn.send_command("HSCAN", self.k_records, 0, "COUNT", SCAN_BATCH)
             while True:
@@ -801,10 +799,10 @@ class RedisStore:
                 decoder.add_fields(flat, running)
                 if cursor == 0:
                     break
-            done = True
+        except BaseException:
+            await conn.disconnect()  # a reply may still be on its way: never reuse it as is
+            raise
         finally:
-            if not done:  # a reply may still be on its way: never hand the connection back
-                await conn.disconnect()
             await pool.release(conn)
 
     async def _head(self) -> tuple[bytes | None, bytes | None, bytes | None]:
@@ -894,10 +892,7 @@ def _covers(raw_digest: bytes | None, revision: int) -> bool:
 
 
 def _build_checked(revision: int, records: dict[bytes, bytes]) -> tuple[Snapshot, list[str]]:
-    rows = []
-    for field, value in records.items():
-        kind, _, key = field.decode(errors="replace").partition(SEP)
-        rows.append((kind, key, value))
+    rows = [(*split_field(field), value) for field, value in records.items()]
     return Snapshot.decode_records(revision, rows)
 
 

@@ -7,7 +7,7 @@ batch completely before it writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from itertools import islice
 from sys import intern
@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from .changes import _LOADERS, Change
-from .digest import SEP, RunningDigest, field_name
+from .digest import RunningDigest, field_name, split_field
 from .errors import InUseError, NotFoundError, ValidationError
 from .lazy import LazyRecords
 from .model import (
@@ -606,17 +606,16 @@ class RecordsDecoder:
             for kind, key, value in rows:
                 one(kind, key, value)
 
-    def add_fields(self, flat: Sequence[bytes], running: RunningDigest) -> None:
+    def add_fields(self, flat: list[bytes], running: RunningDigest) -> None:
         """``add_hashed`` of records as a Redis ``HSCAN`` reply lists them: field, value,
         field, value..., each field ``b"kind\\x1fkey"``. A name is hashed as decoded: one
         that is not UTF-8 does not match the digest, and the store's atomic read decides."""
         one = self._hashing(running)
 
         def one_field(field: bytes, value: bytes) -> None:
-            kind, _, key = field.decode(errors="replace").partition(SEP)
-            one(kind, key, value)
+            one(*split_field(field), value)
 
-        if self.lazy and _rowhash is not None and isinstance(flat, list):
+        if self.lazy and _rowhash is not None:
             t = self.tables
             counted = _rowhash.take_fields(
                 flat, self._endpoints, t["service"], t["release"], one_field
